@@ -1,0 +1,56 @@
+"""The HTTP API: Flask app factory, one blueprint per surface."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, send_from_directory
+from flask_smorest import Api as SmorestApi
+
+from api import admin, consistency, ingest, ops, usage
+from api.errors import handle_http_exception, register_error_handlers
+from api.services import Services
+from ledger.application import Ledger
+from ledger.ingest import MAX_BODY_BYTES
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from projections.db import make_engine
+
+
+class Api(SmorestApi):
+    def handle_http_exception(self, error):
+        return handle_http_exception(error)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="usage-ledger",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/static/",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    store = LedgerStore(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
+    app.extensions["usage_ledger"] = Services(settings, store, Ledger(store, settings), engine)
+
+    api = Api(app)
+    for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp):
+        api.register_blueprint(blueprint)
+    register_error_handlers(app)
+    consistency.register(app)
+
+    @app.route("/docs/static/<path:filename>")
+    def swagger_assets(filename: str):
+        from swagger_ui_bundle import swagger_ui_path
+
+        return send_from_directory(swagger_ui_path, filename)
+
+    logging.getLogger("usage_ledger").setLevel(logging.INFO)
+    return app

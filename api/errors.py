@@ -1,0 +1,95 @@
+"""The one place where errors become JSON: {"error": {"code", "message", ...}}."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from ledger.errors import DomainError
+
+log = logging.getLogger("usage_ledger.api")
+
+STATUS_BY_KIND = {
+    "invalid": 422,
+    "malformed": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "throttled": 429,
+    "unavailable": 503,
+}
+RETRY_AFTER_SECONDS = "1"
+
+
+def error_response(status: int, code: str, message: str, **details):
+    body = {"error": {"code": code, "message": message, **details}}
+    response = jsonify(body)
+    response.status_code = status
+    if status in (429, 503):
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def _code_for_status(status: int) -> str:
+    return {
+        400: "BAD_REQUEST",
+        401: "UNAUTHENTICATED",
+        403: "FORBIDDEN",
+        404: "NOT_FOUND",
+        405: "METHOD_NOT_ALLOWED",
+        409: "CONFLICT",
+        413: "PAYLOAD_TOO_LARGE",
+        415: "UNSUPPORTED_MEDIA_TYPE",
+        422: "VALIDATION_FAILED",
+        429: "TOO_MANY_REQUESTS",
+    }.get(status, "HTTP_ERROR")
+
+
+def handle_http_exception(error: HTTPException):
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages")
+    if messages:  # webargs / marshmallow validation of query or body
+        return error_response(422, "VALIDATION_FAILED", "The request is not valid", fields=_flatten(messages))
+    response = error_response(status, _code_for_status(status), error.description or error.name)
+    if status == 405 and getattr(error, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def _flatten(messages: dict) -> dict:
+    """webargs nests messages by location ({"query": {"field": [...]}}); clients want fields."""
+    flat: dict = {}
+    for location, fields in messages.items():
+        if isinstance(fields, dict):
+            flat.update(fields)
+        else:
+            flat[location] = fields
+    return flat
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError):
+        return error_response(STATUS_BY_KIND.get(error.kind, 400), error.code, error.message, **error.details)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        return handle_http_exception(error)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def _database_down(error: Exception):
+        log.warning("database unavailable: %s", error)
+        return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
+        log.exception("unhandled error")
+        return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred")

@@ -1,0 +1,71 @@
+"""How values leave the API: money as numbers rounded to 6 decimals, UTC times with Z, safe CSV."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Iterable, Iterator, Sequence
+
+from flask import Response, stream_with_context
+
+from ledger.errors import Invalid
+
+_SIX = Decimal("0.000001")
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def money(value: Decimal) -> float:
+    return float(value.quantize(_SIX, rounding=ROUND_HALF_EVEN))
+
+
+def timestamp(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def parse_moment(value: str, field: str, *, end_of_day: bool = False) -> datetime:
+    """RFC3339 timestamp or YYYY-MM-DD (a date as an end bound includes that whole day).
+    Returns naive UTC, the form the read models store."""
+    try:
+        if len(value) == 10:
+            start = day_start(date.fromisoformat(value))
+            return start + timedelta(days=1) if end_of_day else start
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("VALIDATION_FAILED", f"{field} must be an RFC3339 timestamp or YYYY-MM-DD", field=field) from None
+    if moment.tzinfo is None:
+        raise Invalid("VALIDATION_FAILED", f"{field} needs a time zone offset (e.g. Z)", field=field)
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def csv_safe(value):
+    """Text that a spreadsheet would run as a formula is prefixed with a quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence]) -> Response:
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        for count, row in enumerate(rows, 1):
+            writer.writerow([csv_safe(v) for v in row])
+            if count % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    response = Response(stream_with_context(generate()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+    return response

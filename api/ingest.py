@@ -1,0 +1,63 @@
+"""POST /api/v1/events: agents append usage events (SPEC.md §3)."""
+from __future__ import annotations
+
+from flask import request
+from flask_smorest import Blueprint
+
+from api.auth import authenticate
+from api.consistency import appended
+from api.services import services
+from ledger.errors import TooLarge
+from ledger.ingest import MAX_BODY_BYTES
+
+blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Usage event ingest")
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"type": "object", "description": "one usage event"},
+                        {
+                            "type": "object",
+                            "properties": {"events": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}},
+                            "required": ["events"],
+                        },
+                    ]
+                }
+            }
+        },
+    },
+    "responses": {
+        "202": {
+            "description": "Accepted",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "duplicates": {"type": "integer"},
+                            "position": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+}
+
+
+@blp.route("/events", methods=["POST"])
+@blp.doc(**_BODY_DOC)
+def post_events():
+    """Append one usage event or a batch of up to 1,000, all or nothing."""
+    principal = authenticate("client")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    body = request.get_data(cache=False)
+    result = services().ledger.record_usage(principal.as_actor(), body)
+    appended(result.position)
+    return {"accepted": result.accepted, "duplicates": result.duplicates, "position": result.position}, 202

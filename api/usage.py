@@ -1,0 +1,255 @@
+"""Usage read endpoints of the portal (seed 000): usage, summary and CSV export."""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timedelta
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from api.auth import Principal, authenticate
+from api.consistency import reflect
+from api.formats import csv_response, day_start, money, parse_moment, timestamp
+from api.services import services
+from ledger.errors import Forbidden, Invalid, Malformed
+from projections import usage_queries as q
+from projections.usage import MILLI, from_nanos
+
+blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
+
+EXPORT_ROW_CAP = 50_000
+RAW_CSV_HEADER = (
+    "event_id", "event_type", "instance_id", "instance_type", "http_method", "http_path", "http_status_code",
+    "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
+    "latency_ms", "policies_evaluated", "policy_violations", "created_at",
+)
+AGGREGATE_CSV_HEADER = (
+    "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
+    "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
+    "success_count", "error_count",
+)
+EXPORT_HEADER = (
+    "timestamp", "client_id", "event_type", "llm_provider", "llm_model", "http_method", "http_path",
+    "http_status_code", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens",
+    "estimated_cost_cents", "policy_violations",
+)
+
+
+class ReadArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    min_position = fields.Integer(validate=validate.Range(min=0), metadata={"description": "wait until read models pass this ledger position"})
+
+
+class WindowArgs(ReadArgs):
+    start_date = fields.Date(metadata={"description": "YYYY-MM-DD; default 30 days before today"})
+    end_date = fields.Date(metadata={"description": "YYYY-MM-DD, inclusive; default today"})
+    platform_wide = fields.Boolean(load_default=False)
+
+
+class UsageArgs(WindowArgs):
+    granularity = fields.String(load_default="daily", validate=validate.OneOf(["raw", "hourly", "daily"]))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+    client_id = fields.String(validate=validate.Length(min=1, max=64))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+class ExportArgs(ReadArgs):
+    start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD"})
+    end = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD (a date includes that day)"})
+    days = fields.Integer(metadata={"description": "legacy: 1-365, only without start and end"})
+
+
+def _scope(principal: Principal, platform_wide: bool, client_id: str | None = None) -> q.Scope:
+    if not platform_wide:
+        return q.Scope(principal.tenant_id, principal.org_id, client_id)
+    if services().settings.deployment_mode != "invpc":
+        raise Forbidden("PLATFORM_WIDE_UNAVAILABLE", "platform_wide queries are available in In-VPC deployments only")
+    if not principal.can("usage:platform_wide"):
+        raise Forbidden("PERMISSION_DENIED", "platform_wide needs the usage:platform_wide permission")
+    return q.Scope(principal.tenant_id, None, client_id)
+
+
+def _window(args: dict) -> tuple[datetime, datetime]:
+    today = services().settings.clock.now().date()
+    end_day = args.get("end_date") or today
+    start_day = args.get("start_date") or (end_day - timedelta(days=30))
+    if start_day > end_day:
+        raise Invalid("VALIDATION_FAILED", "start_date must not be after end_date", field="start_date")
+    return day_start(start_day), day_start(end_day) + timedelta(days=1)
+
+
+def _reader():
+    return authenticate("client", "admin")
+
+
+@blp.route("/usage", methods=["GET"])
+@blp.arguments(UsageArgs, location="query")
+def get_usage(args):
+    """Usage events (raw, paginated) or aggregates (hourly/daily), as JSON or CSV."""
+    principal = _reader()
+    scope = _scope(principal, args["platform_wide"], args.get("client_id"))
+    start, end = _window(args)
+    position = reflect("usage")
+    granularity, fmt = args["granularity"], args["format"]
+    engine = services().engine
+    if granularity == "raw":
+        if fmt == "csv":
+            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end))
+        after = _decode_cursor(args.get("cursor"))
+        with engine.connect() as conn:
+            rows = q.raw_page(conn, scope, start, end, args["limit"] + 1, after)
+        more = len(rows) > args["limit"]
+        rows = rows[: args["limit"]]
+        return {
+            "granularity": "raw",
+            "start_date": start.date().isoformat(),
+            "end_date": (end - timedelta(days=1)).date().isoformat(),
+            "data": [_event_json(r) for r in rows],
+            "next_cursor": _encode_cursor(rows[-1]) if more else None,
+            "position": position,
+        }
+    with engine.connect() as conn:
+        rows = q.aggregates(conn, scope, start, end, granularity)
+    if fmt == "csv":
+        return csv_response(
+            "usage_aggregates.csv",
+            AGGREGATE_CSV_HEADER,
+            (
+                [r["event_type"], timestamp(r["time_bucket"]), r["event_count"], r["prompt_tokens"],
+                 r["completion_tokens"], r["total_tokens"], money(r["estimated_cost_usd"]), r["average_latency_ms"],
+                 r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"]]
+                for r in rows
+            ),
+        )
+    return {
+        "granularity": granularity,
+        "start_date": start.date().isoformat(),
+        "end_date": (end - timedelta(days=1)).date().isoformat(),
+        "data": [
+            dict(r, time_bucket=timestamp(r["time_bucket"]), estimated_cost_usd=money(r["estimated_cost_usd"]))
+            for r in rows
+        ],
+        "position": position,
+    }
+
+
+@blp.route("/usage/summary", methods=["GET"])
+@blp.arguments(WindowArgs, location="query")
+def get_summary(args):
+    """Totals for the window: API calls, LLM requests, tokens, cost, latency, success rate, event types."""
+    principal = _reader()
+    scope = _scope(principal, args["platform_wide"])
+    start, end = _window(args)
+    position = reflect("usage")
+    with services().engine.connect() as conn:
+        totals = q.summary(conn, scope, start, end)
+    totals["estimated_cost_usd"] = money(totals["estimated_cost_usd"])
+    return {
+        "start_date": start.date().isoformat(),
+        "end_date": (end - timedelta(days=1)).date().isoformat(),
+        **totals,
+        "position": position,
+    }
+
+
+@blp.route("/export/usage", methods=["GET"])
+@blp.arguments(ExportArgs, location="query")
+def export_usage(args):
+    """CSV of usage events, newest first, at most 50,000 rows, streamed."""
+    principal = _reader()
+    scope = _scope(principal, False)
+    now = services().settings.clock.now().replace(tzinfo=None)
+    start_raw, end_raw, days = args.get("start"), args.get("end"), args.get("days")
+    if days is not None and (start_raw or end_raw):
+        raise Malformed("BAD_REQUEST", "days is accepted only when start and end are absent", field="days")
+    if days is not None and not 1 <= days <= 365:
+        raise Invalid("VALIDATION_FAILED", "days must be between 1 and 365", field="days")
+    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now
+    start = parse_moment(start_raw, "start") if start_raw else end - timedelta(days=days or 30)
+    if start > end:
+        raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
+    reflect("usage")
+    engine = services().engine
+
+    def rows():
+        with engine.connect() as conn:
+            for r in q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP):
+                yield [
+                    timestamp(r["occurred_at"]), r["client_id"], r["event_type"], r["llm_provider"], r["llm_model"],
+                    r["http_method"], r["http_path"], r["http_status_code"], r["latency_ms"], r["prompt_tokens"],
+                    r["completion_tokens"], r["total_tokens"], _cents(r["cost_nanos"]), r["policy_violations"],
+                ]
+
+    return csv_response("usage_export.csv", EXPORT_HEADER, rows())
+
+
+def _raw_csv_rows(engine, scope, start, end):
+    with engine.connect() as conn:
+        for r in q.stream_events(conn, scope, start, end, limit=None):
+            yield [
+                r["event_id"], r["event_type"], r["instance_id"], r["instance_type"], r["http_method"], r["http_path"],
+                r["http_status_code"], r["llm_provider"], r["llm_model"], r["prompt_tokens"], r["completion_tokens"],
+                r["total_tokens"], money(from_nanos(r["cost_nanos"])), r["latency_ms"], r["policies_evaluated"],
+                r["policy_violations"], timestamp(r["recorded_at"]),
+            ]
+
+
+def _cents(nanos: int) -> str:
+    return format((from_nanos(nanos) * 100).quantize(from_nanos(1000)).normalize(), "f")
+
+
+def _event_json(r: dict) -> dict:
+    return {
+        "event_id": r["event_id"],
+        "event_type": r["event_type"],
+        "occurred_at": timestamp(r["occurred_at"]),
+        "created_at": timestamp(r["recorded_at"]),
+        "client_id": r["client_id"],
+        "operation": r["operation"],
+        "resource_type": r["resource_type"],
+        "quantity": None if r["quantity_milli"] is None else float(r["quantity_milli"] / MILLI),
+        "instance_id": r["instance_id"],
+        "instance_type": r["instance_type"],
+        "user_id": r["user_id"],
+        "team_id": r["team_id"],
+        "agent_id": r["agent_id"],
+        "workflow_id": r["workflow_id"],
+        "app_id": r["app_id"],
+        "knowledge_base_id": r["knowledge_base_id"],
+        "http_method": r["http_method"],
+        "http_path": r["http_path"],
+        "http_status_code": r["http_status_code"],
+        "llm_provider": r["llm_provider"],
+        "llm_model": r["llm_model"],
+        "prompt_tokens": r["prompt_tokens"],
+        "completion_tokens": r["completion_tokens"],
+        "total_tokens": r["total_tokens"],
+        "latency_ms": r["latency_ms"],
+        "cost_usd": money(from_nanos(r["cost_nanos"])),
+        "unpriced": bool(r["unpriced"]),
+        "credits": None if r["credits_nanos"] is None else money(from_nanos(r["credits_nanos"])),
+        "policies_evaluated": r["policies_evaluated"],
+        "policy_violations": r["policy_violations"],
+        "success": bool(r["success"]),
+        "position": r["position"],
+    }
+
+
+def _encode_cursor(row: dict) -> str:
+    raw = f"{row['occurred_at'].isoformat()}|{row['position']}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    try:
+        moment, position = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(moment), int(position)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("VALIDATION_FAILED", "cursor is not valid", field="cursor") from None

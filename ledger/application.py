@@ -1,0 +1,288 @@
+"""The ledger application: commands that check their rules and append events.
+
+Handlers call these; nothing else appends. Each command returns the ledger position it
+reached so that callers can read their own writes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+from dataclasses import replace
+from uuid import UUID, uuid4
+
+from ledger.errors import Conflict, NotFound, Unavailable
+from ledger.events import (
+    AccessAttempted,
+    ClientDisabled,
+    ClientRegistered,
+    ClientSecretRotated,
+    LedgerEvent,
+    OrganizationCreated,
+    TenantCreated,
+    Usage,
+    UsageRecorded,
+)
+from ledger.identity import (
+    Client,
+    check_id,
+    hash_secret,
+    new_client_id,
+    new_client_secret,
+)
+from ledger.ingest import split_batch, validate_batch
+from ledger.pricing import PriceBook
+from ledger.settings import Settings
+from ledger.store import LedgerStore, NewEvent, StreamConflict, stream_id
+
+APPEND_ATTEMPTS = 3
+
+
+def tenant_stream(tenant_id: str) -> UUID:
+    return stream_id("tenant", tenant_id)
+
+
+def org_stream(tenant_id: str, org_id: str) -> UUID:
+    return stream_id("org", tenant_id, org_id)
+
+
+def client_stream(client_id: str) -> UUID:
+    return stream_id("client", client_id)
+
+
+def usage_stream(tenant_id: str, event_id: str) -> UUID:
+    return stream_id("usage", tenant_id, event_id)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, within which tenant and organization."""
+
+    tenant_id: str
+    org_id: str
+    name: str  # e.g. "client:cli_123", "admin", "user:a@b.c"
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    position: int
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client_id: str
+    client_secret: str
+    tenant_id: str
+    org_id: str
+    name: str
+    position: int
+
+
+class Ledger:
+    def __init__(
+        self,
+        store: LedgerStore,
+        settings: Settings,
+        price_book: Callable[[], PriceBook] = PriceBook,
+    ):
+        self.store = store
+        self.settings = settings
+        self.price_book = price_book
+
+    @property
+    def now(self) -> datetime:
+        return self.settings.clock.now()
+
+    # identity -----------------------------------------------------------------------
+    def create_tenant(self, tenant_id: str, name: str, actor: str) -> int:
+        check_id("tenant_id", tenant_id)
+        event = TenantCreated(tenant_id=tenant_id, recorded_at=self.now, actor=actor, name=name)
+        return self._create(tenant_stream(tenant_id), event, "TENANT_EXISTS", f"Tenant {tenant_id} already exists")
+
+    def create_org(self, tenant_id: str, org_id: str, name: str, actor: str) -> int:
+        check_id("org_id", org_id)
+        self.require_tenant(tenant_id)
+        event = OrganizationCreated(
+            tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, name=name
+        )
+        return self._create(
+            org_stream(tenant_id, org_id), event, "ORG_EXISTS", f"Organization {org_id} already exists"
+        )
+
+    def register_client(
+        self, tenant_id: str, org_id: str, name: str, actor: str, client_id: str = "", secret: str = ""
+    ) -> NewClient:
+        """Register an agent client. Ids and secrets are generated unless given (demo, CLI)."""
+        self.require_org(tenant_id, org_id)
+        client_id = check_id("client_id", client_id) if client_id else new_client_id()
+        secret = secret or new_client_secret()
+        event = ClientRegistered(
+            tenant_id=tenant_id,
+            org_id=org_id,
+            recorded_at=self.now,
+            actor=actor,
+            client_id=client_id,
+            name=name,
+            secret_hash=hash_secret(secret, self.settings.secret_pepper),
+        )
+        position = self._create(client_stream(client_id), event, "CLIENT_EXISTS", f"Client {client_id} already exists")
+        return NewClient(client_id, secret, tenant_id, org_id, name, position)
+
+    def rotate_client_secret(self, client_id: str, actor: str) -> NewClient:
+        client = self.require_client(client_id)
+        secret = new_client_secret()
+        event = ClientSecretRotated(
+            tenant_id=client.tenant_id,
+            org_id=client.org_id,
+            recorded_at=self.now,
+            actor=actor,
+            client_id=client_id,
+            secret_hash=hash_secret(secret, self.settings.secret_pepper),
+        )
+        position = self._next(client_stream(client_id), event, client.version)
+        return NewClient(client_id, secret, client.tenant_id, client.org_id, client.name, position)
+
+    def disable_client(self, client_id: str, actor: str) -> int:
+        client = self.require_client(client_id)
+        event = ClientDisabled(
+            tenant_id=client.tenant_id, org_id=client.org_id, recorded_at=self.now, actor=actor, client_id=client_id
+        )
+        return self._next(client_stream(client_id), event, client.version)
+
+    def require_tenant(self, tenant_id: str) -> None:
+        if not self.store.stream(tenant_stream(tenant_id)):
+            raise NotFound("TENANT_NOT_FOUND", f"Tenant {tenant_id} not found")
+
+    def org_exists(self, tenant_id: str, org_id: str) -> bool:
+        return bool(self.store.stream(org_stream(tenant_id, org_id)))
+
+    def require_org(self, tenant_id: str, org_id: str) -> None:
+        self.require_tenant(tenant_id)
+        if not self.org_exists(tenant_id, org_id):
+            raise NotFound("ORG_NOT_FOUND", f"Organization {org_id} not found")
+
+    def find_client(self, client_id: str) -> Client | None:
+        """The client as its event stream says it is now (None when unknown)."""
+        client: Client | None = None
+        for recorded in self.store.stream(client_stream(client_id)):
+            event = recorded.event
+            if isinstance(event, ClientRegistered):
+                client = Client(event.client_id, event.tenant_id, event.org_id, event.name, event.secret_hash, False, recorded.version)
+            elif client is not None and isinstance(event, ClientSecretRotated):
+                client = replace(client, secret_hash=event.secret_hash, version=recorded.version)
+            elif client is not None and isinstance(event, ClientDisabled):
+                client = replace(client, disabled=True, version=recorded.version)
+        return client
+
+    def require_client(self, client_id: str) -> Client:
+        client = self.find_client(client_id)
+        if client is None:
+            raise NotFound("CLIENT_NOT_FOUND", f"Client {client_id} not found")
+        return client
+
+    # usage --------------------------------------------------------------------------
+    def record_usage(self, actor: Actor, body: bytes) -> IngestResult:
+        """Validate every item, then append the new ones atomically (SPEC.md §3 batch rules)."""
+        items = split_batch(body)
+        usages = validate_batch(
+            items,
+            client_id=actor.client_id,
+            now=self.now,
+            backdating_days=self.settings.backdating_days,
+            prices=self.price_book(),
+        )
+        fresh, duplicates = _dedupe_within_batch(usages)
+        for _ in range(APPEND_ATTEMPTS):
+            new, stored_duplicates = self._not_yet_stored(actor.tenant_id, fresh)
+            if not new:
+                return IngestResult(0, duplicates + stored_duplicates, self.store.max_position())
+            now = self.now
+            try:
+                positions = self.store.append(
+                    [
+                        NewEvent(
+                            usage_stream(actor.tenant_id, u.event_id),
+                            1,
+                            UsageRecorded(
+                                tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=now, actor=actor.name, usage=u
+                            ),
+                        )
+                        for u in new
+                    ]
+                )
+            except StreamConflict:
+                continue  # a concurrent writer stored some of these ids first: look again
+            return IngestResult(len(new), duplicates + stored_duplicates, max(positions))
+        raise Unavailable("INGEST_CONTENDED", "Too many concurrent writers for the same event ids; retry")
+
+    def _not_yet_stored(self, tenant_id: str, usages: list[Usage]) -> tuple[list[Usage], int]:
+        streams = {usage_stream(tenant_id, u.event_id): u for u in usages}
+        stored = self.store.first_events(streams)
+        conflicts = sorted(
+            u.event_id
+            for s, u in streams.items()
+            if s in stored and stored[s].usage.body_sha256 != u.body_sha256  # type: ignore[attr-defined]
+        )
+        if conflicts:
+            raise Conflict(
+                "IDEMPOTENCY_CONFLICT",
+                "These event ids were already recorded with different content: " + ", ".join(conflicts),
+                event_ids=conflicts,
+            )
+        new = [u for s, u in streams.items() if s not in stored]
+        return new, len(streams) - len(new)
+
+    # audit --------------------------------------------------------------------------
+    def record_access_attempt(
+        self, tenant_id: str, org_id: str, actor: str, action: str, target: str, outcome: str, reason: str = ""
+    ) -> int:
+        event = AccessAttempted(
+            tenant_id=tenant_id,
+            org_id=org_id,
+            recorded_at=self.now,
+            actor=actor,
+            action=action,
+            target=target,
+            outcome=outcome,
+            reason=reason,
+        )
+        return self.store.append([NewEvent(uuid4(), 1, event)])[0]
+
+    # helpers ------------------------------------------------------------------------
+    def _create(self, stream: UUID, event: LedgerEvent, code: str, message: str) -> int:
+        try:
+            return self.store.append_to_stream(stream, event, 0)
+        except StreamConflict as error:
+            raise Conflict(code, message) from error
+
+    def _next(self, stream: UUID, event: LedgerEvent, version: int) -> int:
+        try:
+            return self.store.append_to_stream(stream, event, version)
+        except StreamConflict as error:
+            raise Conflict("CONCURRENT_UPDATE", "Changed by someone else meanwhile; retry") from error
+
+
+def _dedupe_within_batch(usages: list[Usage]) -> tuple[list[Usage], int]:
+    seen: dict[str, Usage] = {}
+    conflicts: set[str] = set()
+    duplicates = 0
+    for usage in usages:
+        earlier = seen.get(usage.event_id)
+        if earlier is None:
+            seen[usage.event_id] = usage
+        elif earlier.body_sha256 == usage.body_sha256:
+            duplicates += 1
+        else:
+            conflicts.add(usage.event_id)
+    if conflicts:
+        ids = sorted(conflicts)
+        raise Conflict(
+            "IDEMPOTENCY_CONFLICT",
+            "These event ids appear more than once with different content: " + ", ".join(ids),
+            event_ids=ids,
+        )
+    return list(seen.values()), duplicates
+

@@ -1,0 +1,216 @@
+"""The ledger: one append-only table of stored events, kept by the eventsourcing library.
+
+Every append returns the positions (notification ids) it reached; positions are strictly
+increasing in commit order (on PostgreSQL the library serializes inserts with a table
+lock, on SQLite there is one writer), so a reader that tails the log never skips an event
+that commits late. Events are never updated or deleted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+from urllib.parse import unquote, urlparse
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    StoredEvent,
+)
+
+from ledger.errors import Unavailable
+from ledger.events import LedgerEvent, decode_event, encode_event
+
+EVENTS_TABLE = "ledger_events"
+_NAMESPACE = uuid5(NAMESPACE_URL, "https://usage-ledger/streams")
+
+
+def stream_id(*parts: str) -> UUID:
+    """A deterministic stream id, so that the same thing always lands in the same stream."""
+    return uuid5(_NAMESPACE, "\x1f".join(parts))
+
+
+class StreamConflict(Exception):
+    """Another writer appended to one of the streams first (a primary-key conflict)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    position: int
+    stream_id: UUID
+    version: int
+    event: LedgerEvent
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    stream_id: UUID
+    version: int
+    event: LedgerEvent
+
+
+class LedgerStore:
+    def __init__(self, database_url: str, pool_size: int = 5, pool_timeout: float = 5.0):
+        self.database_url = database_url
+        url = urlparse(database_url)
+        if url.scheme.startswith("postgres"):
+            from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+            self.is_postgres = True
+            self.datastore = PostgresDatastore(
+                dbname=url.path.lstrip("/"),
+                host=url.hostname or "127.0.0.1",
+                port=url.port or 5432,
+                user=unquote(url.username or "postgres"),
+                password=unquote(url.password or ""),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                max_waiting=pool_size * 8,
+                connect_timeout=pool_timeout,
+                pre_ping=True,
+            )
+            self.recorder = PostgresApplicationRecorder(
+                self.datastore, events_table_name=EVENTS_TABLE
+            )
+            self._placeholder = "%s"
+        elif url.scheme == "sqlite":
+            from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+            self.is_postgres = False
+            path = database_url[len("sqlite:///"):]
+            self.datastore = SQLiteDatastore(path, lock_timeout=30, pool_timeout=pool_timeout)
+            self.recorder = SQLiteApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+            self._placeholder = "?"
+        else:
+            raise ValueError(f"unsupported DATABASE_URL scheme: {url.scheme!r}")
+
+    def create_tables(self) -> None:
+        with _translate_errors():
+            self.recorder.create_table()
+
+    # writing ------------------------------------------------------------------------
+    def append(self, new_events: Sequence[NewEvent]) -> list[int]:
+        """Append atomically; returns the positions. StreamConflict if a stream moved on."""
+        stored = [
+            StoredEvent(
+                originator_id=e.stream_id,
+                originator_version=e.version,
+                topic=e.event.type,
+                state=encode_event(e.event),
+            )
+            for e in new_events
+        ]
+        try:
+            with _translate_errors():
+                positions = self.recorder.insert_events(stored)
+        except IntegrityError as error:
+            raise StreamConflict(str(error)) from error
+        return list(positions or [])
+
+    def append_to_stream(self, stream: UUID, event: LedgerEvent, expected_version: int) -> int:
+        """Append the next event of one stream; StreamConflict when the version is taken."""
+        return self.append([NewEvent(stream, expected_version + 1, event)])[0]
+
+    # reading ------------------------------------------------------------------------
+    def max_position(self) -> int:
+        with _translate_errors():
+            return self.recorder.max_notification_id() or 0
+
+    def read_notifications(
+        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> Sequence[Notification]:
+        with _translate_errors():
+            return self.recorder.select_notifications(
+                after, limit, stop=stop, topics=list(topics), inclusive_of_start=False
+            )
+
+    def read(
+        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[Recorded]:
+        return [decode_notification(n) for n in self.read_notifications(after, limit, stop, topics)]
+
+    def stream(self, stream: UUID) -> list[Recorded]:
+        """Every event of one stream, oldest first (position is 0: not known from this read)."""
+        with _translate_errors():
+            stored = self.recorder.select_events(stream)
+        return [Recorded(0, _as_uuid(s.originator_id), s.originator_version, decode_event(s.state)) for s in stored]
+
+    def first_events(self, streams: Iterable[UUID]) -> dict[UUID, LedgerEvent]:
+        """The first event of each given stream that exists (one query)."""
+        ids = list(streams)
+        if not ids:
+            return {}
+        found: dict[UUID, LedgerEvent] = {}
+        marks = ",".join([self._placeholder] * len(ids))
+        sql = (
+            f"SELECT originator_id, state FROM {EVENTS_TABLE} "
+            f"WHERE originator_version = 1 AND originator_id IN ({marks})"
+        )
+        with _translate_errors():
+            if self.is_postgres:
+                with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                    curs.execute(sql, ids)
+                    rows = [(r["originator_id"], bytes(r["state"])) for r in curs.fetchall()]
+            else:
+                with self.datastore.transaction(commit=False) as curs:
+                    curs.execute(sql, [i.hex for i in ids])
+                    rows = [(r["originator_id"], bytes(r["state"])) for r in curs.fetchall()]
+        for originator_id, state in rows:
+            found[_as_uuid(originator_id)] = decode_event(state)
+        return found
+
+    def count(self) -> int:
+        sql = f"SELECT COUNT(*) AS n FROM {EVENTS_TABLE}"
+        with _translate_errors():
+            if self.is_postgres:
+                with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                    curs.execute(sql)
+                    return curs.fetchone()["n"]
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(sql)
+                return curs.fetchone()["n"]
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def decode_notification(n: Notification) -> Recorded:
+    return Recorded(n.id, _as_uuid(n.originator_id), n.originator_version, decode_event(n.state))
+
+
+def _as_uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import psycopg
+    import psycopg_pool
+
+    return (
+        OperationalError,
+        InterfaceError,
+        TimeoutError,
+        sqlite3.OperationalError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg_pool.PoolTimeout,
+    )
+
+
+_UNAVAILABLE_ERRORS = _unavailable_errors()
+
+
+class _translate_errors:
+    """Database unreachable or overloaded → Unavailable (503 at the edge)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, _UNAVAILABLE_ERRORS):
+            raise Unavailable("DATABASE_UNAVAILABLE", "The database is not reachable right now") from exc
+        return False

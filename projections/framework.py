@@ -1,0 +1,326 @@
+"""What every read model shares: its position, its parked errors, and the batch loop.
+
+A projection supplies its tables and a function that turns a batch of ledger events into
+row changes. `run_batch` is the one loop: it locks the projection's position row, reads
+the next events of the notification log, applies them and records the new position in the
+same transaction. An event that makes the projection raise is parked in
+`projection_errors` and the projection moves on.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
+
+from ledger.errors import Unavailable
+from ledger.store import LedgerStore, Recorded, decode_notification
+from projections.sql import insert_ignore
+
+control = MetaData()
+
+projection_positions = Table(
+    "projection_positions",
+    control,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False, default=0),
+    Column("schema_version", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime, nullable=True),
+)
+
+projection_errors = Table(
+    "projection_errors",
+    control,
+    Column("projection", String(64), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("event_type", String(64), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("parked_at", DateTime, nullable=False),
+)
+
+
+class Projection:
+    """One read model. Subclasses set name, version, topics and implement define/apply."""
+
+    name: str = ""
+    version: int = 1
+    topics: tuple[str, ...] = ()
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self.metadata = MetaData()
+        self.define(self.metadata, prefix)
+
+    def define(self, metadata: MetaData, prefix: str) -> None:
+        raise NotImplementedError
+
+    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+        raise NotImplementedError
+
+    @property
+    def tables(self) -> list[Table]:
+        return list(self.metadata.sorted_tables)
+
+    def digest_order(self, table: Table) -> list:
+        """Row order used to compare two copies of a table (its primary key)."""
+        return list(table.primary_key.columns)
+
+
+def utcnow_naive() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# positions ----------------------------------------------------------------------------
+def _lock_position(conn: Connection, projection: Projection) -> int:
+    insert_ignore(
+        conn,
+        projection_positions,
+        [{"name": projection.name, "position": 0, "schema_version": projection.version}],
+        ["name"],
+    )
+    query = select(projection_positions.c.position).where(projection_positions.c.name == projection.name)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).scalar_one()
+
+
+def positions(conn: Connection) -> dict[str, int]:
+    return dict(conn.execute(select(projection_positions.c.name, projection_positions.c.position)).all())
+
+
+def parked_errors(conn: Connection) -> list[dict]:
+    rows = conn.execute(select(projection_errors).order_by(projection_errors.c.parked_at)).mappings()
+    return [dict(r) for r in rows]
+
+
+def wait_for_positions(
+    engine: Engine, names: Iterable[str], min_position: int, timeout: float, sleep=time.sleep
+) -> int:
+    """Block until every named projection has passed min_position; returns the lowest
+    position among them. Raises Unavailable (503) when the wait runs out."""
+    names = list(names)
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        with engine.connect() as conn:
+            found = positions(conn)
+        lowest = min((found.get(n, 0) for n in names), default=0)
+        if lowest >= min_position:
+            return lowest
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                "NOT_CAUGHT_UP",
+                f"Read models have reached position {lowest}, not yet {min_position}; retry shortly",
+                position=lowest,
+            )
+        sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+# the loop -----------------------------------------------------------------------------
+def run_batch(engine: Engine, store: LedgerStore, projection: Projection, batch_size: int) -> int:
+    """Apply the next batch; returns how far the position moved (0 when caught up)."""
+    with engine.begin() as conn:
+        start = _lock_position(conn, projection)
+        stop = store.max_position()
+        if stop <= start:
+            return 0
+        notifications = store.read_notifications(start, batch_size, stop=stop, topics=projection.topics)
+        end = notifications[-1].id if len(notifications) == batch_size else stop
+        batch: list[Recorded] = []
+        for n in notifications:
+            try:
+                batch.append(decode_notification(n))
+            except Exception as error:  # undecodable: park it, keep going
+                _park(conn, projection, n.id, n.topic, error)
+        _apply_or_park(conn, projection, batch)
+        conn.execute(
+            update(projection_positions)
+            .where(projection_positions.c.name == projection.name)
+            .values(position=end, updated_at=utcnow_naive())
+        )
+        return end - start
+
+
+def _apply_or_park(conn: Connection, projection: Projection, batch: list[Recorded]) -> None:
+    if not batch:
+        return
+    try:
+        with conn.begin_nested():
+            projection.apply(conn, batch)
+        return
+    except Exception:
+        pass
+    for recorded in batch:  # find the poison event(s): apply one at a time
+        try:
+            with conn.begin_nested():
+                projection.apply(conn, [recorded])
+        except Exception as error:
+            _park(conn, projection, recorded.position, recorded.event.type, error)
+
+
+def _park(conn: Connection, projection: Projection, position: int, event_type: str, error: Exception) -> None:
+    text = "".join(traceback.format_exception_only(type(error), error)).strip()[:4000]
+    insert_ignore(
+        conn,
+        projection_errors,
+        [{"projection": projection.name, "position": position, "event_type": event_type, "error": text, "parked_at": utcnow_naive()}],
+        ["projection", "position"],
+    )
+
+
+def catch_up(
+    engine: Engine,
+    store: LedgerStore,
+    projection: Projection,
+    batch_size: int = 1000,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> int:
+    """Run batches until the projection has reached the ledger's end; returns its position."""
+    while run_batch(engine, store, projection, batch_size):
+        if progress:
+            with engine.connect() as conn:
+                progress(projection.name, positions(conn).get(projection.name, 0), store.max_position())
+    with engine.connect() as conn:
+        return positions(conn).get(projection.name, 0)
+
+
+# schema, rebuild and check ------------------------------------------------------------
+def create_control_tables(engine: Engine) -> None:
+    control.create_all(engine)
+
+
+def reset(engine: Engine, projection: Projection) -> None:
+    """Drop and recreate the projection's tables and start it again from position 0."""
+    with engine.begin() as conn:
+        projection.metadata.drop_all(conn)
+        projection.metadata.create_all(conn)
+        conn.execute(delete(projection_errors).where(projection_errors.c.projection == projection.name))
+        conn.execute(delete(projection_positions).where(projection_positions.c.name == projection.name))
+        conn.execute(
+            projection_positions.insert().values(
+                name=projection.name, position=0, schema_version=projection.version, updated_at=utcnow_naive()
+            )
+        )
+
+
+def migrate(engine: Engine, projections: Sequence[Projection]) -> list[str]:
+    """Create missing tables; reset every projection whose schema version changed."""
+    create_control_tables(engine)
+    changed = []
+    with engine.connect() as conn:
+        versions = dict(conn.execute(select(projection_positions.c.name, projection_positions.c.schema_version)).all())
+    for projection in projections:
+        if projection.name in versions and versions[projection.name] != projection.version:
+            reset(engine, projection)
+            changed.append(projection.name)
+        else:
+            projection.metadata.create_all(engine)
+    return changed
+
+
+def table_digest(conn: Connection, table: Table, order: list) -> tuple[int, str]:
+    """(row count, SHA-256 over every row in primary-key order)."""
+    digest = hashlib.sha256()
+    count = 0
+    result = conn.execution_options(stream_results=True, yield_per=5000).execute(select(table).order_by(*order))
+    for row in result:
+        digest.update(repr(tuple(_comparable(v) for v in row)).encode())
+        count += 1
+    return count, digest.hexdigest()
+
+
+def _comparable(value):
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat()
+    return value
+
+
+def check(
+    engine: Engine,
+    store: LedgerStore,
+    live: Projection,
+    shadow: Projection,
+    batch_size: int = 1000,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[str]:
+    """Replay the ledger into shadow tables up to the live position and compare every
+    table; returns the names of the tables that differ (empty when identical)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            position = _lock_position_readonly(conn, live)
+            live_digests = [table_digest(conn, t, live.digest_order(t)) for t in live.tables]
+    shadow.metadata.drop_all(engine)
+    shadow.metadata.create_all(engine)
+    try:
+        shadow_name = f"{live.name}{shadow.prefix and ':' + shadow.prefix}"
+        shadow.name = shadow_name
+        with engine.begin() as conn:
+            conn.execute(delete(projection_positions).where(projection_positions.c.name == shadow_name))
+        while True:
+            moved = _run_until(engine, store, shadow, batch_size, position)
+            if progress:
+                with engine.connect() as conn:
+                    progress(live.name, positions(conn).get(shadow_name, 0), position)
+            if not moved:
+                break
+        with engine.connect() as conn:
+            shadow_digests = [table_digest(conn, t, shadow.digest_order(t)) for t in shadow.tables]
+        return [
+            live_table.name
+            for live_table, a, b in zip(live.tables, live_digests, shadow_digests)
+            if a != b
+        ]
+    finally:
+        shadow.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(delete(projection_positions).where(projection_positions.c.name == shadow.name))
+            conn.execute(delete(projection_errors).where(projection_errors.c.projection == shadow.name))
+
+
+def _lock_position_readonly(conn: Connection, projection: Projection) -> int:
+    value = conn.execute(
+        select(projection_positions.c.position).where(projection_positions.c.name == projection.name)
+    ).scalar()
+    return value or 0
+
+
+class _Bounded:
+    """A store view that pretends the ledger ends at `stop` (used by check)."""
+
+    def __init__(self, store: LedgerStore, stop: int):
+        self._store, self._stop = store, stop
+
+    def max_position(self) -> int:
+        return min(self._store.max_position(), self._stop)
+
+    def read_notifications(self, after, limit, stop=None, topics=()):
+        return self._store.read_notifications(after, limit, stop=min(stop or self._stop, self._stop), topics=topics)
+
+
+def _run_until(engine: Engine, store: LedgerStore, projection: Projection, batch_size: int, stop: int) -> int:
+    return run_batch(engine, _Bounded(store, stop), projection, batch_size)  # type: ignore[arg-type]
+
+
+def count_rows(conn: Connection, table: Table) -> int:
+    return conn.execute(select(func.count()).select_from(table)).scalar_one()

@@ -1,0 +1,127 @@
+"""Queries on the usage read models. Totals come from the rollups, never from raw events."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterator
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from projections.usage import MEASURES, UsageProjection, from_nanos
+
+USAGE = UsageProjection()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose usage: one tenant, one org (or every org of the tenant when org_id is None)."""
+
+    tenant_id: str
+    org_id: str | None
+    client_id: str | None = None
+
+
+def _where(table, scope: Scope, start: datetime, end: datetime, time_column: str):
+    conditions = [table.c.tenant_id == scope.tenant_id, table.c[time_column] >= start, table.c[time_column] < end]
+    if scope.org_id is not None:
+        conditions.append(table.c.org_id == scope.org_id)
+    if scope.client_id:
+        conditions.append(table.c.client_id == scope.client_id)
+    return and_(*conditions)
+
+
+def _rollup(granularity: str):
+    return USAGE.hourly if granularity == "hourly" else USAGE.daily
+
+
+def summary(conn: Connection, scope: Scope, start: datetime, end: datetime) -> dict:
+    table = _rollup("hourly" if (start.hour or end.hour or start.minute or end.minute) else "daily")
+    sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in MEASURES]
+    rows = conn.execute(
+        select(table.c.event_type, *sums).where(_where(table, scope, start, end, "bucket")).group_by(table.c.event_type)
+    ).mappings().all()
+    totals = dict.fromkeys(MEASURES, 0)
+    event_types: dict[str, int] = {}
+    for row in rows:
+        event_types[row["event_type"]] = int(row["events"])
+        for m in MEASURES:
+            totals[m] += int(row[m])
+    events = totals["events"]
+    return {
+        "total_api_calls": event_types.get("api_call", 0),
+        "total_llm_requests": event_types.get("llm_request", 0),
+        "total_events": events,
+        "total_tokens": totals["total_tokens"],
+        "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"],
+        "estimated_cost_usd": from_nanos(totals["cost_nanos"]),
+        "unpriced_events": totals["unpriced_events"],
+        "average_latency_ms": _ratio(totals["latency_sum"], totals["latency_count"]),
+        "success_rate": _ratio(totals["successes"] * 100, events),
+        "policy_violations": totals["policy_violations"],
+        "event_types": dict(sorted(event_types.items())),
+    }
+
+
+def aggregates(conn: Connection, scope: Scope, start: datetime, end: datetime, granularity: str) -> list[dict]:
+    table = _rollup(granularity)
+    sums = [func.sum(table.c[m]).label(m) for m in MEASURES]
+    rows = conn.execute(
+        select(table.c.event_type, table.c.bucket, *sums)
+        .where(_where(table, scope, start, end, "bucket"))
+        .group_by(table.c.event_type, table.c.bucket)
+        .order_by(table.c.bucket, table.c.event_type)
+    ).mappings()
+    return [
+        {
+            "event_type": r["event_type"],
+            "time_bucket": r["bucket"],
+            "event_count": int(r["events"]),
+            "prompt_tokens": int(r["prompt_tokens"]),
+            "completion_tokens": int(r["completion_tokens"]),
+            "total_tokens": int(r["total_tokens"]),
+            "estimated_cost_usd": from_nanos(r["cost_nanos"]),
+            "unpriced_events": int(r["unpriced_events"]),
+            "average_latency_ms": _ratio(int(r["latency_sum"]), int(r["latency_count"])),
+            "policies_evaluated": int(r["policies_evaluated"]),
+            "policy_violations": int(r["policy_violations"]),
+            "success_count": int(r["successes"]),
+            "error_count": int(r["errors"]),
+        }
+        for r in rows
+    ]
+
+
+def raw_page(
+    conn: Connection, scope: Scope, start: datetime, end: datetime, limit: int, after: tuple[datetime, int] | None
+) -> list[dict]:
+    """Newest first, keyset-paginated by (occurred_at, position)."""
+    t = USAGE.events
+    query = select(t).where(_where(t, scope, start, end, "occurred_at"))
+    if after is not None:
+        moment, position = after
+        query = query.where(or_(t.c.occurred_at < moment, and_(t.c.occurred_at == moment, t.c.position < position)))
+    rows = conn.execute(query.order_by(t.c.occurred_at.desc(), t.c.position.desc()).limit(limit)).mappings()
+    return [dict(r) for r in rows]
+
+
+def stream_events(conn: Connection, scope: Scope, start: datetime, end: datetime, limit: int) -> Iterator[dict]:
+    """Newest first, streamed from the database in chunks (bounded memory)."""
+    t = USAGE.events
+    result = conn.execution_options(stream_results=True, yield_per=2000).execute(
+        select(t)
+        .where(_where(t, scope, start, end, "occurred_at"))
+        .order_by(t.c.occurred_at.desc(), t.c.position.desc())
+        .limit(limit)
+    )
+    for row in result.mappings():
+        yield dict(row)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return round(numerator / denominator, 2) if denominator else 0.0
+
+
+def money(nanos: int | None) -> Decimal:
+    return from_nanos(nanos)

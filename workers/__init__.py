@@ -1,0 +1,1 @@
+"""Background processes: the projector runner and the periodic jobs."""
