@@ -11,6 +11,7 @@ import time
 import click
 
 from ledger.settings import Settings
+from projections.registry import setup_database
 
 
 def _settings() -> Settings:
@@ -38,23 +39,6 @@ def _open():
 
     settings = _settings()
     return settings, LedgerStore(settings.database_url), make_engine(settings.database_url, writer=True)
-
-
-def setup_database(settings: Settings) -> list[str]:
-    """Create the ledger table and read models; rebuild projections whose schema changed."""
-    from ledger.store import LedgerStore
-    from projections.db import make_engine
-    from projections.framework import migrate
-    from projections.registry import all_projections
-
-    store = LedgerStore(settings.database_url)
-    engine = make_engine(settings.database_url, writer=True)
-    try:
-        store.create_tables()
-        return migrate(engine, all_projections())
-    finally:
-        store.close()
-        engine.dispose()
 
 
 @click.group()

@@ -14,3 +14,20 @@ def by_name(name: str, prefix: str = "") -> Projection:
         if projection.name == name:
             return projection
     raise KeyError(name)
+
+
+def setup_database(settings) -> list[str]:
+    """Create the ledger table and every read model; rebuild those whose schema changed.
+    Returns the names of the projections that were reset."""
+    from ledger.store import LedgerStore
+    from projections.db import make_engine
+    from projections.framework import migrate
+
+    store = LedgerStore(settings.database_url)
+    engine = make_engine(settings.database_url, writer=True)
+    try:
+        store.create_tables()
+        return migrate(engine, all_projections())
+    finally:
+        store.close()
+        engine.dispose()
