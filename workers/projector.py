@@ -117,9 +117,15 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
     ]
     for thread in threads:
         thread.start()
-    log.info("worker started", extra={"fields": {"projections": [t.name for t in threads]}})
+    from workers.jobs import all_jobs, start_scheduler
+
+    jobs = all_jobs(settings)
+    scheduler = start_scheduler(settings, jobs) if jobs else None
+    log.info("worker started", extra={"fields": {"projections": [t.name for t in threads], "jobs": [j.name for j in jobs]}})
     while not stop.is_set():
         stop.wait(0.5)
+    if scheduler is not None:
+        scheduler.shutdown(wait=True)
     for thread in threads:
         thread.join(timeout=30)
     log.info("worker stopped")

@@ -1,0 +1,55 @@
+"""Periodic jobs of the worker process (APScheduler): webhooks, syncs, forwarding, retention.
+
+Each job is a plain function `run(settings)` that does one pass and returns; the scheduler
+calls it every `seconds`. On PostgreSQL a job runs only in the worker that holds its
+advisory lock, so several worker processes never run the same job at once. A job catches
+and logs its own errors so one bad pass never stops the scheduler.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ledger.settings import Settings
+
+log = logging.getLogger("usage_ledger.jobs")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    seconds: float
+    run: Callable[[Settings], object]
+
+
+def all_jobs(settings: Settings) -> list[Job]:
+    """Every periodic job. Each capability adds its own line here."""
+    return []
+
+
+def start_scheduler(settings: Settings, jobs: list[Job]) -> BackgroundScheduler:
+    from workers.projector import Leadership
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for job in jobs:
+        leadership = Leadership(settings, f"job:{job.name}")
+        guard = threading.Lock()
+
+        def tick(job=job, leadership=leadership, guard=guard) -> None:
+            if not guard.acquire(blocking=False):
+                return
+            try:
+                if leadership.acquire():
+                    job.run(settings)
+            except Exception:
+                log.exception("job failed", extra={"fields": {"job": job.name}})
+            finally:
+                guard.release()
+
+        scheduler.add_job(tick, "interval", seconds=job.seconds, id=job.name, max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler
