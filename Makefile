@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export ADMIN_API_KEY ?= dev-admin-key
+PORT ?= 8080
+HOST ?= 127.0.0.1
 PYTHON ?= python3
 
 .PHONY: setup run test bench clean
@@ -19,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/usage-ledger demo --if-empty
 	@echo "Demo agent: client_id=demo-agent client_secret=demo-secret-change-me; admin key: $$ADMIN_API_KEY"
-	$(BIN)/usage-ledger serve
+	$(BIN)/usage-ledger serve --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
