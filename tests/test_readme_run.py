@@ -38,7 +38,7 @@ def test_make_run_serves_the_demo_data(tmp_path):
             answer = _get(f"{base}/api/v1/usage/summary", Authorization=auth)
             return answer[1]["total_events"] if answer else 0
 
-        wait_until(lambda: total_events() > 5000, 90, "the workers to project 30 days of demo data")
+        wait_until(lambda: total_events() > 4000, 90, "the workers to project 30 days of demo data")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode(errors="replace")
