@@ -7,6 +7,7 @@ that commits late. Events are never updated or deleted.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 from urllib.parse import unquote, urlparse
@@ -71,9 +72,7 @@ class LedgerStore:
                 connect_timeout=pool_timeout,
                 pre_ping=True,
             )
-            self.recorder = PostgresApplicationRecorder(
-                self.datastore, events_table_name=EVENTS_TABLE
-            )
+            self._make_recorder = lambda: PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._placeholder = "%s"
         elif url.scheme == "sqlite":
             from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
@@ -81,10 +80,22 @@ class LedgerStore:
             self.is_postgres = False
             path = database_url[len("sqlite:///"):]
             self.datastore = SQLiteDatastore(path, lock_timeout=30, pool_timeout=pool_timeout)
-            self.recorder = SQLiteApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+            self._make_recorder = lambda: SQLiteApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._placeholder = "?"
         else:
             raise ValueError(f"unsupported DATABASE_URL scheme: {url.scheme!r}")
+        self._recorder = None
+        self._recorder_lock = threading.Lock()
+
+    @property
+    def recorder(self):
+        """Made on first use (the PostgreSQL recorder connects), so a process can start
+        while the database is down and answer 503 until it is back."""
+        if self._recorder is None:
+            with self._recorder_lock, _translate_errors():
+                if self._recorder is None:
+                    self._recorder = self._make_recorder()
+        return self._recorder
 
     def create_tables(self) -> None:
         with _translate_errors():
