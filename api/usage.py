@@ -15,7 +15,7 @@ from api.formats import csv_response, day_start, money, parse_moment, timestamp
 from api.services import services
 from ledger.errors import Forbidden, Invalid, Malformed
 from projections import usage_queries as q
-from projections.usage import MILLI, from_nanos
+from projections.usage import MILLI, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
@@ -94,7 +94,7 @@ def get_usage(args):
     principal = _reader()
     scope = _scope(principal, args["platform_wide"], args.get("client_id"))
     start, end = _window(args)
-    position = reflect("usage")
+    position = reflect(*USAGE_PROJECTIONS)
     granularity, fmt = args["granularity"], args["format"]
     engine = services().engine
     if granularity == "raw":
@@ -145,7 +145,7 @@ def get_summary(args):
     principal = _reader()
     scope = _scope(principal, args["platform_wide"])
     start, end = _window(args)
-    position = reflect("usage")
+    position = reflect(UsageRollupsProjection.name)
     with services().engine.connect() as conn:
         totals = q.summary(conn, scope, start, end)
     totals["estimated_cost_usd"] = money(totals["estimated_cost_usd"])
@@ -173,7 +173,7 @@ def export_usage(args):
     start = parse_moment(start_raw, "start") if start_raw else end - timedelta(days=days or 30)
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
-    reflect("usage")
+    reflect(UsageEventsProjection.name)
     engine = services().engine
 
     def rows():

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from projections.framework import Projection
-from projections.usage import UsageProjection
+from projections.usage import UsageEventsProjection, UsageRollupsProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
-    return [UsageProjection(prefix)]
+    return [UsageEventsProjection(prefix), UsageRollupsProjection(prefix)]
 
 
 def by_name(name: str, prefix: str = "") -> Projection:

@@ -8,9 +8,9 @@ from typing import Iterator
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from projections.usage import MEASURES, UsageProjection, from_nanos
+from projections.usage import MEASURES, UsageTables, from_nanos
 
-USAGE = UsageProjection()
+USAGE = UsageTables()
 
 
 @dataclass(frozen=True)

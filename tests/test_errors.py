@@ -102,7 +102,7 @@ def test_metrics_are_prometheus_text(h, agent):
     h.post_events(agent, {"event_id": "m-1", "event_type": "api_call", "occurred_at": "2026-11-20T11:00:00Z"})
     body = h.http.get("/metrics").get_data(as_text=True)
     assert "usage_ledger_position" in body
-    assert 'usage_ledger_projection_lag{projection="usage"} ' in body
+    assert 'usage_ledger_projection_lag{projection="usage_rollups"} ' in body
 
 
 def agent_headers(h):

@@ -10,17 +10,19 @@ from sqlalchemy import func, select
 
 from ledger.events import UsageRecorded
 from projections.framework import parked_errors, positions
-from projections.usage import UsageProjection
+from projections.usage import USAGE_PROJECTIONS
+from projections.usage import UsageRollupsProjection, UsageTables
 from tests.conftest import usage
 from tests.processes import run_cli, start_cli, stop, wait_until
 
-USAGE = UsageProjection()
+USAGE = UsageTables()
 
 
 def caught_up(h) -> bool:
     head = h.store.max_position()
     with h.engine.connect() as conn:
-        return positions(conn).get("usage", 0) >= head
+        found = positions(conn)
+    return all(found.get(name, 0) >= head for name in USAGE_PROJECTIONS)
 
 
 def totals(h) -> tuple[int, int, int]:
@@ -78,7 +80,7 @@ def test_rebuild_check_notices_a_read_model_that_differs(h, agent):
         conn.execute(USAGE.hourly.update().values(events=USAGE.hourly.c.events + 1))
     check = run_cli(h.settings.database_url, "rebuild", "--check")
     assert check.returncode == 1
-    assert json.loads(check.stdout.strip().splitlines()[-1])["differing"] == {"usage": ["usage_hourly"]}
+    assert json.loads(check.stdout.strip().splitlines()[-1])["differing"] == {"usage_rollups": ["usage_hourly"]}
     assert run_cli(h.settings.database_url, "rebuild").returncode == 0
     assert run_cli(h.settings.database_url, "rebuild", "--check").returncode == 0
 
@@ -110,22 +112,22 @@ def test_two_and_three_workers_on_postgres_never_double_count(postgres_url, cloc
 
 def test_a_poison_event_is_parked_and_the_rest_keep_flowing(h, agent, monkeypatch):
     ingest(h, agent, batches=1, size=5, prefix="ok")
-    original = UsageProjection.apply
+    original = UsageRollupsProjection.apply
 
     def apply(self, conn, batch):
         if any(isinstance(r.event, UsageRecorded) and r.event.usage.event_id == "ok-0-2" for r in batch):
             raise RuntimeError("cannot project this one")
         return original(self, conn, batch)
 
-    monkeypatch.setattr(UsageProjection, "apply", apply)
+    monkeypatch.setattr(UsageRollupsProjection, "apply", apply)
     h.project()
-    assert totals(h) == (4, 4, 4)
+    assert totals(h) == (5, 4, 4)  # usage_events kept flowing; the rollups parked one event
     with h.engine.connect() as conn:
         parked = parked_errors(conn)
-    assert [(p["projection"], p["event_type"]) for p in parked] == [("usage", "UsageRecorded")]
+    assert [(p["projection"], p["event_type"]) for p in parked] == [("usage_rollups", "UsageRecorded")]
     assert "cannot project this one" in parked[0]["error"]
     readyz = h.http.get("/readyz").json
-    assert readyz["status"] == "degraded" and readyz["parked_errors"][0]["projection"] == "usage"
+    assert readyz["status"] == "degraded" and readyz["parked_errors"][0]["projection"] == "usage_rollups"
     assert run_cli(h.settings.database_url, "status").returncode == 2
 
 
@@ -158,7 +160,7 @@ def test_fifty_concurrent_posts_of_the_same_event_store_it_once(postgres_url, cl
 
 def _position(h) -> int:
     with h.engine.connect() as conn:
-        return positions(conn).get("usage", 0)
+        return min(positions(conn).get(name, 0) for name in USAGE_PROJECTIONS)
 
 
 @pytest.fixture

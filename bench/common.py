@@ -1,0 +1,157 @@
+"""Shared pieces of the benchmarks: temporary databases, server processes, event generators."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+ADMIN_KEY = "bench-admin-key"
+
+
+@contextmanager
+def temporary_database(backend: str = "postgres", tmpdir: str = "/tmp"):
+    if backend == "sqlite":
+        path = Path(tmpdir) / f"bench-{uuid.uuid4().hex[:8]}.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        return
+    name = f"ul_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def env_for(database_url: str, **extra) -> dict:
+    env = dict(os.environ, DATABASE_URL=database_url, ADMIN_API_KEY=ADMIN_KEY, PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@contextmanager
+def process(database_url: str, *args: str, **extra):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *args], cwd=ROOT, env=env_for(database_url, **extra),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.headers, response.read()
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            http("GET", url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4"), ("axon", "axon-embed-1"))
+
+
+def event_dicts(count: int, prefix: str, now: datetime, days: int = 30, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        provider, model = MODELS[i % len(MODELS)]
+        moment = now - timedelta(seconds=rng.randrange(0, days * 86400))
+        events.append(
+            {
+                "event_id": f"{prefix}-{i}",
+                "event_type": "llm_request" if i % 3 else "api_call",
+                "occurred_at": moment.isoformat(),
+                "llm_provider": provider,
+                "llm_model": model,
+                "prompt_tokens": rng.randrange(10, 2000),
+                "completion_tokens": rng.randrange(0, 800),
+                "latency_ms": rng.randrange(20, 3000),
+                "http_status_code": 200 if rng.random() > 0.05 else 500,
+                "team_id": f"team-{i % 5}",
+                "agent_id": f"agent-{i % 11}",
+                "user_id": f"user-{i % 17}",
+                "instance_id": f"node-{i % 4}",
+                "policies_evaluated": i % 4,
+            }
+        )
+    return events
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def provision(database_url: str) -> tuple[str, str]:
+    """Tenant 'bench', org 'main' and one agent client, through the application."""
+    from ledger.application import Ledger
+    from ledger.settings import Settings
+    from ledger.store import LedgerStore
+    from projections.registry import setup_database
+
+    settings = Settings(database_url=database_url)
+    setup_database(settings)
+    store = LedgerStore(database_url)
+    try:
+        ledger = Ledger(store, settings)
+        ledger.create_tenant("bench", "Bench", "bench")
+        ledger.create_org("bench", "main", "Main", "bench")
+        client = ledger.register_client("bench", "main", "bench agent", "bench")
+        return client.client_id, client.client_secret
+    finally:
+        store.close()
+
+
+def dumps(obj) -> bytes:
+    return json.dumps(obj).encode()
