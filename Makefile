@@ -27,7 +27,8 @@ test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup
-	$(PY) -m bench.run
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) usage-ledger.db usage-ledger.db-*

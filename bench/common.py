@@ -90,15 +90,18 @@ def basic(client_id: str, secret: str) -> str:
 MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4"), ("axon", "axon-embed-1"))
 
 
-def event_dicts(count: int, prefix: str, now: datetime, days: int = 30, seed: int = 1) -> list[dict]:
+def event_dicts(count: int, prefix: str, now: datetime, days: int = 30, seed: int = 1, combos: int = 160) -> list[dict]:
+    """Synthetic usage. `combos` bounds the distinct attribution combinations (model, team,
+    agent, user, event type), which decides how many rollup rows an hour of traffic makes."""
     rng = random.Random(seed)
     events = []
-    for i in range(count):
+    for n in range(count):
+        i = rng.randrange(combos)
         provider, model = MODELS[i % len(MODELS)]
-        moment = now - timedelta(seconds=rng.randrange(0, days * 86400))
+        moment = now - timedelta(seconds=rng.randrange(0, max(1, days * 86400)))
         events.append(
             {
-                "event_id": f"{prefix}-{i}",
+                "event_id": f"{prefix}-{n}",
                 "event_type": "llm_request" if i % 3 else "api_call",
                 "occurred_at": moment.isoformat(),
                 "llm_provider": provider,

@@ -23,6 +23,21 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping], keys:
         conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
 
 
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping]) -> None:
+    """Plain inserts of rows known to be new (COPY straight into the table on PostgreSQL)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
+        columns = list(rows[0].keys())
+        column_list = ", ".join(f'"{c}"' for c in columns)
+        with conn.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+        return
+    conn.execute(table.insert(), list(rows))
+
+
 def upsert_add(conn: Connection, table: Table, rows: Sequence[Mapping], keys: Sequence[str], measures: Sequence[str]) -> None:
     """Insert rows, or add their measures to the existing row with the same keys."""
     if not rows:

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from ledger.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
 from projections.framework import Projection
-from projections.sql import upsert_add, upsert_replace
+from projections.sql import insert_rows, upsert_add, upsert_replace
 
 NANO = Decimal(10) ** 9
 MILLI = Decimal(10) ** 3
@@ -160,17 +160,22 @@ class UsageEventsProjection(Projection):
 
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
         rows: dict[tuple[str, str], dict | None] = {}  # None: voided
+        new: set[tuple[str, str]] = set()  # recorded in this batch: plain inserts
         for recorded in batch:
             event = recorded.event
             if isinstance(event, UsageRecorded):
-                rows[(event.tenant_id, event.usage.event_id)] = _event_row(event, recorded.position, event.usage)
+                key = (event.tenant_id, event.usage.event_id)
+                new.add(key)
+                rows[key] = _event_row(event, recorded.position, event.usage)
             elif isinstance(event, UsageAmended):
                 rows[(event.tenant_id, event.event_id)] = _event_row(event, recorded.position, event.current)
             elif isinstance(event, UsageVoided):
                 rows[(event.tenant_id, event.event_id)] = None
         for tenant_id, event_id in (key for key, row in rows.items() if row is None):
             conn.execute(delete(self.events).where(self.events.c.tenant_id == tenant_id, self.events.c.event_id == event_id))
-        upsert_replace(conn, self.events, [row for row in rows.values() if row is not None], ["tenant_id", "event_id"])
+        insert_rows(conn, self.events, [row for key, row in rows.items() if row is not None and key in new])
+        changed = [row for key, row in rows.items() if row is not None and key not in new]
+        upsert_replace(conn, self.events, changed, ["tenant_id", "event_id"])
 
 
 class UsageRollupsProjection(Projection):

@@ -1,0 +1,368 @@
+"""`make bench`: every figure is measured against a baseline in the same run, on the same
+machine, and written as a table to bench/results/ (markdown + JSON).
+
+    python -m bench.run                 # default sizes (about 15 minutes)
+    python -m bench.run --large         # adds the 5M-event summary figures
+    python -m bench.run --only ingest,projector
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench.common import (
+    ROOT,
+    basic,
+    dumps,
+    event_dicts,
+    http,
+    median,
+    percentile,
+    process,
+    provision,
+    temporary_database,
+    utcnow,
+    wait_http,
+)
+
+RESULTS = ROOT / "bench" / "results"
+rows: list[dict] = []
+
+
+def record(name: str, figure: float, unit: str, baseline: float | None = None, baseline_name: str = "",
+           target: str = "", ratio: float | None = None, note: str = "") -> None:
+    if ratio is None and baseline:
+        ratio = figure / baseline
+    row = {"benchmark": name, "figure": round(figure, 3), "unit": unit, "baseline": baseline_name,
+           "baseline_figure": None if baseline is None else round(baseline, 3),
+           "ratio": None if ratio is None else round(ratio, 3), "target": target, "note": note}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+# --- ledger filling -------------------------------------------------------------------
+def fill_ledger(url: str, count: int, prefix: str, combos: int = 160) -> None:
+    """Append `count` usage events straight through the ledger application in batches of 1,000."""
+    from ledger.application import Actor, Ledger
+    from ledger.settings import Settings
+    from ledger.store import LedgerStore
+
+    settings = Settings(database_url=url, backdating_days=40)
+    store = LedgerStore(url)
+    ledger = Ledger(store, settings)
+    actor = Actor("bench", "main", "client:bench", "bench")
+    now = utcnow()
+    try:
+        for b in range(count // 1000):
+            ledger.record_usage(actor, dumps({"events": event_dicts(1000, f"{prefix}{b}", now, seed=b, combos=combos)}))
+            if b % 100 == 0:
+                print(f"  filled {b * 1000}/{count}", file=sys.stderr, flush=True)
+    finally:
+        store.close()
+
+
+def catch_up_all(url: str) -> float:
+    """Project everything in a separate process; returns seconds (and records peak memory)."""
+    code = (
+        "import sys, time, resource, threading\n"
+        "from ledger.store import LedgerStore\nfrom projections.db import make_engine\n"
+        "from projections.framework import catch_up\nfrom projections.registry import all_projections\n"
+        f"url = {url!r}\n"
+        "t0 = time.perf_counter()\n"
+        "def run(p):\n    s = LedgerStore(url); e = make_engine(url, writer=True); catch_up(e, s, p, 2000)\n"
+        "ts = [threading.Thread(target=run, args=(p,)) for p in all_projections()]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    seconds, rss_kb = out.stdout.split()
+    catch_up_all.peak_mb = int(rss_kb) / 1024
+    return float(seconds)
+
+
+def raw_decoded_read(url: str) -> tuple[int, float]:
+    from ledger.events import decode_event
+    from ledger.store import LedgerStore
+
+    store = LedgerStore(url)
+    t0 = time.perf_counter()
+    position, count = 0, 0
+    while True:
+        notifications = store.read_notifications(position, 2000)
+        if not notifications:
+            break
+        for n in notifications:
+            decode_event(n.state)
+        position, count = notifications[-1].id, count + len(notifications)
+    seconds = time.perf_counter() - t0
+    store.close()
+    return count, seconds
+
+
+# --- benchmarks -----------------------------------------------------------------------
+def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> None:
+    """HTTP ingest of 1,000-event batches from several clients vs raw insert_events."""
+    from eventsourcing.persistence import StoredEvent
+
+    from ledger.application import usage_stream
+    from ledger.events import UsageRecorded, encode_event
+    from ledger.ingest import split_batch, validate_batch
+    from ledger.pricing import PriceBook
+    from ledger.store import LedgerStore
+
+    total = batches_per_client * clients * 1000
+    now = utcnow()
+    bodies = [dumps({"events": event_dicts(1000, f"h{c}-{b}", now, seed=c * 1000 + b)})
+              for c in range(clients) for b in range(batches_per_client)]
+    with temporary_database(backend) as url:
+        client_id, secret = provision(url)
+        port = 18000 + (hash(url) % 1000)
+        with process(url, "api", "--port", str(port), "--workers", "2"):
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            headers = {"Authorization": basic(client_id, secret), "Content-Type": "application/json"}
+
+            def post(chunk):
+                for body in chunk:
+                    http("POST", f"http://127.0.0.1:{port}/api/v1/events", body, headers)
+
+            threads = [threading.Thread(target=post, args=(bodies[i::clients],)) for i in range(clients)]
+            t0 = time.perf_counter()
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            http_rate = total / (time.perf_counter() - t0)
+    # baseline: the same events, already encoded, through the library's batched insert_events
+    with temporary_database(backend) as url:
+        provision(url)
+        store = LedgerStore(url)
+        stored_batches = []
+        for body in bodies:
+            usages = validate_batch(split_batch(body), client_id="bench", now=utcnow(), backdating_days=40, prices=PriceBook())
+            stored_batches.append([
+                StoredEvent(usage_stream("bench", u.event_id), 1, "UsageRecorded",
+                            encode_event(UsageRecorded(tenant_id="bench", org_id="main", recorded_at=now, actor="b", usage=u)))
+                for u in usages
+            ])
+        t0 = time.perf_counter()
+        for batch in stored_batches:
+            store.recorder.insert_events(batch)
+        raw_rate = total / (time.perf_counter() - t0)
+        store.close()
+    record(f"ingest via HTTP, {clients} clients × 1,000-event batches ({backend})", http_rate, "events/s",
+           raw_rate, "eventsourcing insert_events, 1,000 per call", "≥ 0.6")
+
+
+def bench_projector(backend: str, count: int) -> None:
+    with temporary_database(backend) as url:
+        provision(url)
+        fill_ledger(url, count, "p")
+        n, read_seconds = raw_decoded_read(url)
+        seconds = catch_up_all(url)
+        record(f"projector catch-up, all read models in parallel, {n:,} events ({backend})", n / seconds, "events/s",
+               n / read_seconds, "select_notifications + decode", "≥ 0.5",
+               note=f"peak memory {catch_up_all.peak_mb:.0f} MiB")
+
+
+def bench_summary(backend: str, count: int, repeats: int = 60) -> dict:
+    """30-day org summary from the rollups vs the same aggregate over the raw usage_events table."""
+    from sqlalchemy import func, select
+
+    from projections.db import make_engine
+    from projections.usage_queries import USAGE, Scope, summary
+
+    with temporary_database(backend) as url:
+        provision(url)
+        t0 = time.perf_counter()
+        fill_ledger(url, count, "s")
+        ingest_seconds = time.perf_counter() - t0
+        project_seconds = catch_up_all(url)
+        engine = make_engine(url)
+        end = utcnow().replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        start = end - timedelta(days=30)
+        scope = Scope("bench", "main")
+        t = USAGE.events
+
+        def rollup_query():
+            with engine.connect() as conn:
+                return summary(conn, scope, start, end)
+
+        def raw_query():
+            with engine.connect() as conn:
+                return conn.execute(
+                    select(t.c.event_type, func.count(), func.sum(t.c.total_tokens), func.sum(t.c.cost_nanos),
+                           func.sum(t.c.latency_ms), func.count().filter(t.c.success))
+                    .where(t.c.tenant_id == "bench", t.c.org_id == "main", t.c.occurred_at >= start, t.c.occurred_at < end)
+                    .group_by(t.c.event_type)
+                ).all()
+
+        def hourly_query():
+            from projections.usage_queries import aggregates
+
+            with engine.connect() as conn:
+                return aggregates(conn, scope, end - timedelta(days=1), end, "hourly")
+
+        timings = {}
+        for name, query in (("rollup", rollup_query), ("raw", raw_query), ("hourly", hourly_query)):
+            query()
+            samples = []
+            for _ in range(repeats if name != "raw" else max(10, repeats // 4)):
+                t0 = time.perf_counter()
+                query()
+                samples.append((time.perf_counter() - t0) * 1000)
+            timings[name] = samples
+        engine.dispose()
+        p50, p99 = median(timings["rollup"]), percentile(timings["rollup"], 99)
+        raw50 = median(timings["raw"])
+        record(f"30-day org summary at {count:,} events ({backend}) p50", p50, "ms", raw50,
+               "same aggregate over raw usage_events (p50)", "≥ 50× faster, p99 < 20 ms", ratio=raw50 / p50,
+               note=f"p99 {p99:.1f} ms; raw p99 {percentile(timings['raw'], 99):.1f} ms; "
+                    f"hourly 24 h p50 {median(timings['hourly']):.1f} ms p99 {percentile(timings['hourly'], 99):.1f} ms")
+        return {"events": count, "ingest_rate": count / ingest_seconds, "project_rate": count / project_seconds,
+                "summary_p50_ms": p50, "raw_p50_ms": raw50}
+
+
+def bench_lag(backend: str, seconds: float = 20) -> None:
+    """Append → visible in /api/v1/usage/summary, under sustained background ingest."""
+    with temporary_database(backend) as url:
+        client_id, secret = provision(url)
+        port = 19000 + (hash(url) % 1000)
+        headers = {"Authorization": basic(client_id, secret), "Content-Type": "application/json"}
+        with process(url, "api", "--port", str(port), "--workers", "2"), process(url, "work"):
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz")
+            stop = threading.Event()
+            sent = [0]
+
+            def background():
+                b = 0
+                while not stop.is_set():
+                    http("POST", f"{base}/api/v1/events", dumps({"events": event_dicts(200, f"bg{b}", utcnow(), days=1, seed=b)}), headers)
+                    sent[0] += 200
+                    b += 1
+                    time.sleep(0.1)
+
+            worker = threading.Thread(target=background)
+            worker.start()
+            lags = []
+            deadline = time.monotonic() + seconds
+            i = 0
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                _, h, _ = http("POST", f"{base}/api/v1/events", dumps(event_dicts(1, f"lag{i}", utcnow(), days=0)[0]), headers)
+                position = int(h["X-Ledger-Position"])
+                http("GET", f"{base}/api/v1/usage/summary?min_position={position}", headers=headers)
+                lags.append((time.perf_counter() - t0) * 1000)
+                i += 1
+                time.sleep(0.05)
+            stop.set()
+            worker.join()
+            elapsed = seconds
+        record(f"event-to-queryable lag p99 under {sent[0] / elapsed:,.0f} events/s sustained ingest ({backend})",
+               percentile(lags, 99), "ms", target="p99 < 1000 ms", note=f"p50 {median(lags):.0f} ms over {len(lags)} samples")
+
+
+def bench_export(backend: str, count: int = 50_000) -> None:
+    with temporary_database(backend) as url:
+        provision(url)
+        fill_ledger(url, count, "x", combos=160)
+        catch_up_all(url)
+        code = (
+            "import time, resource, base64\nfrom api import create_app\nfrom ledger.settings import Settings\n"
+            "from ledger.store import LedgerStore\n"
+            f"app = create_app(Settings(database_url={url!r}, admin_api_key='k'))\n"
+            "c = app.test_client()\nh = {'X-Admin-API-Key': 'k', 'X-Tenant-ID': 'bench', 'X-Org-ID': 'main'}\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "t0 = time.perf_counter(); r = c.get('/api/v1/export/usage?days=40', headers=h, buffered=False)\n"
+            "n = sum(chunk.count(b'\\n') for chunk in r.response)\n"
+            "print(time.perf_counter() - t0, n - 1, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        seconds, lines, before, after = out.stdout.split()
+        record(f"export of {int(lines):,} rows as CSV, streamed ({backend})", float(seconds), "s",
+               note=f"peak RSS {int(after) / 1024:.0f} MiB (before the export {int(before) / 1024:.0f} MiB)")
+
+
+def optional(script: str) -> None:
+    """Benchmarks that other capabilities ship (budget check, verify) append their rows here."""
+    path = ROOT / "bench" / f"{script}.py"
+    if not path.exists():
+        return
+    out = subprocess.run([sys.executable, "-m", f"bench.{script}", "--json"], cwd=ROOT, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            rows.append(row)
+            print(line, flush=True)
+
+
+def growth_plot(points: list[dict]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    events = [p["events"] for p in points]
+    left.plot(events, [p["ingest_rate"] for p in points], marker="o", label="ledger append")
+    left.plot(events, [p["project_rate"] for p in points], marker="o", label="projection")
+    left.set_xscale("log"), left.set_xlabel("events in ledger"), left.set_ylabel("events/s"), left.legend()
+    right.plot(events, [p["summary_p50_ms"] for p in points], marker="o", label="summary from rollups")
+    right.plot(events, [p["raw_p50_ms"] for p in points], marker="o", label="same over raw rows")
+    right.set_xscale("log"), right.set_yscale("log"), right.set_xlabel("events in ledger"), right.set_ylabel("p50 ms"), right.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "growth.png", dpi=100)
+
+
+def write_results(points: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "results.json").write_text(json.dumps({"rows": rows, "growth": points}, indent=2))
+    lines = ["| benchmark | figure | baseline | ratio | target | note |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        baseline = f"{r['baseline_figure']:,} ({r['baseline']})" if r.get("baseline_figure") is not None else ""
+        lines.append(f"| {r['benchmark']} | {r['figure']:,} {r['unit']} | {baseline} | {r['ratio'] if r['ratio'] is not None else ''} | {r['target']} | {r['note']} |")
+    if points:
+        lines += ["", "| events | ledger append events/s | projection events/s | summary p50 ms | raw aggregate p50 ms |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {p['events']:,} | {p['ingest_rate']:,.0f} | {p['project_rate']:,.0f} | {p['summary_p50_ms']:.2f} | {p['raw_p50_ms']:.1f} |" for p in points]
+    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--large", action="store_true", help="also measure at 5M events")
+    parser.add_argument("--only", default="", help="comma-separated: ingest,projector,lag,summary,export,extra")
+    args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    want = lambda name: not only or name in only  # noqa: E731
+    points: list[dict] = []
+    if want("ingest"):
+        bench_ingest("postgres", batches_per_client=15)
+        bench_ingest("sqlite", batches_per_client=5, clients=2)
+    if want("projector"):
+        bench_projector("postgres", 200_000)
+        bench_projector("sqlite", 100_000)
+    if want("lag"):
+        bench_lag("postgres")
+    if want("summary"):
+        for size in (100_000, 1_000_000) + ((5_000_000,) if args.large else ()):
+            points.append(bench_summary("postgres", size))
+    if want("export"):
+        bench_export("postgres")
+    if want("extra"):
+        optional("budget_check")
+        optional("verify_bench")
+    write_results(points)
+    growth_plot(points)
+
+
+if __name__ == "__main__":
+    main()
