@@ -90,15 +90,19 @@ def basic(client_id: str, secret: str) -> str:
 MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4"), ("axon", "axon-embed-1"))
 
 
-def event_dicts(count: int, prefix: str, now: datetime, days: int = 30, seed: int = 1, combos: int = 160) -> list[dict]:
+def event_dicts(
+    count: int, prefix: str, now: datetime, days: float = 30, seed: int = 1, combos: int = 160, span: float | None = None
+) -> list[dict]:
     """Synthetic usage. `combos` bounds the distinct attribution combinations (model, team,
-    agent, user, event type), which decides how many rollup rows an hour of traffic makes."""
+    agent, user, event type), which decides how many rollup rows an hour of traffic makes.
+    Events fall in [now - days, now - days + span] (span defaults to the whole window)."""
     rng = random.Random(seed)
     events = []
+    window = max(1, int((days if span is None else span) * 86400))
     for n in range(count):
         i = rng.randrange(combos)
         provider, model = MODELS[i % len(MODELS)]
-        moment = now - timedelta(seconds=rng.randrange(0, max(1, days * 86400)))
+        moment = now - timedelta(days=days) + timedelta(seconds=rng.randrange(0, window))
         events.append(
             {
                 "event_id": f"{prefix}-{n}",

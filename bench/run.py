@@ -59,9 +59,12 @@ def fill_ledger(url: str, count: int, prefix: str, combos: int = 160) -> None:
     ledger = Ledger(store, settings)
     actor = Actor("bench", "main", "client:bench", "bench")
     now = utcnow()
+    batches = count // 1000
+    step = 30 / batches  # days per batch: the ledger fills in time order, as live traffic does
     try:
-        for b in range(count // 1000):
-            ledger.record_usage(actor, dumps({"events": event_dicts(1000, f"{prefix}{b}", now, seed=b, combos=combos)}))
+        for b in range(batches):
+            events = event_dicts(1000, f"{prefix}{b}", now, days=30 - b * step, span=step, seed=b, combos=combos)
+            ledger.record_usage(actor, dumps({"events": events}))
             if b % 100 == 0:
                 print(f"  filled {b * 1000}/{count}", file=sys.stderr, flush=True)
     finally:
