@@ -147,6 +147,7 @@ class Verifier:
         if self.pending and self.report.intact:
             self.report.unsealed_events = self.pending[2]
         self.report.seconds = round(time.perf_counter() - started, 3)
+        walked = walked or self.report.events_verified
         self.report.events_per_second = round(walked / self.report.seconds) if self.report.seconds else 0
         if not self.trusted:
             self.report.warnings.append(
@@ -516,6 +517,7 @@ def verify_export(
         report.intact = False
         report.damage = Damage("reordered", error.position, str(error))
         return report
+    report.last_position = max(report.last_position, int(export.header.get("last_position") or 0))
     if report.intact and not export.complete():
         report.warnings.append("the file has no end line: it may be incomplete (a truncated copy)")
     return report

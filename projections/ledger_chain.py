@@ -245,6 +245,11 @@ def list_checkpoints(conn: Connection, after: int = 0, limit: int | None = None)
     return [_checkpoint_from_row(r) for r in conn.execute(query)]
 
 
+def last_checkpoint(conn: Connection) -> Checkpoint | None:
+    row = conn.execute(select(ledger_checkpoints).order_by(ledger_checkpoints.c.position.desc()).limit(1)).first()
+    return _checkpoint_from_row(row) if row else None
+
+
 def sealed_through(conn: Connection) -> int:
     return conn.execute(text("SELECT COALESCE(MAX(position), 0) FROM ledger_chain")).scalar_one()
 
@@ -410,8 +415,7 @@ def verify_database(
         verifier = Verifier(checkpoints, trusted_keys, start_after, start_hash, progress, counts["last_position"])
         report = verifier.run(snapshot.batches(start_after))
     report.warnings[:0] = notes
-    if report.intact:
-        report.sealed_through = max(report.sealed_through, 0)
+    report.last_position = max(report.last_position, counts["last_position"])
     return report
 
 
@@ -436,12 +440,14 @@ def export_ledger(engine: Engine, handle, exported_at: datetime, progress=None, 
 
     with LedgerSnapshot(engine, batch_size) as snapshot:
         checkpoints = snapshot.checkpoints()
+        counts = snapshot.counts()
         header = {
             "exported_at": format_signed_at(exported_at),
-            **snapshot.counts(),
+            **counts,
             "checkpoints": len(checkpoints),
             "key_ids": sorted({c.key_id for c in checkpoints}),
         }
-        for chunk in export_lines(header, checkpoints, snapshot.batches(0), progress):
+        report = (lambda position: progress(position, counts["last_position"])) if progress else None
+        for chunk in export_lines(header, checkpoints, snapshot.batches(0), report):
             handle.write(chunk)
     return header
