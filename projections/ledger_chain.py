@@ -363,7 +363,8 @@ class LedgerSnapshot:
             chain_sql = "SELECT position, prev_position, entry_hash FROM ledger_chain WHERE position > ? AND position <= ? ORDER BY position"
             tail_sql = "SELECT position, prev_position, entry_hash FROM ledger_chain WHERE position > ? ORDER BY position"
         has_chain = self._has_chain_table()
-        cursor = self._dbapi.cursor()
+        # PostgreSQL: binary results carry bytea as raw bytes (text would double them as hex)
+        cursor = self._dbapi.driver_connection.cursor(binary=True) if self.is_postgres else self._dbapi.cursor()
         try:
             while True:
                 cursor.execute(events_sql, (after, self.batch_size))
