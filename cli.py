@@ -238,15 +238,21 @@ def keygen(out: str) -> None:
 
 @main.command()
 def seal() -> None:
-    """Run the sealing projector until it has caught up (what the worker does continuously)."""
+    """Seal the ledger up to its end and sign a checkpoint of the head if one is due (what
+    the worker does continuously)."""
     from projections.framework import catch_up
-    from projections.ledger_chain import SealingProjection, signing_status
+    from projections.ledger_chain import SealingProjection, sign_checkpoint_if_due, signing_status
 
     settings, store, engine = _open()
     setup_database(settings)
     position = catch_up(engine, store, SealingProjection(settings=settings), settings.projector_batch_size, _progress("sealing"))
+    checkpoint = sign_checkpoint_if_due(engine, settings)
     click.echo("", err=True)
-    click.echo(json.dumps({"sealed_through": position, **signing_status(settings)}))
+    click.echo(json.dumps({
+        "sealed_through": position,
+        "checkpoint_signed": checkpoint.as_json() if checkpoint else None,
+        **signing_status(settings),
+    }))
 
 
 @main.command()
