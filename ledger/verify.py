@@ -26,7 +26,6 @@ import json
 import time
 from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from itertools import chain as chained, islice
 from typing import IO, Callable, Iterable, Iterator
 
@@ -39,7 +38,6 @@ from ledger.chain import (
     PublicKey,
     chain_hashes,
     entry_hash,
-    format_signed_at,
 )
 from ledger.errors import Invalid
 
@@ -444,17 +442,20 @@ def read_export(handle: IO[bytes], batch_size: int = 20_000) -> ExportFile:
         line = _decode_line(raw, line_no)
         if line.kind != "checkpoint":
             pending.append(line)
+            line_no -= 1  # counted again when the batches read it
             break
-        checkpoints.append(
-            Checkpoint(line.position, bytes.fromhex(line.entry_hash or ""), line.signed_at, bytes.fromhex(line.signature), line.key_id)
-        )
+        try:
+            checkpoints.append(
+                Checkpoint(line.position, bytes.fromhex(line.entry_hash or ""), line.signed_at, bytes.fromhex(line.signature), line.key_id)
+            )
+        except ValueError as error:
+            raise Invalid("EXPORT_UNREADABLE", f"line {line_no}: {error}") from None
     ended = [False]
 
     def batches() -> Iterator[tuple[list, list, int | None]]:
         nonlocal line_no
         events: list = []
         chain: list = []
-        carry: list = []  # chain rows after the batch's last event
         last = 0
         lines = chained(pending, (_decode_line(raw, line_no) for raw in handle))
         for line in lines:
@@ -512,6 +513,8 @@ def verify_export(
     verifier = Verifier(export.checkpoints, trusted_keys, progress=progress, total=int(export.header.get("last_position") or 0))
     try:
         report = verifier.run(export.batches)
+    except ValueError as error:  # bad hex or base64 in a line
+        raise Invalid("EXPORT_UNREADABLE", f"malformed line: {error}") from None
     except _FileOrder as error:
         report = verifier.report
         report.intact = False

@@ -110,7 +110,6 @@ def test_an_export_cut_short_or_with_lines_dropped_is_caught(sealed, tmp_path, k
 
 
 def test_an_export_of_an_unsigned_ledger_still_proves_consistency(database_url, clock, tmp_path):
-    from api import create_app  # noqa: F401  (same imports as the app)
     from ledger.store import LedgerStore
     from projections.db import make_engine
     from projections.registry import setup_database
