@@ -371,3 +371,47 @@ def test_the_clock_is_what_signed_at_records(ledger):
         from projections.ledger_chain import last_checkpoint
 
         assert last_checkpoint(conn).signed_at == "2026-11-20T12:00:00.000000Z"
+
+
+# renumbering attacks, on the verifier alone (no database) ------------------------------
+def _synthetic(count: int):
+    from ledger.events import encode_event
+
+    events = []
+    for i in range(count):
+        new = usage_event(i)
+        events.append((i + 1, new.stream_id.hex, 1, new.event.type, encode_event(new.event)))
+    hashes = chain_hashes(GENESIS_HASH, events)
+    chain = [(e[0], e[0] - 1, h) for e, h in zip(events, hashes)]
+    return events, chain
+
+
+def _verify_rows(events, chain):
+    from ledger.verify import Verifier
+
+    return Verifier([]).run([(events, [c for c in chain if c[0] <= events[-1][0]], events[-1][0]),
+                             ([], [c for c in chain if c[0] > events[-1][0]], None)])
+
+
+def test_an_event_removed_and_the_rest_renumbered_is_named_deleted():
+    events, chain = _synthetic(50)
+    shifted = events[:19] + [(p - 1, *rest) for p, *rest in events[20:]]
+    report = _verify_rows(shifted, chain)
+    assert (report.damage.kind, report.damage.position) == ("deleted", 20)
+
+
+def test_an_event_pushed_in_and_the_rest_renumbered_is_named_inserted():
+    from ledger.events import encode_event
+
+    events, chain = _synthetic(50)
+    intruder = usage_event(777)
+    shifted = events[:19] + [(20, intruder.stream_id.hex, 1, "UsageRecorded", encode_event(intruder.event))]
+    shifted += [(p + 1, *rest) for p, *rest in events[19:]]
+    report = _verify_rows(shifted, chain)
+    assert (report.damage.kind, report.damage.position) == ("inserted", 20)
+
+
+def test_an_intact_synthetic_chain_verifies_in_one_pass():
+    events, chain = _synthetic(50)
+    report = _verify_rows(events, chain)
+    assert report.intact and report.events_verified == 50
