@@ -202,8 +202,129 @@ def status() -> None:
             {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in e.items()} for e in errors
         ],
     }
+    report["tamper_evidence"] = _tamper_evidence(settings, engine)
     click.echo(json.dumps(report, indent=2))
     sys.exit(2 if errors else 0)
+
+
+def _tamper_evidence(settings, engine) -> dict:
+    from projections.ledger_chain import last_checkpoint, sealed_through, signing_status
+
+    with engine.connect() as conn:
+        last = last_checkpoint(conn)
+        sealed = sealed_through(conn)
+    return {
+        "sealed_through": sealed,
+        "last_checkpoint": last.as_json() if last else None,
+        **signing_status(settings),
+    }
+
+
+@main.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Private key file (PEM, mode 0600); the public key goes to FILE.pub.")
+def keygen(out: str) -> None:
+    """Create the Ed25519 key that signs ledger checkpoints (keep it outside the database)."""
+    from ledger.chain import generate_key_files
+    from ledger.errors import DomainError
+
+    try:
+        private_path, public_path, key_id = generate_key_files(out)
+    except DomainError as error:
+        click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
+        sys.exit(2)
+    click.echo(f"set LEDGER_SIGNING_KEY_FILE={os.path.abspath(private_path)} for the worker; give {public_path} to auditors", err=True)
+    click.echo(json.dumps({"private_key": str(private_path), "public_key": str(public_path), "key_id": key_id}))
+
+
+@main.command()
+def seal() -> None:
+    """Seal the ledger up to its end and sign a checkpoint of the head if one is due (what
+    the worker does continuously)."""
+    from projections.framework import catch_up
+    from projections.ledger_chain import SealingProjection, sign_checkpoint_if_due, signing_status
+
+    settings, store, engine = _open()
+    setup_database(settings)
+    position = catch_up(engine, store, SealingProjection(settings=settings), settings.projector_batch_size, _progress("sealing"))
+    checkpoint = sign_checkpoint_if_due(engine, settings)
+    click.echo("", err=True)
+    click.echo(json.dumps({
+        "sealed_through": position,
+        "checkpoint_signed": checkpoint.as_json() if checkpoint else None,
+        **signing_status(settings),
+    }))
+
+
+@main.command()
+@click.option("--from", "from_position", default=0, type=int, help="Start at this position (anchored on the signed checkpoint before it).")
+@click.option("--public-key", "public_keys", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Trusted public key (PEM); repeat for keys used before a rotation.")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), help="Verify an export-ledger file instead of the database.")
+def verify(from_position: int, public_keys: tuple[str, ...], file: str | None) -> None:
+    """Recompute the hash chain from the stored events and check every signed checkpoint.
+
+    Exit 0 when intact, 1 naming the first damaged position and the kind of damage."""
+    from ledger.chain import PublicKey
+    from ledger.errors import DomainError
+
+    try:
+        keys = [PublicKey.from_file(path) for path in public_keys]
+        progress = _progress("verifying")
+        extra: dict = {}
+        if file:
+            from ledger.verify import verify_export
+
+            with open(file, "rb") as handle:
+                report = verify_export(handle, keys, progress)
+            extra["source"] = file
+        else:
+            from projections.ledger_chain import served_public_key, signing_status, verify_database
+
+            settings, store, engine = _open()
+            extra = {"source": "database", **signing_status(settings)}
+            if not keys:
+                own = served_public_key(settings)
+                if own is not None:
+                    keys = [own]
+                    extra["public_key"] = "the deployment's own key (auditors: pass --public-key obtained out of band)"
+            report = verify_database(engine, keys, from_position, progress)
+    except DomainError as error:
+        click.echo("", err=True)
+        click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
+        sys.exit(2)
+    click.echo("", err=True)
+    click.echo(_verdict(report), err=True)
+    click.echo(json.dumps({**report.as_json(), **extra}, indent=2))
+    sys.exit(0 if report.intact else 1)
+
+
+def _verdict(report) -> str:
+    if report.intact:
+        signed = (
+            f"{report.checkpoints_verified} checkpoint(s) verified (signed through {report.signed_through})"
+            if report.signatures_checked
+            else f"{report.checkpoints_verified} checkpoint(s) matched, signatures NOT checked"
+        )
+        return (
+            f"INTACT: {report.events_verified} events verified, {signed}, last position {report.last_position}, "
+            f"{report.events_per_second} events/s"
+        )
+    d = report.damage
+    return f"DAMAGED at position {d.position}: {d.kind} ({d.detail})"
+
+
+@main.command("export-ledger")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="JSON Lines file to write.")
+def export_ledger(out: str) -> None:
+    """Write events, chain hashes and checkpoints as JSON Lines, for offline verification."""
+    from projections.ledger_chain import export_ledger as write_export
+
+    settings, store, engine = _open()
+    setup_database(settings)
+    with open(out, "wb") as handle:
+        header = write_export(engine, handle, settings.clock.now(), _progress("exporting"))
+    click.echo("", err=True)
+    click.echo(json.dumps({"file": out, **header}))
 
 
 @main.command("create-tenant")

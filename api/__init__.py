@@ -6,7 +6,7 @@ import logging
 from flask import Flask, send_from_directory
 from flask_smorest import Api as SmorestApi
 
-from api import admin, consistency, ingest, ops, usage
+from api import admin, auditors, consistency, ingest, ops, usage
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = Api(app)
     for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(auditors.blp)
     register_error_handlers(app)
     consistency.register(app)
 

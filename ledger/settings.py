@@ -23,6 +23,11 @@ class Settings:
     projector_poll_seconds: float = 0.05
     db_pool_size: int = 5
     db_pool_timeout: float = 5.0
+    # tamper evidence (ledger/chain.py): the private key lives outside the database
+    ledger_signing_key_file: str | None = None
+    ledger_public_key_file: str | None = None
+    ledger_checkpoint_every: int = 10_000
+    ledger_checkpoint_minutes: float = 5.0
     clock: Any = field(default_factory=SystemClock)
 
     @classmethod
@@ -45,6 +50,10 @@ class Settings:
             ),
             db_pool_size=int(env.get("DB_POOL_SIZE", cls.db_pool_size)),
             db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", cls.db_pool_timeout)),
+            ledger_signing_key_file=env.get("LEDGER_SIGNING_KEY_FILE") or None,
+            ledger_public_key_file=env.get("LEDGER_PUBLIC_KEY_FILE") or None,
+            ledger_checkpoint_every=int(env.get("LEDGER_CHECKPOINT_EVERY", cls.ledger_checkpoint_every)),
+            ledger_checkpoint_minutes=float(env.get("LEDGER_CHECKPOINT_MINUTES", cls.ledger_checkpoint_minutes)),
         )
         values.update(overrides)
         return cls(**values)

@@ -63,6 +63,9 @@ class Projection:
     name: str = ""
     version: int = 1
     topics: tuple[str, ...] = ()
+    # True: apply() receives the stored notifications undecoded (position `id`,
+    # originator_id, originator_version, topic, state bytes), e.g. to hash them.
+    wants_raw: bool = False
 
     def __init__(self, prefix: str = ""):
         self.prefix = prefix
@@ -145,12 +148,15 @@ def run_batch(engine: Engine, store: LedgerStore, projection: Projection, batch_
             return 0
         notifications = store.read_notifications(start, batch_size, stop=stop, topics=projection.topics)
         end = notifications[-1].id if len(notifications) == batch_size else stop
-        batch: list[Recorded] = []
-        for n in notifications:
-            try:
-                batch.append(decode_notification(n))
-            except Exception as error:  # undecodable: park it, keep going
-                _park(conn, projection, n.id, n.topic, error)
+        if projection.wants_raw:
+            batch: list = list(notifications)
+        else:
+            batch = []
+            for n in notifications:
+                try:
+                    batch.append(decode_notification(n))
+                except Exception as error:  # undecodable: park it, keep going
+                    _park(conn, projection, n.id, n.topic, error)
         _apply_or_park(conn, projection, batch)
         conn.execute(
             update(projection_positions)
@@ -160,7 +166,7 @@ def run_batch(engine: Engine, store: LedgerStore, projection: Projection, batch_
         return end - start
 
 
-def _apply_or_park(conn: Connection, projection: Projection, batch: list[Recorded]) -> None:
+def _apply_or_park(conn: Connection, projection: Projection, batch: list) -> None:
     if not batch:
         return
     try:
@@ -174,7 +180,10 @@ def _apply_or_park(conn: Connection, projection: Projection, batch: list[Recorde
             with conn.begin_nested():
                 projection.apply(conn, [recorded])
         except Exception as error:
-            _park(conn, projection, recorded.position, recorded.event.type, error)
+            if isinstance(recorded, Recorded):
+                _park(conn, projection, recorded.position, recorded.event.type, error)
+            else:  # a raw notification (wants_raw)
+                _park(conn, projection, recorded.id, recorded.topic, error)
 
 
 def _park(conn: Connection, projection: Projection, position: int, event_type: str, error: Exception) -> None:

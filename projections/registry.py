@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from projections.framework import Projection
+from projections.ledger_chain import SealingProjection
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
-    return [UsageEventsProjection(prefix), UsageRollupsProjection(prefix)]
+    return [UsageEventsProjection(prefix), UsageRollupsProjection(prefix), SealingProjection(prefix)]
 
 
 def by_name(name: str, prefix: str = "") -> Projection:
@@ -22,11 +23,13 @@ def setup_database(settings) -> list[str]:
     from ledger.store import LedgerStore
     from projections.db import make_engine
     from projections.framework import migrate
+    from projections.ledger_chain import create_checkpoint_table
 
     store = LedgerStore(settings.database_url)
     engine = make_engine(settings.database_url, writer=True)
     try:
         store.create_tables()
+        create_checkpoint_table(engine)
         return migrate(engine, all_projections())
     finally:
         store.close()

@@ -28,7 +28,11 @@ class Job:
 
 def all_jobs(settings: Settings) -> list[Job]:
     """Every periodic job. Each capability adds its own line here."""
-    return []
+    from workers import checkpoints
+
+    jobs = []
+    jobs.append(Job("ledger-checkpoint", checkpoints.CHECK_SECONDS, checkpoints.run))
+    return jobs
 
 
 def start_scheduler(settings: Settings, jobs: list[Job]) -> BackgroundScheduler:
