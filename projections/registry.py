@@ -2,11 +2,30 @@
 from __future__ import annotations
 
 from projections.framework import Projection
+from projections.admin_audit import AdminAuditProjection
+from projections.portal import (
+    ApiKeysProjection,
+    DocsAccessProjection,
+    LicensesProjection,
+    NodeStatusProjection,
+    PoliciesProjection,
+    UsersProjection,
+)
 from projections.usage import UsageProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
-    return [UsageProjection(prefix)]
+    return [
+        UsageProjection(prefix),
+        # portal (issue 4)
+        UsersProjection(prefix),
+        ApiKeysProjection(prefix),
+        LicensesProjection(prefix),
+        NodeStatusProjection(prefix),
+        PoliciesProjection(prefix),
+        DocsAccessProjection(prefix),
+        AdminAuditProjection(prefix),
+    ]
 
 
 def by_name(name: str, prefix: str = "") -> Projection:
