@@ -23,6 +23,7 @@ PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ADMIN_KEY = "test-admin-key"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+PASSWORD = "correct horse battery staple"
 
 
 def _pg_admin() -> psycopg.Connection:
@@ -157,8 +158,6 @@ class Harness:
         self.user(email, PASSWORD, permissions, tenant_id, org_id)
         return self.login(email)
 
-
-PASSWORD = "correct horse battery staple"
 
 
 class PortalSession:
