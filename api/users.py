@@ -5,7 +5,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import portal, require_admin_key
-from api.consistency import appended
+from api.consistency import appended, reflect
+from api.services import services
+from projections import portal_queries as q
 from ledger.application import Actor
 from ledger.portal import PERMISSIONS
 
@@ -24,6 +26,24 @@ class UserIn(Schema):
 
 class PermissionsIn(Schema):
     permissions = fields.List(fields.String(), required=True, metadata={"description": ", ".join(PERMISSIONS)})
+
+
+class TenantArgs(Schema):
+    tenant_id = fields.String(**_id)
+    min_position = fields.Integer(validate=validate.Range(min=0))
+
+
+class UserRowOut(Schema):
+    email = fields.String()
+    org_id = fields.String()
+    permissions = fields.List(fields.String())
+    created_at = fields.String()
+    last_login_at = fields.String(allow_none=True)
+
+
+class UserListOut(Schema):
+    users = fields.List(fields.Nested(UserRowOut))
+    total = fields.Integer()
 
 
 class UserOut(Schema):
@@ -54,3 +74,22 @@ def change_permissions(body, email):
     require_admin_key()
     user, position = portal().change_permissions(email, body["permissions"], Actor("", "", "admin"))
     return {**user.public(), "position": appended(position)}
+
+
+@blp.route("/users", methods=["GET"])
+@blp.arguments(TenantArgs, location="query")
+@blp.response(200, UserListOut)
+def list_users(args):
+    """The tenant's portal users (no password material)."""
+    from api.formats import timestamp
+
+    require_admin_key()
+    reflect("users")
+    with services().engine.connect() as conn:
+        rows = q.tenant_users(conn, args["tenant_id"])
+    users = [
+        {"email": r["email"], "org_id": r["org_id"], "permissions": r["permissions"],
+         "created_at": timestamp(r["created_at"]), "last_login_at": timestamp(r["last_login_at"])}
+        for r in rows
+    ]
+    return {"users": users, "total": len(users)}

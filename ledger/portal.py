@@ -280,13 +280,14 @@ class Portal:
         self, actor: Actor, action: str, target: str, details: dict[str, Any] | None = None
     ) -> Iterator[None]:
         """Run a command; when it fails with a domain error, record AccessAttempted
-        (outcome failure, the error code as reason) and re-raise."""
+        (outcome denied when forbidden, else failure; the error code as reason) and re-raise."""
         try:
             yield
         except DomainError as error:
             if error.kind != "unavailable":  # database down: nothing can be recorded anyway
+                outcome = "denied" if error.kind == "forbidden" else "failure"
                 self.ledger.record_access_attempt(
-                    actor.tenant_id, actor.org_id, actor.name, action, target, "failure",
+                    actor.tenant_id, actor.org_id, actor.name, action, target, outcome,
                     f"{error.code}: {error.message}", **({"details": details} if details else {}),
                 )
             raise

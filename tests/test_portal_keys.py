@@ -79,6 +79,9 @@ def test_a_name_is_required(h, agent):
 def test_the_platform_wide_scope_needs_the_permission(h, agent):
     plain = h.portal_user("ada@acme.test")
     assert plain.post("/api/v1/keys", json={"name": "x", "scopes": ["usage:platform_wide"]}).status_code == 403
+    h.project()
+    (denied,) = h.admin("GET", "/api/v1/admin/audit-log?action=API_KEY_CREATE").json["entries"]
+    assert denied["outcome"] == "denied" and denied["details"]["scopes"] == ["usage:platform_wide"]
     wide = h.portal_user("wu@acme.test", permissions=["usage:platform_wide"])
     assert wide.post("/api/v1/keys", json={"name": "x", "scopes": ["usage:platform_wide"]}).status_code == 201
 

@@ -183,3 +183,20 @@ def test_portal_session_helper_is_a_real_browser_session(h, agent):
     browser = h.portal_user("ada@acme.test")
     assert isinstance(browser, PortalSession)
     assert browser.client.get_cookie("ul_session") is not None
+
+
+def test_admins_list_a_tenants_users_with_their_last_login(h, agent, clock):
+    h.user("ada@acme.test", permissions=["admin"])
+    h.user("bob@acme.test")
+    clock.advance(minutes=3)
+    h.login("ada@acme.test")
+    h.tenant("globex")
+    h.user("eve@globex.test", tenant_id="globex")
+    h.project()
+    body = h.admin("GET", "/api/v1/admin/users?tenant_id=acme").json
+    assert body["total"] == 2
+    assert [(u["email"], u["last_login_at"]) for u in body["users"]] == [
+        ("ada@acme.test", "2026-11-20T12:03:00Z"), ("bob@acme.test", None),
+    ]
+    assert "password_hash" not in str(body)
+    assert h.http.get("/api/v1/admin/users?tenant_id=acme").status_code == 401
