@@ -357,6 +357,25 @@ def create_client(tenant_id: str, org_id: str, name: str) -> None:
     click.echo(json.dumps(client.__dict__))
 
 
+@main.command("create-user")
+@click.argument("tenant_id")
+@click.argument("org_id")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="prompted when absent")
+@click.option("--permission", "permissions", multiple=True, help="admin, permission.billing.manage, ... (repeatable)")
+def create_user(tenant_id: str, org_id: str, email: str, password: str, permissions: tuple[str, ...]) -> None:
+    """Create a portal user (log in at POST /api/v1/auth/login)."""
+    from ledger.errors import DomainError
+    from ledger.portal import Portal
+
+    try:
+        user, position = Portal(_ledger()).create_user(tenant_id, org_id, email, password, list(permissions), "admin:cli")
+    except DomainError as error:
+        click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
+        sys.exit(1)
+    click.echo(json.dumps({**user.public(), "position": position}))
+
+
 def _ledger():
     from ledger.application import Ledger
     from ledger.errors import DomainError

@@ -7,6 +7,7 @@ from flask import Flask, send_from_directory
 from flask_smorest import Api as SmorestApi
 
 from api import admin, auditors, consistency, ingest, ops, usage
+from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
@@ -43,7 +44,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = Api(app)
     for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp):
         api.register_blueprint(blueprint)
-    api.register_blueprint(auditors.blp)
+    for blueprint in (
+        auditors.blp, sessions.blp, users.blp, keys.blp, licenses.blp, nodes.blp, docs_access.blp,
+        policies.blp, corrections.blp, audit_log.blp,
+    ):
+        api.register_blueprint(blueprint)
+    auth.register(app)
     register_error_handlers(app)
     consistency.register(app)
 

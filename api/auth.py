@@ -1,7 +1,13 @@
-"""Who is calling: agent clients (Basic), the admin key, and later portal sessions and API keys.
+"""Who is calling: agent clients (Basic), the admin key, portal sessions (cookie) and
+portal API keys (Bearer).
 
 Secrets are compared in constant time, and an unknown client costs the same hash
 comparison as a known one, so response time does not tell which client ids exist.
+
+Sessions live in the ledger (UserLoggedIn / UserLoggedOut in a stream derived from a hash
+of the cookie's random token), so every API process and host sees the same sessions and
+a logout takes effect everywhere at once. Cookie-authenticated writes must carry a JSON
+body and the X-Requested-With header (CSRF), checked before anything else runs.
 """
 from __future__ import annotations
 
@@ -9,25 +15,34 @@ import base64
 import binascii
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
-from flask import g, request
+from flask import Flask, g, request
 
 from api.services import services
 from ledger.application import Actor
 from ledger.errors import Forbidden, Unauthenticated, Unavailable
 from ledger.identity import check_id, secret_matches
+from ledger.portal import Portal
+
+SESSION_COOKIE = "ul_session"
+LOGIN_PATH = "/api/v1/auth/login"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 _DUMMY_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # client | admin
+    kind: str  # client | admin | user | key
     tenant_id: str
     org_id: str
     actor: str
     client_id: str = ""
-    permissions: frozenset[str] = field(default_factory=frozenset)
+    permissions: frozenset[str] = field(default_factory=frozenset)  # a key's scopes for kind "key"
+    email: str = ""
+    key_id: str = ""
+    session: Any = field(default=None, compare=False, repr=False)
 
     def as_actor(self) -> Actor:
         return Actor(self.tenant_id, self.org_id, self.actor, self.client_id)
@@ -36,17 +51,71 @@ class Principal:
         return self.kind == "admin" or permission in self.permissions
 
 
-def authenticate(*kinds: str) -> Principal:
-    """The caller, if it presents credentials of one of the allowed kinds; else 401."""
+def portal() -> Portal:
+    return Portal(services().ledger)
+
+
+def authenticate(*kinds: str, scope: str | None = None) -> Principal:
+    """The caller, if it presents credentials of one of the allowed kinds; else 401.
+    `scope`: the API-key scope this route needs (403 INSUFFICIENT_SCOPE without it)."""
     header = request.headers.get("Authorization", "")
     if "admin" in kinds and "X-Admin-API-Key" in request.headers:
         principal = _admin()
     elif "client" in kinds and header[:6].lower() == "basic ":
         principal = _client(header[6:])
+    elif "key" in kinds and header[:7].lower() == "bearer ":
+        principal = _key(header[7:].strip())
+    elif "user" in kinds and not header and "X-Admin-API-Key" not in request.headers and request.cookies.get(SESSION_COOKIE):
+        principal = _user(request.cookies[SESSION_COOKIE])
     else:
         raise Unauthenticated("UNAUTHENTICATED", "Credentials are missing or not accepted here")
+    if scope and principal.kind == "key" and scope not in principal.permissions:
+        raise Forbidden("INSUFFICIENT_SCOPE", f"This API key needs the {scope} scope")
     g.principal = principal
     return principal
+
+
+def require_permission(principal: Principal, permission: str) -> None:
+    if not principal.can(permission):
+        raise Forbidden("PERMISSION_DENIED", f"This needs the {permission} permission")
+
+
+def _user(token: str) -> Principal:
+    session = portal().find_session(token)
+    if session is None:
+        raise Unauthenticated("SESSION_INVALID", "The session has expired or ended; log in again")
+    user = session.user
+    return Principal(
+        "user", user.tenant_id, user.org_id, f"user:{user.email}",
+        permissions=frozenset(user.permissions), email=user.email, session=session,
+    )
+
+
+def _key(presented: str) -> Principal:
+    svc_portal = portal()
+    key = svc_portal.authenticate_key(presented)
+    svc_portal.record_key_use(key)
+    return Principal(
+        "key", key.tenant_id, key.org_id, f"key:{key.key_id}", client_id=key.key_id,
+        permissions=frozenset(key.scopes), key_id=key.key_id,
+    )
+
+
+def csrf_guard() -> None:
+    """Cookie-authenticated writes need a JSON body and X-Requested-With (which a
+    cross-site form cannot send). Requests authenticated by a header are not affected."""
+    if request.method in _SAFE_METHODS or not request.cookies.get(SESSION_COOKIE) or request.path == LOGIN_PATH:
+        return
+    if request.headers.get("Authorization") or "X-Admin-API-Key" in request.headers:
+        return
+    if not request.headers.get("X-Requested-With"):
+        raise Forbidden("CSRF_CHECK_FAILED", "Cookie-authenticated writes need the X-Requested-With header")
+    if request.method != "DELETE" and not request.is_json:
+        raise Forbidden("CSRF_CHECK_FAILED", "Cookie-authenticated writes need a JSON body (Content-Type: application/json)")
+
+
+def register(app: Flask) -> None:
+    app.before_request(csrf_guard)
 
 
 def require_admin_key() -> Principal:

@@ -20,6 +20,7 @@ STATUS_BY_KIND = {
     "conflict": 409,
     "too_large": 413,
     "throttled": 429,
+    "upstream": 502,
     "unavailable": 503,
 }
 RETRY_AFTER_SECONDS = "1"

@@ -53,8 +53,8 @@ _BODY_DOC = {
 @blp.route("/events", methods=["POST"])
 @blp.doc(**_BODY_DOC)
 def post_events():
-    """Append one usage event or a batch of up to 1,000, all or nothing."""
-    principal = authenticate("client")
+    """Append one usage event or a batch of up to 1,000, all or nothing (client or API key with write:logs)."""
+    principal = authenticate("client", "key", scope="write:logs")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
     body = request.get_data(cache=False)

@@ -84,7 +84,7 @@ def _window(args: dict) -> tuple[datetime, datetime]:
 
 
 def _reader():
-    return authenticate("client", "admin")
+    return authenticate("client", "admin", "user", "key", scope="read:usage")
 
 
 @blp.route("/usage", methods=["GET"])

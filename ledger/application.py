@@ -237,7 +237,15 @@ class Ledger:
 
     # audit --------------------------------------------------------------------------
     def record_access_attempt(
-        self, tenant_id: str, org_id: str, actor: str, action: str, target: str, outcome: str, reason: str = ""
+        self,
+        tenant_id: str,
+        org_id: str,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: str,
+        reason: str = "",
+        details: dict | None = None,
     ) -> int:
         event = AccessAttempted(
             tenant_id=tenant_id,
@@ -248,6 +256,7 @@ class Ledger:
             target=target,
             outcome=outcome,
             reason=reason,
+            details=details,
         )
         return self.store.append([NewEvent(uuid4(), 1, event)])[0]
 

@@ -46,3 +46,9 @@ class TooLarge(DomainError):
 
 class Unavailable(DomainError):
     kind = "unavailable"
+
+
+class UpstreamFailed(DomainError):
+    """A service we depend on (e.g. Cloudflare) answered with an error or not at all (502)."""
+
+    kind = "upstream"

@@ -110,6 +110,125 @@ class AccessAttempted(LedgerEvent, frozen=True):
     target: str
     outcome: str
     reason: str = ""
+    details: dict[str, Any] | None = None  # what was attempted (names, scopes...), never a secret
+
+
+# portal users and sessions ------------------------------------------------------------
+class UserCreated(LedgerEvent, frozen=True):
+    email: str
+    password_hash: str
+    permissions: list[str]
+
+
+class UserPermissionsChanged(LedgerEvent, frozen=True):
+    email: str
+    permissions: list[str]
+    previous: list[str]
+
+
+class UserLoggedIn(LedgerEvent, frozen=True):
+    """A session began. Its stream is derived from a hash of the session token; the event
+    holds only a public session id, never the token or its hash."""
+
+    email: str
+    session_id: str
+    expires_at: datetime
+
+
+class UserLoggedOut(LedgerEvent, frozen=True):
+    email: str
+    session_id: str
+
+
+# portal API keys ----------------------------------------------------------------------
+class ApiKeyCreated(LedgerEvent, frozen=True):
+    key_id: str
+    name: str
+    key_prefix: str
+    key_sha256: str
+    scopes: list[str]
+    expires_at: datetime | None = None
+
+
+class ApiKeyRevoked(LedgerEvent, frozen=True):
+    key_id: str
+    name: str
+    scopes: list[str]
+
+
+class ApiKeyUsed(LedgerEvent, frozen=True):
+    key_id: str
+
+
+# licences -----------------------------------------------------------------------------
+class LicenseIssued(LedgerEvent, frozen=True):
+    tier: str
+    nodes_total: int
+    expires_at: datetime
+    credits_included: Decimal | None = None
+    license_key: str | None = None
+
+
+class LicenseReplaced(LedgerEvent, frozen=True):
+    tier: str
+    nodes_total: int
+    expires_at: datetime
+    credits_included: Decimal | None = None
+    license_key: str | None = None
+
+
+class LicenseRevoked(LedgerEvent, frozen=True):
+    tier: str
+
+
+# nodes --------------------------------------------------------------------------------
+class HeartbeatReceived(LedgerEvent, frozen=True):
+    instance_id: str
+    instance_type: str
+    hostname: str | None = None
+    port: int | None = None
+    host_info: dict[str, Any] | None = None
+
+
+# policies -----------------------------------------------------------------------------
+class PolicyCreated(LedgerEvent, frozen=True):
+    policy_id: str
+    name: str
+    description: str
+    category: str
+    action: str
+    enabled: bool
+    rules: dict[str, Any]
+
+
+class PolicyUpdated(LedgerEvent, frozen=True):
+    """Carries the whole new state (and which fields changed) so projections stay pure."""
+
+    policy_id: str
+    name: str
+    description: str
+    category: str
+    action: str
+    enabled: bool
+    rules: dict[str, Any]
+    changed: list[str]
+
+
+class PolicyDeleted(LedgerEvent, frozen=True):
+    policy_id: str
+    name: str
+
+
+# docs access --------------------------------------------------------------------------
+class DocsAccessGranted(LedgerEvent, frozen=True):
+    email: str
+    reason: str = ""
+    already_present: bool = False
+
+
+class DocsAccessRevoked(LedgerEvent, frozen=True):
+    email: str
+    already_absent: bool = False
 
 
 ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
@@ -122,6 +241,22 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     UsageVoided,
     UsageAmended,
     AccessAttempted,
+    UserCreated,
+    UserPermissionsChanged,
+    UserLoggedIn,
+    UserLoggedOut,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    ApiKeyUsed,
+    LicenseIssued,
+    LicenseReplaced,
+    LicenseRevoked,
+    HeartbeatReceived,
+    PolicyCreated,
+    PolicyUpdated,
+    PolicyDeleted,
+    DocsAccessGranted,
+    DocsAccessRevoked,
 )
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
 

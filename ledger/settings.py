@@ -29,6 +29,14 @@ class Settings:
     ledger_checkpoint_every: int = 10_000
     ledger_checkpoint_minutes: float = 5.0
     clock: Any = field(default_factory=SystemClock)
+    # portal (issue 4): sessions and docs access
+    session_ttl_hours: float = 12.0
+    session_cookie_secure: bool | None = None  # None: Secure when the request came over HTTPS
+    cf_api_token: str | None = None
+    cf_account_id: str | None = None
+    cf_access_group_id: str | None = None
+    cf_api_base_url: str = "https://api.cloudflare.com/client/v4"
+    cf_api_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -55,9 +63,23 @@ class Settings:
             ledger_checkpoint_every=int(env.get("LEDGER_CHECKPOINT_EVERY", cls.ledger_checkpoint_every)),
             ledger_checkpoint_minutes=float(env.get("LEDGER_CHECKPOINT_MINUTES", cls.ledger_checkpoint_minutes)),
         )
+        values.update(_portal_settings(env))
         values.update(overrides)
         return cls(**values)
 
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgresql:", "postgres:", "postgresql+"))
+
+
+def _portal_settings(env: dict[str, str]) -> dict[str, Any]:
+    secure = (env.get("SESSION_COOKIE_SECURE") or "").strip().lower()
+    return dict(
+        session_ttl_hours=float(env.get("SESSION_TTL_HOURS", Settings.session_ttl_hours)),
+        session_cookie_secure={"true": True, "1": True, "false": False, "0": False}.get(secure),
+        cf_api_token=env.get("CF_API_TOKEN") or None,
+        cf_account_id=env.get("CF_ACCOUNT_ID") or None,
+        cf_access_group_id=env.get("CF_ACCESS_GROUP_ID") or None,
+        cf_api_base_url=(env.get("CF_API_BASE_URL") or Settings.cf_api_base_url).rstrip("/"),
+        cf_api_timeout_seconds=float(env.get("CF_API_TIMEOUT_SECONDS", Settings.cf_api_timeout_seconds)),
+    )

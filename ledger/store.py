@@ -148,6 +148,15 @@ class LedgerStore:
             stored = self.recorder.select_events(stream)
         return [Recorded(0, _as_uuid(s.originator_id), s.originator_version, decode_event(s.state)) for s in stored]
 
+    def last_in_stream(self, stream: UUID) -> Recorded | None:
+        """The newest event of one stream (one indexed read, however long the stream is)."""
+        with _translate_errors():
+            stored = self.recorder.select_events(stream, desc=True, limit=1)
+        if not stored:
+            return None
+        s = stored[0]
+        return Recorded(0, _as_uuid(s.originator_id), s.originator_version, decode_event(s.state))
+
     def first_events(self, streams: Iterable[UUID]) -> dict[UUID, LedgerEvent]:
         """The first event of each given stream that exists (one query)."""
         ids = list(streams)

@@ -2,12 +2,32 @@
 from __future__ import annotations
 
 from projections.framework import Projection
+from projections.admin_audit import AdminAuditProjection
 from projections.ledger_chain import SealingProjection
+from projections.portal import (
+    ApiKeysProjection,
+    DocsAccessProjection,
+    LicensesProjection,
+    NodeStatusProjection,
+    PoliciesProjection,
+    UsersProjection,
+)
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
-    return [UsageEventsProjection(prefix), UsageRollupsProjection(prefix), SealingProjection(prefix)]
+    return [
+        UsageEventsProjection(prefix),
+        UsageRollupsProjection(prefix),
+        SealingProjection(prefix),
+        UsersProjection(prefix),
+        ApiKeysProjection(prefix),
+        LicensesProjection(prefix),
+        NodeStatusProjection(prefix),
+        PoliciesProjection(prefix),
+        DocsAccessProjection(prefix),
+        AdminAuditProjection(prefix),
+    ]
 
 
 def by_name(name: str, prefix: str = "") -> Projection:

@@ -23,6 +23,7 @@ PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ADMIN_KEY = "test-admin-key"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+PASSWORD = "correct horse battery staple"
 
 
 def _pg_admin() -> psycopg.Connection:
@@ -133,6 +134,56 @@ class Harness:
     def post_events(self, headers: dict, events, **kwargs):
         body = {"events": events} if isinstance(events, list) else events
         return self.http.post("/api/v1/events", json=body, headers=headers, **kwargs)
+
+    # portal users (issue 4) ----------------------------------------------------------
+    def user(self, email: str, password: str = PASSWORD, permissions=(), tenant_id: str = "acme", org_id: str = "prod"):
+        """Create a portal user through the admin API."""
+        response = self.admin(
+            "POST",
+            "/api/v1/admin/users",
+            json={"tenant_id": tenant_id, "org_id": org_id, "email": email, "password": password, "permissions": list(permissions)},
+        )
+        assert response.status_code == 201, response.json
+        return response
+
+    def login(self, email: str, password: str = PASSWORD) -> "PortalSession":
+        """A browser-like client logged in as this user (its own cookie jar)."""
+        browser = PortalSession(self.app.test_client())
+        response = browser.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.json
+        return browser
+
+    def portal_user(self, email: str = "ada@acme.test", permissions=(), tenant_id: str = "acme", org_id: str = "prod") -> "PortalSession":
+        """Create a user and log in."""
+        self.user(email, PASSWORD, permissions, tenant_id, org_id)
+        return self.login(email)
+
+
+
+class PortalSession:
+    """A test client that behaves like the portal's frontend: it keeps the session cookie
+    and sends JSON with X-Requested-With on writes (the CSRF rule)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, path: str, **kwargs):
+        return self.client.get(path, **kwargs)
+
+    def _write(self, method: str, path: str, json=None, headers=None, **kwargs):
+        headers = {"X-Requested-With": "XMLHttpRequest", **(headers or {})}
+        if json is None and method != "DELETE" and "data" not in kwargs:
+            json = {}
+        return self.client.open(path, method=method, json=json, headers=headers, **kwargs)
+
+    def post(self, path: str, json=None, **kwargs):
+        return self._write("POST", path, json, **kwargs)
+
+    def put(self, path: str, json=None, **kwargs):
+        return self._write("PUT", path, json, **kwargs)
+
+    def delete(self, path: str, **kwargs):
+        return self._write("DELETE", path, None, **kwargs)
 
 
 def basic(client_id: str, secret: str) -> dict:

@@ -1,0 +1,83 @@
+"""Protected-documentation access (seed 000), managed in a Cloudflare Access group.
+
+Session only: neither API keys nor the admin key are accepted (401). The Access group is
+deployment-wide, so managing it needs the `admin` permission. Cloudflare is the source of
+truth; the ledger records every grant and revoke (and every failed attempt).
+"""
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.auth import authenticate, portal, require_permission
+from api.consistency import appended
+from api.services import services
+from ledger.cloudflare_access import CloudflareAccess
+
+blp = Blueprint("docs_access", __name__, url_prefix="/api/v1/docs/access", description="Docs access (Cloudflare Access)")
+
+
+class GrantIn(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=254))
+    reason = fields.String(validate=validate.Length(max=1000), metadata={"description": "optional, for the audit log"})
+
+
+class RevokeIn(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=3, max=254))
+
+
+class UsersOut(Schema):
+    users = fields.List(fields.String())
+    total = fields.Integer()
+
+
+class ResultOut(Schema):
+    success = fields.Boolean()
+    message = fields.String()
+    email = fields.String()
+
+
+def _admin_session():
+    principal = authenticate("user")
+    require_permission(principal, "admin")
+    return principal
+
+
+@blp.route("", methods=["GET"])
+@blp.response(200, UsersOut)
+def list_access():
+    """E-mails in the Access group."""
+    _admin_session()
+    users = portal().docs_access_users(CloudflareAccess.from_settings(services().settings))
+    return {"users": users, "total": len(users)}
+
+
+@blp.route("/grant", methods=["POST"])
+@blp.arguments(GrantIn)
+@blp.response(200, ResultOut)
+def grant(body):
+    """Add an e-mail to the Access group (already present: a successful no-op)."""
+    principal = _admin_session()
+    cloudflare = CloudflareAccess.from_settings(services().settings)
+    result = portal().grant_docs_access(principal.as_actor(), cloudflare, body["email"], body.get("reason", ""))
+    appended(result.position)
+    return {
+        "success": True,
+        "message": (
+            f"Access granted to {result.email}. They will receive a one-time PIN via email "
+            "when visiting the protected documentation."
+        ),
+        "email": result.email,
+    }
+
+
+@blp.route("/revoke", methods=["POST"])
+@blp.arguments(RevokeIn)
+@blp.response(200, ResultOut)
+def revoke(body):
+    """Remove an e-mail from the Access group (absent: a successful no-op)."""
+    principal = _admin_session()
+    cloudflare = CloudflareAccess.from_settings(services().settings)
+    result = portal().revoke_docs_access(principal.as_actor(), cloudflare, body["email"])
+    appended(result.position)
+    return {"success": True, "message": f"Access revoked for {result.email}", "email": result.email}

@@ -1,0 +1,139 @@
+"""The admin audit log: one row per admin-relevant event, successes and failures alike.
+
+`AUDITED_EVENTS` maps an event type to the action name shown in the log; following a new
+event type is one line there (the projection's schema version is derived from the
+mapping, so `usage-ledger migrate` replays the log when it changes). Failed or denied
+attempts arrive as AccessAttempted with their own action name. Details never include a
+secret, a password, a key, a token or a hash: such fields are dropped by name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Sequence
+
+import msgspec
+from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, Text
+
+from ledger.events import AccessAttempted, LedgerEvent
+from ledger.store import Recorded
+from projections.framework import Projection
+from projections.sql import insert_ignore
+from projections.usage import naive_utc
+
+AUDITED_EVENTS: dict[str, str] = {
+    "TenantCreated": "TENANT_CREATE",
+    "OrganizationCreated": "ORG_CREATE",
+    "ClientRegistered": "CLIENT_CREATE",
+    "ClientSecretRotated": "CLIENT_SECRET_ROTATE",
+    "ClientDisabled": "CLIENT_DISABLE",
+    "UserCreated": "USER_CREATE",
+    "UserPermissionsChanged": "USER_PERMISSIONS_CHANGE",
+    "UserLoggedIn": "USER_LOGIN",
+    "UserLoggedOut": "USER_LOGOUT",
+    "ApiKeyCreated": "API_KEY_CREATE",
+    "ApiKeyRevoked": "API_KEY_REVOKE",
+    "LicenseIssued": "LICENSE_ISSUE",
+    "LicenseReplaced": "LICENSE_REPLACE",
+    "LicenseRevoked": "LICENSE_REVOKE",
+    "PolicyCreated": "POLICY_CREATE",
+    "PolicyUpdated": "POLICY_UPDATE",
+    "PolicyDeleted": "POLICY_DELETE",
+    "DocsAccessGranted": "DOCS_ACCESS_GRANT",
+    "DocsAccessRevoked": "DOCS_ACCESS_REVOKE",
+    "UsageVoided": "USAGE_VOID",
+    "UsageAmended": "USAGE_AMEND",
+}
+
+# What an entry is about: the first of these fields the event has (else its org, tenant).
+TARGET_FIELDS = ("key_id", "client_id", "email", "policy_id", "budget_id", "event_id", "instance_id")
+_BASE_FIELDS = ("type", "tenant_id", "org_id", "recorded_at", "actor")
+_SECRET_NAMES = ("secret", "password", "token", "license_key", "session_hash")
+_SECRET_SUFFIXES = ("_hash", "_sha256", "_key")
+
+
+def is_secret_field(name: str) -> bool:
+    lowered = name.lower()
+    return (
+        any(marker in lowered for marker in _SECRET_NAMES) and not lowered.endswith("_tokens")
+    ) or lowered.endswith(_SECRET_SUFFIXES) or lowered in ("key", "hash")
+
+
+def _mapping_version() -> int:
+    digest = hashlib.sha256(json.dumps(sorted(AUDITED_EVENTS.items())).encode()).hexdigest()
+    return int(digest[:6], 16)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return None  # whole usage facts and the like: too big for an audit line
+    if isinstance(value, (datetime, date)):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if not is_secret_field(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def audit_entry(position: int, event: LedgerEvent) -> dict | None:
+    """The audit row of an event, or None when the event is not audited."""
+    if isinstance(event, AccessAttempted):
+        action, target, outcome = event.action, event.target, event.outcome
+        details = _plain(event.details or {})
+        reason = event.reason
+    elif event.type in AUDITED_EVENTS:
+        action, outcome, reason = AUDITED_EVENTS[event.type], "success", ""
+        fields = {f: getattr(event, f) for f in event.__struct_fields__ if f not in _BASE_FIELDS}
+        target = next((str(fields[f]) for f in TARGET_FIELDS if fields.get(f)), "") or event.org_id or event.tenant_id
+        details = {k: v for k, v in _plain(fields).items() if v is not None and not is_secret_field(k)}
+        reason = str(fields.get("reason") or "")
+    else:
+        return None
+    return {
+        "position": position,
+        "tenant_id": event.tenant_id,
+        "org_id": event.org_id,
+        "recorded_at": naive_utc(event.recorded_at),
+        "actor": event.actor[:300],
+        "action": action[:64],
+        "target": target[:300],
+        "outcome": outcome[:16],
+        "reason": reason[:2000],
+        "details_json": json.dumps(details, sort_keys=True, separators=(",", ":")),
+    }
+
+
+class AdminAuditProjection(Projection):
+    name = "admin_audit"
+
+    def __init__(self, prefix: str = ""):
+        super().__init__(prefix)
+        self.version = _mapping_version()
+        self.topics = tuple(AUDITED_EVENTS) + ("AccessAttempted",)
+
+    def define(self, metadata: MetaData, prefix: str) -> None:
+        self.log = Table(
+            f"{prefix}admin_audit_log",
+            metadata,
+            Column("position", BigInteger, primary_key=True),
+            Column("tenant_id", String(64), nullable=False),
+            Column("org_id", String(64), nullable=False),
+            Column("recorded_at", DateTime, nullable=False),
+            Column("actor", String(300), nullable=False),
+            Column("action", String(64), nullable=False),
+            Column("target", String(300), nullable=False),
+            Column("outcome", String(16), nullable=False),
+            Column("reason", Text, nullable=False),
+            Column("details_json", Text, nullable=False),
+            Index(f"ix_{prefix}admin_audit_tenant", "tenant_id", "position"),
+            Index(f"ix_{prefix}admin_audit_time", "recorded_at"),
+        )
+
+    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+        rows = [row for r in batch if (row := audit_entry(r.position, r.event)) is not None]
+        insert_ignore(conn, self.log, rows, ["position"])
