@@ -3,10 +3,16 @@ from __future__ import annotations
 
 from projections.framework import Projection
 from projections.usage import UsageProjection
+from projections.budgets import BudgetStatusProjection
+from projections.pricing import PricingProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
-    return [UsageProjection(prefix)]
+    return [
+        UsageProjection(prefix),
+        PricingProjection(prefix),
+        BudgetStatusProjection(prefix),
+    ]
 
 
 def by_name(name: str, prefix: str = "") -> Projection:

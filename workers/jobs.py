@@ -28,7 +28,11 @@ class Job:
 
 def all_jobs(settings: Settings) -> list[Job]:
     """Every periodic job. Each capability adds its own line here."""
-    return []
+    from workers import alerts
+
+    jobs: list[Job] = []
+    jobs.append(Job("budget_alerts", alerts.WebhookConfig.from_env().interval_seconds, alerts.run))
+    return jobs
 
 
 def start_scheduler(settings: Settings, jobs: list[Job]) -> BackgroundScheduler:
