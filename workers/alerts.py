@@ -95,22 +95,25 @@ class BudgetAlerts:
         return self.settings.clock.now()
 
     def run_once(self) -> dict[str, int]:
-        raised = self.raise_crossed()
-        outcome = self.deliver(extra=raised)
+        raised, known = self._raise()
+        outcome = self.deliver(extra=raised + known)
         return {"raised": len(raised), **outcome}
 
     # raising ------------------------------------------------------------------------
     def raise_crossed(self) -> list[dict]:
         """Append BudgetThresholdCrossed for every detected crossing not raised yet; returns
         the alert rows this pass raised (others were raised before: a stream conflict)."""
+        return self._raise()[0]
+
+    def _raise(self) -> tuple[list[dict], list[dict]]:
+        """(rows raised now, rows the read model shows unraised that the ledger already has)."""
         with self.engine.connect() as conn:
             rows = q.alerts_to_raise(conn)
-        raised = []
+        raised, known = [], []
         for row in rows:
             event = threshold_event(row, self.now)
-            if self.controls.raise_threshold_crossed(event) is not None:
-                raised.append(dict(row, raised=True))
-        return raised
+            (raised if self.controls.raise_threshold_crossed(event) is not None else known).append(dict(row, raised=True))
+        return raised, known
 
     # delivering ---------------------------------------------------------------------
     def deliver(self, extra: list[dict] = ()) -> dict[str, int]:
