@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterator
 
-from flask import request
+from flask import current_app, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
@@ -264,16 +264,16 @@ def delete_budget(budget_id):
 
 
 # check --------------------------------------------------------------------------------
-_known_orgs: set[tuple[str, str]] = set()  # orgs are never deleted, so a positive answer is kept
-
-
 def _check_org(principal: Principal, org_id: str) -> None:
-    if org_id == principal.org_id or (principal.tenant_id, org_id) in _known_orgs:
+    """The org must be one of the caller's tenant. Orgs are never deleted, so this app
+    remembers the ones it has seen exist."""
+    known: set = current_app.extensions.setdefault("budget_check_known_orgs", set())
+    if org_id == principal.org_id or (principal.tenant_id, org_id) in known:
         return
     check_id("org_id", org_id)
     if not services().ledger.org_exists(principal.tenant_id, org_id):
         raise NotFound("ORG_NOT_FOUND", f"Organization {org_id} not found")
-    _known_orgs.add((principal.tenant_id, org_id))
+    known.add((principal.tenant_id, org_id))
 
 
 def decide(rows: list[dict], estimate_nanos: int) -> dict:
