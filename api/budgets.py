@@ -3,12 +3,16 @@ check, status and alerts. Basic client auth; the tenant comes from the credentia
 X-Org-ID picks an org of the tenant, X-User-ID is recorded as the author of writes."""
 from __future__ import annotations
 
+import os
 import re
+import time
 from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Iterator
+from typing import Annotated, Iterator
 
-from flask import current_app, request
+import msgspec
+
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
@@ -86,17 +90,42 @@ class PageArgs(Schema):
     min_position = fields.Integer(validate=validate.Range(min=0))
 
 
-class CheckIn(Schema):
-    class Meta:
-        unknown = EXCLUDE
+_CheckId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
-    org_id = fields.String(validate=_ID, metadata={"description": "default: the caller's organization"})
-    team_id = fields.String(allow_none=True, validate=_ID)
-    agent_id = fields.String(allow_none=True, validate=_ID)
-    workflow_id = fields.String(allow_none=True, validate=_ID)
-    user_id = fields.String(allow_none=True, validate=_ID)
-    app_id = fields.String(allow_none=True, validate=_ID)
-    estimated_cost_usd = fields.Decimal(allow_none=True, validate=validate.Range(min=0, max=10**6))
+
+class CheckIn(msgspec.Struct, frozen=True):
+    """The pre-flight check's body. Decoded with msgspec: this is a hot path (NOTES.md)."""
+
+    org_id: _CheckId | None = None
+    team_id: _CheckId | None = None
+    agent_id: _CheckId | None = None
+    workflow_id: _CheckId | None = None
+    user_id: _CheckId | None = None
+    app_id: _CheckId | None = None
+    estimated_cost_usd: Decimal | None = None  # 0 ≤ x ≤ 1,000,000, checked in _check_body
+
+
+_check_decoder = msgspec.json.Decoder(CheckIn)
+_CHECK_FIELD = re.compile(r"`\$\.([A-Za-z_]+)")
+
+
+def _check_body() -> CheckIn:
+    try:
+        body = _check_decoder.decode(request.get_data(cache=False) or b"{}")
+    except msgspec.ValidationError as error:
+        match = _CHECK_FIELD.search(str(error))
+        raise Invalid("VALIDATION_FAILED", str(error), field=match.group(1) if match else None) from None
+    except msgspec.DecodeError as error:
+        raise Invalid("MALFORMED_JSON", f"Request body is not a JSON object: {error}") from None
+    estimate = body.estimated_cost_usd
+    if estimate is not None and not (estimate.is_finite() and 0 <= estimate <= 10**6):
+        raise Invalid("VALIDATION_FAILED", "estimated_cost_usd must be between 0 and 1,000,000", field="estimated_cost_usd")
+    return body
+
+
+def _check_schema_doc() -> dict:
+    schema = msgspec.json.schema(CheckIn)
+    return schema["$defs"]["CheckIn"]
 
 
 _TERM_FIELDS = (
@@ -313,19 +342,101 @@ def _finding(row: dict, message: str) -> dict:
     }
 
 
+class CheckCache:
+    """What the pre-flight check reads, kept per process for a short while.
+
+    The check is on every agent's hot path, so it answers from a snapshot of the org's
+    enabled budgets with their current-period spend (one query when refreshed), and from
+    credentials verified within the same window. A snapshot is refreshed when it is older
+    than BUDGET_CHECK_CACHE_SECONDS (default 0.5; 0 disables the cache), when a period
+    boundary has passed, or when the request's min_position is beyond it, so
+    read-your-writes holds exactly as for every other read.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._principals: dict[tuple[str, str], tuple[float, Principal]] = {}
+        self._snapshots: dict[tuple[str, str], tuple[float, int, dict, dict]] = {}
+
+    @classmethod
+    def of_app(cls) -> "CheckCache":
+        cache = current_app.extensions.get("budget_check_cache")
+        if cache is None:
+            seconds = float(os.environ.get("BUDGET_CHECK_CACHE_SECONDS", "0.5"))
+            cache = current_app.extensions["budget_check_cache"] = cls(seconds)
+        return cache
+
+    def caller(self) -> Principal:
+        key = (request.headers.get("Authorization", ""), request.headers.get("X-Org-ID", ""))
+        hit = self._principals.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.seconds:
+            g.principal = hit[1]
+            return hit[1]
+        principal = _caller()
+        if self.seconds > 0:
+            self._remember(self._principals, key, (time.monotonic(), principal))
+        return principal
+
+    def budgets(self, tenant_id: str, org_id: str) -> dict[tuple[str, str], list[dict]]:
+        """The org's enabled budgets by (scope, scope_id), with their current spend."""
+        svc = services()
+        now = svc.settings.clock.now()
+        starts = q.current_period_starts(now)
+        wanted = _min_position()
+        key = (tenant_id, org_id)
+        hit = self._snapshots.get(key)
+        if (
+            hit is not None
+            and time.monotonic() - hit[0] < self.seconds
+            and hit[1] >= wanted
+            and hit[2] == starts
+        ):
+            g.ledger_position = hit[1]
+            return hit[3]
+        if wanted:
+            reflect("budget_status")  # wait (bounded) until the read model has passed it
+        with svc.engine.connect() as conn:
+            rows, position = q.org_budgets_with_spend(conn, tenant_id, org_id, now)
+        by_scope: dict[tuple[str, str], list[dict]] = {}
+        for row in rows:
+            by_scope.setdefault((row["scope"], row["scope_id"]), []).append(row)
+        g.ledger_position = position
+        if self.seconds > 0:
+            self._remember(self._snapshots, key, (time.monotonic(), position, starts, by_scope))
+        return by_scope
+
+    def _remember(self, store: dict, key, value) -> None:
+        if len(store) >= self.MAX_ENTRIES:
+            store.clear()
+        store[key] = value
+
+
+def _min_position() -> int:
+    raw = request.args.get("min_position") or request.headers.get("X-Min-Ledger-Position") or "0"
+    try:
+        wanted = int(raw)
+    except ValueError:
+        wanted = -1
+    if wanted < 0:
+        raise Invalid("VALIDATION_FAILED", "min_position must be a non-negative integer", field="min_position")
+    return wanted
+
+
 @blp.route("/budgets/check", methods=["POST"])
-@blp.arguments(CheckIn)
-def check_budgets(body):
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": _check_schema_doc()}}})
+def check_budgets():
     """Pre-flight: may this request spend? Every enabled budget that matches is considered."""
-    principal = _caller()
-    org_id = body.get("org_id") or principal.org_id
+    cache = CheckCache.of_app()
+    principal = cache.caller()
+    body = _check_body()
+    org_id = body.org_id or principal.org_id
     _check_org(principal, org_id)
-    scopes = [("organization", "")] + [(scope, body[key]) for scope, key in _CHECK_SCOPES if body.get(key)]
-    reflect("budget_status")
-    svc = services()
-    with svc.engine.connect() as conn:
-        rows = q.matching_budgets(conn, principal.tenant_id, org_id, scopes, svc.settings.clock.now())
-    return decide(rows, to_nanos(body.get("estimated_cost_usd")))
+    scopes = [("organization", "")] + [(scope, getattr(body, key)) for scope, key in _CHECK_SCOPES if getattr(body, key)]
+    by_scope = cache.budgets(principal.tenant_id, org_id)
+    rows = [row for pair in scopes for row in by_scope.get(pair, ())]
+    return decide(rows, to_nanos(body.estimated_cost_usd))
 
 
 # status and alerts --------------------------------------------------------------------

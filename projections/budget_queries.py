@@ -1,18 +1,16 @@
 """Queries on the budget_status read model: budgets, their spend in a period, alerts.
 
-`matching_budgets` answers the pre-flight check in one statement: the org's enabled budgets
-of the requested scopes joined with the one spend row of each budget's current period (the
-spend table's primary key), so its cost grows with the number of matching budgets only.
+`org_budgets_with_spend` feeds the pre-flight check: the org's enabled budgets, each with
+the one spend row of its current period (a primary-key lookup), never raw events.
 """
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
-
-from sqlalchemy import Connection, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, case, func, literal, or_, select
 
 from ledger.budgets import PERIODS, period_bounds
 from projections.budgets import BudgetStatusProjection
+from projections.framework import projection_positions
 from projections.usage import naive_utc
 
 BUDGETS = BudgetStatusProjection()
@@ -52,42 +50,41 @@ def current_period_starts(now: datetime) -> dict[str, datetime]:
     return {period: naive_utc(period_bounds(period, now)[0]) for period in PERIODS}
 
 
-def matching_budgets(
-    conn: Connection, tenant_id: str, org_id: str, scopes: Iterable[tuple[str, str]], now: datetime
-) -> list[dict]:
-    """Enabled budgets of the org for these (scope, scope_id) pairs, each with the spend of
-    its current period (`used_nanos`, in the budget's unit)."""
+def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:
+    """The org's enabled budgets, each with the spend of its current period (`used_nanos`,
+    in the budget's unit: one primary-key lookup per budget), and the position of the
+    budget_status read model they reflect."""
     b, s = BUDGETS.budgets, BUDGETS.spend
     starts = current_period_starts(now)
     current_start = case(*[(b.c.period == p, literal(start)) for p, start in starts.items()])
-    used = case((b.c.unit == "credits", s.c.credits_nanos), else_=s.c.cost_nanos)
+    # a correlated subquery, so the plan does not depend on table statistics
+    used = (
+        select(case((b.c.unit == "credits", s.c.credits_nanos), else_=s.c.cost_nanos))
+        .where(
+            s.c.tenant_id == b.c.tenant_id,
+            s.c.org_id == b.c.org_id,
+            s.c.scope == b.c.scope,
+            s.c.scope_id == b.c.scope_id,
+            s.c.period == b.c.period,
+            s.c.period_start == current_start,
+        )
+        .scalar_subquery()
+    )
+    position = (
+        select(projection_positions.c.position)
+        .where(projection_positions.c.name == BUDGETS.name)
+        .scalar_subquery()
+    )
     query = (
         select(
-            b.c.budget_id, b.c.name, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed, b.c.downgrade_model,
-            func.coalesce(used, 0).label("used_nanos"),
+            b.c.budget_id, b.c.name, b.c.scope, b.c.scope_id, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed,
+            b.c.downgrade_model, func.coalesce(used, 0).label("used_nanos"),
         )
-        .select_from(
-            b.outerjoin(
-                s,
-                and_(
-                    s.c.tenant_id == b.c.tenant_id,
-                    s.c.org_id == b.c.org_id,
-                    s.c.scope == b.c.scope,
-                    s.c.scope_id == b.c.scope_id,
-                    s.c.period == b.c.period,
-                    s.c.period_start == current_start,
-                ),
-            )
-        )
-        .where(
-            b.c.tenant_id == tenant_id,
-            b.c.org_id == org_id,
-            b.c.enabled.is_(True),
-            or_(*[and_(b.c.scope == scope, b.c.scope_id == scope_id) for scope, scope_id in scopes]),
-        )
+        .where(b.c.tenant_id == tenant_id, b.c.org_id == org_id, b.c.enabled.is_(True))
         .order_by(b.c.budget_id)
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    reflected = int(conn.execute(select(position)).scalar() or 0)  # first: the rows are at least this new
+    return [dict(r) for r in conn.execute(query).mappings()], reflected
 
 
 def spend_in_period(conn: Connection, budget: dict, period_start: datetime) -> int:

@@ -34,7 +34,12 @@ def create(h, headers, **fields):
 
 
 def check(h, headers, **body):
-    return h.http.post("/api/v1/budgets/check", json={"org_id": "prod", **body}, headers=headers)
+    """The pre-flight check, reading at least everything in the ledger so far (read-your-writes:
+    the check answers from a short-lived snapshot otherwise)."""
+    position = h.store.max_position()
+    return h.http.post(
+        f"/api/v1/budgets/check?min_position={position}", json={"org_id": "prod", **body}, headers=headers
+    )
 
 
 # CRUD and defaults ------------------------------------------------------------------
@@ -373,6 +378,7 @@ def test_leap_day_is_its_own_day_and_part_of_february(h, author, agent, clock):
 
 # the pre-flight check -----------------------------------------------------------------
 def test_nothing_over_budget_answers_exactly_allowed_true(h, author, agent):
+    h.project()
     assert check(h, agent).json == {"allowed": True}
     create(h, author, id="roomy", limit_usd=100, on_exceed="block")
     h.post_events(agent, [usage("small", cost_usd="1")])
@@ -478,3 +484,14 @@ def test_budget_ids_are_unique_per_tenant_stream(h, author):
     event = next(r.event for r in h.store.read(0, 1000) if isinstance(r.event, BudgetCreated))
     assert event.budget.alert_thresholds == (Decimal(50), Decimal(80), Decimal(100))
     assert event.tenant_id == "acme" and event.org_id == "prod" and event.client_id
+
+
+def test_the_check_snapshot_is_refreshed_for_min_position(h, author, agent):
+    create(h, author, id="tight", limit_usd=10, on_exceed="block")
+    h.project()
+    plain = lambda: h.http.post("/api/v1/budgets/check", json={"org_id": "prod"}, headers=agent)  # noqa: E731
+    assert plain().json == {"allowed": True}  # may be answered from a snapshot from now on
+    position = h.post_events(agent, [usage("burst", cost_usd="20")]).json["position"]
+    h.project()
+    fresh = h.http.post(f"/api/v1/budgets/check?min_position={position}", json={"org_id": "prod"}, headers=agent)
+    assert fresh.json["allowed"] is False and int(fresh.headers["X-Ledger-Position"]) >= position
