@@ -7,6 +7,7 @@ import os
 import re
 import time
 from contextlib import contextmanager
+from datetime import timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Iterator
 
@@ -359,6 +360,15 @@ class CheckCache:
         self.seconds = seconds
         self._principals: dict[tuple[str, str], tuple[float, Principal]] = {}
         self._snapshots: dict[tuple[str, str], tuple[float, int, dict, dict]] = {}
+        self._starts: tuple[object, dict] = (None, {})
+
+    def period_starts(self, now) -> dict:
+        """Every period kind's current start; the shortest period is a UTC day, so they
+        change only when the UTC date does."""
+        day = now.astimezone(timezone.utc).date()
+        if self._starts[0] != day:
+            self._starts = (day, q.current_period_starts(now))
+        return self._starts[1]
 
     @classmethod
     def of_app(cls) -> "CheckCache":
@@ -383,7 +393,7 @@ class CheckCache:
         """The org's enabled budgets by (scope, scope_id), with their current spend."""
         svc = services()
         now = svc.settings.clock.now()
-        starts = q.current_period_starts(now)
+        starts = self.period_starts(now)
         wanted = _min_position()
         key = (tenant_id, org_id)
         hit = self._snapshots.get(key)
