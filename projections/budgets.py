@@ -319,12 +319,15 @@ class _BatchState:
             start = moment
         else:
             start = naive_utc(period_bounds(row["period"], moment)[0])
+        thresholds = thresholds_from_text(row["alert_thresholds"])
+        if not thresholds:
+            return
         used = self.used(budget, start)
         limit = row["limit_nanos"]
-        if used * 100 < min(thresholds_from_text(row["alert_thresholds"])) * limit:
+        if used * 100 < thresholds[0] * limit:  # thresholds are sorted
             return
         alerted = self._alerted(row["tenant_id"], row["org_id"], start)
-        for threshold in thresholds_from_text(row["alert_thresholds"]):
+        for threshold in thresholds:
             bp = to_basis_points(threshold)
             if used * 100 < threshold * limit or (row["budget_id"], bp) in alerted:
                 continue

@@ -126,6 +126,17 @@ def test_a_threshold_is_raised_once_per_period_and_again_in_the_next(h, agent, a
     assert [a["period_start"] for a in alerts(h, agent)] == ["2026-11-21T00:00:00Z", "2026-11-20T00:00:00Z"]
 
 
+def test_a_budget_without_thresholds_never_alerts(h, agent, alerts_job):
+    create(h, agent, alert_thresholds=[], on_exceed="block")
+    h.post_events(agent, [usage("big", cost_usd="150")])
+    h.project()
+    assert alerts_job.run_once()["raised"] == 0
+    assert alerts(h, agent) == []
+    status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
+    assert (status["status"], status["thresholds_crossed"]) == ("exceeded", [])
+    assert h.http.get("/readyz").json["parked_errors"] == []
+
+
 def test_disabled_budgets_raise_nothing_until_enabled(h, agent, alerts_job):
     create(h, agent, enabled=False)
     h.post_events(agent, [usage("big", cost_usd="90")])
