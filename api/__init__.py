@@ -8,6 +8,7 @@ from flask_smorest import Api as SmorestApi
 
 from api import admin, auditors, consistency, ingest, ops, usage
 from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
+from api import budgets, pricing, usage_analytics
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
@@ -15,6 +16,7 @@ from ledger.ingest import MAX_BODY_BYTES
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.db import make_engine
+from projections.pricing_queries import PriceBookCache
 
 
 class Api(SmorestApi):
@@ -39,7 +41,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     store = LedgerStore(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
-    app.extensions["usage_ledger"] = Services(settings, store, Ledger(store, settings), engine)
+    ledger = Ledger(store, settings, price_book=PriceBookCache(engine))  # overrides from the pricing read model
+    app.extensions["usage_ledger"] = Services(settings, store, ledger, engine)
 
     api = Api(app)
     for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp):
@@ -50,6 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         api.register_blueprint(blueprint)
     auth.register(app)
+    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, usage_analytics.blp):
+        api.register_blueprint(blueprint)
     register_error_handlers(app)
     consistency.register(app)
 

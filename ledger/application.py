@@ -260,6 +260,13 @@ class Ledger:
         )
         return self.store.append([NewEvent(uuid4(), 1, event)])[0]
 
+    # cost controls (ledger/budgets.py) ---------------------------------------------
+    @property
+    def cost_controls(self):
+        from ledger.budgets import CostControls
+
+        return CostControls(self)
+
     # helpers ------------------------------------------------------------------------
     def _create(self, stream: UUID, event: LedgerEvent, code: str, message: str) -> int:
         try:

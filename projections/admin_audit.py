@@ -45,10 +45,19 @@ AUDITED_EVENTS: dict[str, str] = {
     "DocsAccessRevoked": "DOCS_ACCESS_REVOKE",
     "UsageVoided": "USAGE_VOID",
     "UsageAmended": "USAGE_AMEND",
+    "BudgetCreated": "BUDGET_CREATE",
+    "BudgetUpdated": "BUDGET_UPDATE",
+    "BudgetDeleted": "BUDGET_DELETE",
+    "BudgetThresholdCrossed": "BUDGET_THRESHOLD_CROSSED",
+    "BudgetAlertDelivered": "BUDGET_ALERT_DELIVERY",
+    "BudgetAlertDeliveryFailed": "BUDGET_ALERT_DELIVERY",
+    "ModelPriceSet": "PRICING_SET",
 }
+# Events whose outcome is not a success although they record what happened.
+FAILED_EVENTS = frozenset({"BudgetAlertDeliveryFailed"})
 
 # What an entry is about: the first of these fields the event has (else its org, tenant).
-TARGET_FIELDS = ("key_id", "client_id", "email", "policy_id", "budget_id", "event_id", "instance_id")
+TARGET_FIELDS = ("key_id", "budget_id", "alert_id", "client_id", "email", "policy_id", "event_id", "instance_id")
 _BASE_FIELDS = ("type", "tenant_id", "org_id", "recorded_at", "actor")
 _SECRET_NAMES = ("secret", "password", "token", "license_key", "session_hash")
 _SECRET_SUFFIXES = ("_hash", "_sha256", "_key")
@@ -87,8 +96,12 @@ def audit_entry(position: int, event: LedgerEvent) -> dict | None:
         details = _plain(event.details or {})
         reason = event.reason
     elif event.type in AUDITED_EVENTS:
-        action, outcome, reason = AUDITED_EVENTS[event.type], "success", ""
+        action, reason = AUDITED_EVENTS[event.type], ""
+        outcome = "failure" if event.type in FAILED_EVENTS else "success"
         fields = {f: getattr(event, f) for f in event.__struct_fields__ if f not in _BASE_FIELDS}
+        if isinstance(fields.get("budget"), msgspec.Struct):  # budget terms: flatten for the log
+            fields.update(msgspec.structs.asdict(fields.pop("budget")))
+            fields.pop("previous", None)
         target = next((str(fields[f]) for f in TARGET_FIELDS if fields.get(f)), "") or event.org_id or event.tenant_id
         details = {k: v for k, v in _plain(fields).items() if v is not None and not is_secret_field(k)}
         reason = str(fields.get("reason") or "")

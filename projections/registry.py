@@ -13,6 +13,8 @@ from projections.portal import (
     UsersProjection,
 )
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
+from projections.budgets import BudgetStatusProjection
+from projections.pricing import PricingProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
@@ -27,6 +29,8 @@ def all_projections(prefix: str = "") -> list[Projection]:
         PoliciesProjection(prefix),
         DocsAccessProjection(prefix),
         AdminAuditProjection(prefix),
+        PricingProjection(prefix),
+        BudgetStatusProjection(prefix),
     ]
 
 

@@ -150,3 +150,20 @@ def test_a_new_event_type_is_audited_by_adding_one_line(h, agent):
         assert "HeartbeatReceived" in projection.topics and projection.version != before
     finally:
         del admin_audit.AUDITED_EVENTS["HeartbeatReceived"]
+
+
+def test_budget_writes_and_refusals_are_in_the_audit_log_with_their_author(h, agent):
+    author = {**agent, "X-User-ID": "fin@acme.test"}
+    body = {"id": "b-1", "name": "Monthly", "limit_usd": 100, "period": "monthly"}
+    assert h.http.post("/api/v1/budgets", json=body, headers=author).status_code == 201
+    assert h.http.put("/api/v1/budgets/b-1", json={"limit_usd": 200}, headers=author).status_code == 200
+    assert h.http.post("/api/v1/budgets", json=body, headers=author).status_code == 409
+    assert h.http.delete("/api/v1/budgets/b-1", headers=author).status_code == 204
+    entries = log(h, "actor=user:fin@acme.test")
+    assert [(e["action"], e["target"], e["outcome"]) for e in reversed(entries)] == [
+        ("BUDGET_CREATE", "b-1", "success"),
+        ("BUDGET_UPDATE", "b-1", "success"),
+        ("BUDGET_CREATE", "b-1", "failure"),
+        ("BUDGET_DELETE", "b-1", "success"),
+    ]
+    assert entries[-1]["details"]["limit"] == "100"

@@ -28,10 +28,11 @@ class Job:
 
 def all_jobs(settings: Settings) -> list[Job]:
     """Every periodic job. Each capability adds its own line here."""
-    from workers import checkpoints
+    from workers import alerts, checkpoints
 
-    jobs = []
+    jobs: list[Job] = []
     jobs.append(Job("ledger-checkpoint", checkpoints.CHECK_SECONDS, checkpoints.run))
+    jobs.append(Job("budget_alerts", alerts.WebhookConfig.from_env().interval_seconds, alerts.run))
     return jobs
 
 

@@ -1,0 +1,143 @@
+"""Queries on the budget_status read model: budgets, their spend in a period, alerts.
+
+`org_budgets_with_spend` feeds the pre-flight check: the org's enabled budgets, each with
+the one spend row of its current period (a primary-key lookup), never raw events.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from sqlalchemy import Connection, case, func, literal, or_, select
+
+from ledger.budgets import PERIODS, period_bounds
+from projections.budgets import BudgetStatusProjection
+from projections.framework import projection_positions
+from projections.usage import naive_utc
+
+BUDGETS = BudgetStatusProjection()
+
+
+def get_budget(conn: Connection, tenant_id: str, budget_id: str) -> dict | None:
+    t = BUDGETS.budgets
+    row = conn.execute(select(t).where(t.c.tenant_id == tenant_id, t.c.budget_id == budget_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_budgets(
+    conn: Connection,
+    tenant_id: str,
+    org_id: str,
+    *,
+    scope: str | None = None,
+    scope_id: str | None = None,
+    enabled: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict], int]:
+    t = BUDGETS.budgets
+    where = [t.c.tenant_id == tenant_id, t.c.org_id == org_id]
+    if scope is not None:
+        where.append(t.c.scope == scope)
+    if scope_id is not None:
+        where.append(t.c.scope_id == ("" if scope == "organization" and scope_id == org_id else scope_id))
+    if enabled is not None:
+        where.append(t.c.enabled == enabled)
+    total = conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one()
+    rows = conn.execute(select(t).where(*where).order_by(t.c.budget_id).limit(limit).offset(offset)).mappings()
+    return [dict(r) for r in rows], total
+
+
+def current_period_starts(now: datetime) -> dict[str, datetime]:
+    return {period: naive_utc(period_bounds(period, now)[0]) for period in PERIODS}
+
+
+def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:
+    """The org's enabled budgets, each with the spend of its current period (`used_nanos`,
+    in the budget's unit: one primary-key lookup per budget), and the position of the
+    budget_status read model they reflect."""
+    b, s = BUDGETS.budgets, BUDGETS.spend
+    starts = current_period_starts(now)
+    current_start = case(*[(b.c.period == p, literal(start)) for p, start in starts.items()])
+    # a correlated subquery, so the plan does not depend on table statistics
+    used = (
+        select(case((b.c.unit == "credits", s.c.credits_nanos), else_=s.c.cost_nanos))
+        .where(
+            s.c.tenant_id == b.c.tenant_id,
+            s.c.org_id == b.c.org_id,
+            s.c.scope == b.c.scope,
+            s.c.scope_id == b.c.scope_id,
+            s.c.period == b.c.period,
+            s.c.period_start == current_start,
+        )
+        .scalar_subquery()
+    )
+    position = (
+        select(projection_positions.c.position)
+        .where(projection_positions.c.name == BUDGETS.name)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            b.c.budget_id, b.c.name, b.c.scope, b.c.scope_id, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed,
+            b.c.downgrade_model, func.coalesce(used, 0).label("used_nanos"),
+        )
+        .where(b.c.tenant_id == tenant_id, b.c.org_id == org_id, b.c.enabled.is_(True))
+        .order_by(b.c.budget_id)
+    )
+    reflected = int(conn.execute(select(position)).scalar() or 0)  # first: the rows are at least this new
+    return [dict(r) for r in conn.execute(query).mappings()], reflected
+
+
+def spend_in_period(conn: Connection, budget: dict, period_start: datetime) -> int:
+    s = BUDGETS.spend
+    column = s.c.credits_nanos if budget["unit"] == "credits" else s.c.cost_nanos
+    value = conn.execute(
+        select(column).where(
+            s.c.tenant_id == budget["tenant_id"],
+            s.c.org_id == budget["org_id"],
+            s.c.scope == budget["scope"],
+            s.c.scope_id == budget["scope_id"],
+            s.c.period == budget["period"],
+            s.c.period_start == period_start,
+        )
+    ).scalar()
+    return int(value or 0)
+
+
+def thresholds_crossed(conn: Connection, tenant_id: str, budget_id: str, period_start: datetime) -> list[int]:
+    a = BUDGETS.alerts
+    rows = conn.execute(
+        select(a.c.threshold_bp)
+        .where(a.c.tenant_id == tenant_id, a.c.budget_id == budget_id, a.c.period_start == period_start)
+        .order_by(a.c.threshold_bp)
+    )
+    return [r.threshold_bp for r in rows]
+
+
+def alerts(conn: Connection, tenant_id: str, budget_id: str, limit: int, offset: int) -> tuple[list[dict], int]:
+    a = BUDGETS.alerts
+    where = [a.c.tenant_id == tenant_id, a.c.budget_id == budget_id]
+    total = conn.execute(select(func.count()).select_from(a).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(a).where(*where).order_by(a.c.period_start.desc(), a.c.threshold_bp).limit(limit).offset(offset)
+    ).mappings()
+    return [dict(r) for r in rows], total
+
+
+# for the budget-alerts job ------------------------------------------------------------
+def alerts_to_raise(conn: Connection, limit: int = 500) -> list[dict]:
+    a = BUDGETS.alerts
+    rows = conn.execute(select(a).where(a.c.raised.is_(False)).order_by(a.c.position, a.c.threshold_bp).limit(limit))
+    return [dict(r) for r in rows.mappings()]
+
+
+def alerts_to_deliver(conn: Connection, now: datetime, limit: int = 100) -> list[dict]:
+    """Raised alerts with a webhook whose next attempt is due."""
+    a = BUDGETS.alerts
+    due = or_(a.c.next_attempt_at.is_(None), a.c.next_attempt_at <= naive_utc(now))
+    rows = conn.execute(
+        select(a)
+        .where(a.c.delivery_status.in_(("pending", "retrying")), a.c.raised.is_(True), due)
+        .order_by(a.c.raised_position)
+        .limit(limit)
+    )
+    return [dict(r) for r in rows.mappings()]
