@@ -6,13 +6,14 @@ import logging
 from flask import Flask, send_from_directory
 from flask_smorest import Api as SmorestApi
 
-from api import admin, consistency, ingest, ops, usage
+from api import admin, axon, consistency, credit_admin, credits, ingest, ops, usage
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
 from ledger.ingest import MAX_BODY_BYTES
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.credits_queries import credit_rate_loader
 from projections.db import make_engine
 
 
@@ -38,10 +39,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     store = LedgerStore(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
-    app.extensions["usage_ledger"] = Services(settings, store, Ledger(store, settings), engine)
+    ledger = Ledger(store, settings, credit_rates=credit_rate_loader(engine))
+    app.extensions["usage_ledger"] = Services(settings, store, ledger, engine)
 
     api = Api(app)
-    for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp):
+    for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp, axon.blp, credits.blp, credit_admin.blp):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     consistency.register(app)

@@ -23,6 +23,14 @@ class Settings:
     projector_poll_seconds: float = 0.05
     db_pool_size: int = 5
     db_pool_timeout: float = 5.0
+    # axon audit retention, SIEM forwarding, License Manager sync (issue 6)
+    audit_retention_days: int = 365
+    siem_url: str | None = None
+    siem_interval_seconds: float = 10.0
+    license_manager_url: str | None = None
+    license_manager_token: str | None = None
+    license_sync_interval_seconds: float = 3600.0
+    license_keys: str = ""  # interim "tenant/org=KEY,..." until licences (LicenseIssued) land
     clock: Any = field(default_factory=SystemClock)
 
     @classmethod
@@ -45,6 +53,15 @@ class Settings:
             ),
             db_pool_size=int(env.get("DB_POOL_SIZE", cls.db_pool_size)),
             db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", cls.db_pool_timeout)),
+            audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", cls.audit_retention_days)),
+            siem_url=env.get("SIEM_URL") or None,
+            siem_interval_seconds=float(env.get("SIEM_INTERVAL_SECONDS", cls.siem_interval_seconds)),
+            license_manager_url=env.get("LICENSE_MANAGER_URL") or None,
+            license_manager_token=env.get("LICENSE_MANAGER_TOKEN") or None,
+            license_sync_interval_seconds=float(
+                env.get("LICENSE_SYNC_INTERVAL_SECONDS", cls.license_sync_interval_seconds)
+            ),
+            license_keys=env.get("LICENSE_KEYS", ""),
         )
         values.update(overrides)
         return cls(**values)

@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 from projections.framework import Projection
+from projections.axon import AxonAuditProjection
+from projections.credits import CreditsProjection
+from projections.entities import EntitiesProjection
+from projections.license_sync import LicenseSyncProjection
 from projections.usage import UsageProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
-    return [UsageProjection(prefix)]
+    return [
+        UsageProjection(prefix),
+        AxonAuditProjection(prefix),
+        CreditsProjection(prefix),
+        EntitiesProjection(prefix),
+        LicenseSyncProjection(prefix),
+    ]
 
 
 def by_name(name: str, prefix: str = "") -> Projection:

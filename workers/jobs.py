@@ -28,7 +28,15 @@ class Job:
 
 def all_jobs(settings: Settings) -> list[Job]:
     """Every periodic job. Each capability adds its own line here."""
-    return []
+    from workers import license_sync, retention, siem
+
+    jobs: list[Job] = []
+    jobs.append(Job("audit-retention", 3600, retention.run))
+    if settings.siem_url:
+        jobs.append(Job("siem-forward", settings.siem_interval_seconds, siem.run))
+    if settings.license_manager_url:
+        jobs.append(Job("license-sync", settings.license_sync_interval_seconds, license_sync.run))
+    return jobs
 
 
 def start_scheduler(settings: Settings, jobs: list[Job]) -> BackgroundScheduler:
