@@ -12,11 +12,13 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy import Connection, and_, func, select
 
 from ledger.credits import CreditRateBook, gauge_credits
+from ledger.resources import RESOURCE_TYPES
 from projections.credits import CreditsProjection, day_of, load_rate_book, split_days, to_nanos_exact
 from projections.usage import MILLI
 from projections.usage_queries import USAGE
 
 CREDITS = CreditsProjection()
+GAUGE_TYPES = tuple(r.slug for r in RESOURCE_TYPES if r.mode == "gauge")
 COLUMNS = ("day", "resource_type", "app_id", "user_id", "agent_id")
 
 
@@ -54,7 +56,14 @@ def credit_totals(
     columns = [u.c.bucket.label("day") if c == "day" else u.c[c] for c in by]
     rows = conn.execute(
         select(*columns, func.sum(u.c.credits_nanos), func.sum(u.c.events))
-        .where(u.c.tenant_id == tenant_id, u.c.org_id == org_id, u.c.bucket >= start, u.c.bucket < end, u.c.resource_type != "")
+        .where(
+            u.c.tenant_id == tenant_id,
+            u.c.org_id == org_id,
+            u.c.bucket >= start,
+            u.c.bucket < end,
+            u.c.resource_type != "",
+            u.c.resource_type.not_in(GAUGE_TYPES),  # gauges: levels, accrued below
+        )
         .group_by(*columns)
     ).all()
     for *key, credits, events in rows:
