@@ -440,3 +440,23 @@ def test_the_sync_license_command_runs_the_same_sync(tmp_path, license_manager):
     result = CliRunner().invoke(cli.main, ["sync-license"], env={**env, "LICENSE_KEYS": "acme/gone=LIC-GONE"})
     assert result.exit_code == 2
     assert json.loads(result.stdout)["synced"][0]["code"] == "license_not_recognized"
+
+
+def test_the_new_read_models_equal_a_replay(lm, clock):
+    """rebuild --check: credits (rates, gauges), entities, licence sync and axon audit."""
+    from projections.framework import check
+    from projections.registry import all_projections
+
+    agent = lm.agent("acme", "ok")
+    lm.admin("PUT", "/api/v1/admin/credit-rates", json={"resource_type": "app_storage", "credits_per_unit": "0.000000002",
+                                                        "effective_from": "2026-11-18T06:00:00Z"})
+    lm.admin("POST", "/api/v1/admin/entities", json={"tenant_id": "acme", "entity_id": "files", "entity_type": "app", "name": "Files"})
+    lm.post_events(agent, [gauge("r1", "2026-11-17T00:00:00Z", "1"), gauge("r2", "2026-11-19T00:00:00Z", "3")])
+    lm.project()
+    lm.post_events(agent, [gauge("r0", "2026-11-18T12:00:00Z", "2"), usage("ax", operation="completion")])
+    lm.admin("POST", "/api/v1/admin/licenses/sync")
+    lm.project()
+    live = {p.name: p for p in all_projections()}
+    shadows = {p.name: p for p in all_projections(prefix="check_")}
+    for name in ("credits", "entities", "license_sync", "axon_audit", "usage"):
+        assert check(lm.engine, lm.store, live[name], shadows[name]) == [], name
