@@ -2,7 +2,7 @@
 entities (names of apps, users and agents) and running the License Manager sync now."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
