@@ -376,6 +376,23 @@ def create_user(tenant_id: str, org_id: str, email: str, password: str, permissi
     click.echo(json.dumps({**user.public(), "position": position}))
 
 
+@main.command("sync-license")
+def sync_license() -> None:
+    """Sync every licence with the License Manager now (LICENSE_MANAGER_URL)."""
+    from ledger.errors import DomainError
+    from workers.license_sync import sync_licenses
+
+    settings = _settings()
+    setup_database(settings)
+    try:
+        outcomes = sync_licenses(settings)
+    except DomainError as error:
+        click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
+        sys.exit(1)
+    click.echo(json.dumps({"synced": [o.as_dict() for o in outcomes]}))
+    sys.exit(0 if all(o.ok for o in outcomes) else 2)
+
+
 def _ledger():
     from ledger.application import Ledger
     from ledger.errors import DomainError

@@ -9,12 +9,14 @@ from flask_smorest import Api as SmorestApi
 from api import admin, auditors, consistency, ingest, ops, usage
 from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
 from api import budgets, pricing, usage_analytics
+from api import axon, credit_admin, credits
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
 from ledger.ingest import MAX_BODY_BYTES
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.credits_queries import credit_rate_loader
 from projections.db import make_engine
 from projections.pricing_queries import PriceBookCache
 
@@ -41,11 +43,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     store = LedgerStore(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
-    ledger = Ledger(store, settings, price_book=PriceBookCache(engine))  # overrides from the pricing read model
+    ledger = Ledger(
+        store, settings, price_book=PriceBookCache(engine), credit_rates=credit_rate_loader(engine)
+    )  # prices and credit rates in force come from their read models
     app.extensions["usage_ledger"] = Services(settings, store, ledger, engine)
 
     api = Api(app)
-    for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp):
+    for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp, axon.blp, credits.blp, credit_admin.blp):
         api.register_blueprint(blueprint)
     for blueprint in (
         auditors.blp, sessions.blp, users.blp, keys.blp, licenses.blp, nodes.blp, docs_access.blp,

@@ -75,9 +75,10 @@ def authenticate(*kinds: str, scope: str | None = None) -> Principal:
     return principal
 
 
-def require_permission(principal: Principal, permission: str) -> None:
+def require_permission(principal: Principal, permission: str) -> Principal:
     if not principal.can(permission):
-        raise Forbidden("PERMISSION_DENIED", f"This needs the {permission} permission")
+        raise Forbidden("PERMISSION_DENIED", f"This needs the {permission} permission", permission=permission)
+    return principal
 
 
 def _user(token: str) -> Principal:

@@ -30,6 +30,7 @@ from ledger.identity import (
     new_client_id,
     new_client_secret,
 )
+from ledger.credits import CreditRateBook
 from ledger.ingest import split_batch, validate_batch
 from ledger.pricing import PriceBook
 from ledger.settings import Settings
@@ -87,10 +88,12 @@ class Ledger:
         store: LedgerStore,
         settings: Settings,
         price_book: Callable[[], PriceBook] = PriceBook,
+        credit_rates: Callable[[], CreditRateBook] = CreditRateBook,
     ):
         self.store = store
         self.settings = settings
         self.price_book = price_book
+        self.credit_rates = credit_rates
 
     @property
     def now(self) -> datetime:
@@ -193,6 +196,7 @@ class Ledger:
             now=self.now,
             backdating_days=self.settings.backdating_days,
             prices=self.price_book(),
+            credit_rates=self.credit_rates(),
         )
         fresh, duplicates = _dedupe_within_batch(usages)
         for _ in range(APPEND_ATTEMPTS):

@@ -104,6 +104,46 @@ class UsageAmended(LedgerEvent, frozen=True):
     current: Usage
 
 
+# entities, credit rates and licence sync (issue 6) -----------------------------------
+class EntityRegistered(LedgerEvent, frozen=True):
+    """An app, user or agent of a tenant, so that reports show names rather than ids."""
+
+    entity_id: str
+    entity_type: str  # app | user | agent
+    name: str
+    slug: str | None = None
+    owner_id: str | None = None
+    display_name: str | None = None
+
+
+class CreditRateSet(LedgerEvent, frozen=True):
+    """Credits per unit of a resource type from effective_from on (tenant_id '' = platform-wide)."""
+
+    resource_type: str
+    credits_per_unit: Decimal
+    effective_from: datetime
+
+
+class LicenseSynced(LedgerEvent, frozen=True):
+    """The License Manager answered for a licence key; its terms as it reported them."""
+
+    license_key: str
+    tier: str | None = None
+    nodes_total: int | None = None
+    credits_included: Decimal | None = None
+    expires_at: datetime | None = None
+    status: str | None = None
+
+
+class LicenseSyncFailed(LedgerEvent, frozen=True):
+    """A sync attempt failed: lm_unreachable | lm_unavailable | license_not_recognized | lm_error."""
+
+    license_key: str
+    code: str
+    message: str = ""
+    http_status: int | None = None
+
+
 # audit ------------------------------------------------------------------------------
 class AccessAttempted(LedgerEvent, frozen=True):
     action: str
@@ -349,6 +389,10 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     BudgetThresholdCrossed,
     BudgetAlertDelivered,
     BudgetAlertDeliveryFailed,
+    EntityRegistered,
+    CreditRateSet,
+    LicenseSynced,
+    LicenseSyncFailed,
 )
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
 

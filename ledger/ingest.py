@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -19,6 +19,9 @@ from ledger.errors import Invalid, TooLarge
 from ledger.events import Usage
 from ledger.pricing import PriceBook
 from ledger.resources import RESOURCE_TYPE_SLUGS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ledger.credits import CreditRateBook
 
 MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -121,6 +124,7 @@ def validate_batch(
     now: datetime,
     backdating_days: int,
     prices: PriceBook,
+    credit_rates: "CreditRateBook | None" = None,
 ) -> list[Usage]:
     """Every item valid → the normalized Usage facts; otherwise Invalid with all item errors."""
     accepted: list[Usage] = []
@@ -135,7 +139,7 @@ def validate_batch(
         except (msgspec.DecodeError, RecursionError) as error:
             errors.append(ItemError(index, None, None, f"Malformed or too deeply nested JSON: {error}"))
             continue
-        usage, item_errors = _normalize(index, item, client_id, now, oldest, prices)
+        usage, item_errors = _normalize(index, item, client_id, now, oldest, prices, credit_rates)
         errors.extend(item_errors)
         if usage is not None:
             accepted.append(usage)
@@ -175,6 +179,7 @@ def _normalize(
     now: datetime,
     oldest: datetime,
     prices: PriceBook,
+    credit_rates: "CreditRateBook | None" = None,
 ) -> tuple[Usage | None, list[ItemError]]:
     errors: list[ItemError] = []
 
@@ -251,6 +256,9 @@ def _normalize(
                 unpriced = True
             else:
                 cost = price.cost(prompt, completion)
+    credits = given(item.credits)
+    if credits is None and credit_rates is not None:
+        credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
 
     usage = Usage(
         event_id=item.event_id,
@@ -279,7 +287,7 @@ def _normalize(
         latency_ms=given(item.latency_ms),
         cost_usd=cost,
         unpriced=unpriced,
-        credits=given(item.credits),
+        credits=credits,
         policies_evaluated=given(item.policies_evaluated) or 0,
         policy_violations=given(item.policy_violations) or 0,
         success=success,

@@ -28,6 +28,14 @@ class Settings:
     ledger_public_key_file: str | None = None
     ledger_checkpoint_every: int = 10_000
     ledger_checkpoint_minutes: float = 5.0
+    # axon audit retention, SIEM forwarding, License Manager sync (issue 6)
+    audit_retention_days: int = 365
+    siem_url: str | None = None
+    siem_interval_seconds: float = 10.0
+    license_manager_url: str | None = None
+    license_manager_token: str | None = None
+    license_sync_interval_seconds: float = 3600.0
+    license_keys: str = ""  # interim "tenant/org=KEY,..." until licences (LicenseIssued) land
     clock: Any = field(default_factory=SystemClock)
     # portal (issue 4): sessions and docs access
     session_ttl_hours: float = 12.0
@@ -62,6 +70,15 @@ class Settings:
             ledger_public_key_file=env.get("LEDGER_PUBLIC_KEY_FILE") or None,
             ledger_checkpoint_every=int(env.get("LEDGER_CHECKPOINT_EVERY", cls.ledger_checkpoint_every)),
             ledger_checkpoint_minutes=float(env.get("LEDGER_CHECKPOINT_MINUTES", cls.ledger_checkpoint_minutes)),
+            audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", cls.audit_retention_days)),
+            siem_url=env.get("SIEM_URL") or None,
+            siem_interval_seconds=float(env.get("SIEM_INTERVAL_SECONDS", cls.siem_interval_seconds)),
+            license_manager_url=env.get("LICENSE_MANAGER_URL") or None,
+            license_manager_token=env.get("LICENSE_MANAGER_TOKEN") or None,
+            license_sync_interval_seconds=float(
+                env.get("LICENSE_SYNC_INTERVAL_SECONDS", cls.license_sync_interval_seconds)
+            ),
+            license_keys=env.get("LICENSE_KEYS", ""),
         )
         values.update(_portal_settings(env))
         values.update(overrides)

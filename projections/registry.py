@@ -15,6 +15,10 @@ from projections.portal import (
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
 from projections.budgets import BudgetStatusProjection
 from projections.pricing import PricingProjection
+from projections.axon import AxonAuditProjection
+from projections.credits import CreditsProjection
+from projections.entities import EntitiesProjection
+from projections.license_sync import LicenseSyncProjection
 
 
 def all_projections(prefix: str = "") -> list[Projection]:
@@ -31,6 +35,10 @@ def all_projections(prefix: str = "") -> list[Projection]:
         AdminAuditProjection(prefix),
         PricingProjection(prefix),
         BudgetStatusProjection(prefix),
+        AxonAuditProjection(prefix),
+        CreditsProjection(prefix),
+        EntitiesProjection(prefix),
+        LicenseSyncProjection(prefix),
     ]
 
 

@@ -78,6 +78,7 @@ def load_demo(
             if batch:
                 ledger.record_usage(actor, msgspec.json.encode({"events": batch}))
                 done += len(batch)
+        _demo_credits(ledger, settings, days)
         return {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET, "position": store.max_position()}
     finally:
         store.close()
@@ -122,3 +123,46 @@ def _ignore_existing(create: Callable[[], int]) -> None:
         create()
     except Conflict:
         pass
+
+
+ENTITY_NAMES = {
+    ("app", "sales-dashboard"): ("Sales Dashboard", "jdoe", None),
+    ("app", "support-console"): ("Support Console", "asmith", None),
+    ("app", "data-pipeline"): ("Data Pipeline", "mlopez", None),
+    ("user", "jdoe"): ("jdoe", None, "Jane Doe"),
+    ("user", "asmith"): ("asmith", None, "Alex Smith"),
+    ("user", "mlopez"): ("mlopez", None, "Maria Lopez"),
+    ("user", "kchen"): ("kchen", None, "Kai Chen"),
+}
+
+
+def _demo_credits(ledger: Ledger, settings: Settings, days: int) -> None:
+    """Names for the demo apps and users, daily storage levels and agent runs (seed 003)."""
+    from ledger.credits import register_entity
+
+    for (kind, entity_id), (name, owner, display) in ENTITY_NAMES.items():
+        _ignore_existing(lambda: register_entity(
+            ledger, "acme", entity_id, kind, name, "system:demo",
+            slug=entity_id if kind == "app" else None, owner_id=owner, display_name=display,
+        ))
+    rng = random.Random(7)
+    now = settings.clock.now().replace(minute=0, second=0, microsecond=0)
+    actor = Actor("acme", "acme-prod", f"client:{DEMO_CLIENT_ID}", DEMO_CLIENT_ID)
+    events = []
+    for day in range(days, -1, -1):
+        moment = (now - timedelta(days=day)).replace(hour=0)
+        for index, app in enumerate(APPS):
+            events.append({
+                "event_id": f"demo-storage-{app}-{day}", "event_type": "storage_level", "resource_type": "app_storage",
+                "occurred_at": moment.isoformat(), "app_id": app,
+                "quantity": (index + 1) * 2 * 10**9 + rng.randrange(0, 10**9),
+            })
+        for i in range(rng.randrange(2, 6)):
+            events.append({
+                "event_id": f"demo-run-{day}-{i}", "event_type": "agent_run", "resource_type": "agent_run",
+                "occurred_at": (moment + timedelta(hours=rng.randrange(0, 24))).isoformat(),
+                "agent_id": rng.choice(AGENTS), "app_id": rng.choice(APPS),
+            })
+    events = [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= settings.clock.now()]
+    for start in range(0, len(events), 1000):
+        ledger.record_usage(actor, msgspec.json.encode({"events": events[start:start + 1000]}))

@@ -28,11 +28,16 @@ class Job:
 
 def all_jobs(settings: Settings) -> list[Job]:
     """Every periodic job. Each capability adds its own line here."""
-    from workers import alerts, checkpoints
+    from workers import alerts, checkpoints, license_sync, retention, siem
 
     jobs: list[Job] = []
     jobs.append(Job("ledger-checkpoint", checkpoints.CHECK_SECONDS, checkpoints.run))
     jobs.append(Job("budget_alerts", alerts.WebhookConfig.from_env().interval_seconds, alerts.run))
+    jobs.append(Job("audit-retention", 3600, retention.run))
+    if settings.siem_url:
+        jobs.append(Job("siem-forward", settings.siem_interval_seconds, siem.run))
+    if settings.license_manager_url:
+        jobs.append(Job("license-sync", settings.license_sync_interval_seconds, license_sync.run))
     return jobs
 
 

@@ -1,0 +1,105 @@
+"""Administration of credits under /api/v1/admin (X-Admin-API-Key): credit rates,
+entities (names of apps, users and agents) and running the License Manager sync now."""
+from __future__ import annotations
+
+from datetime import timezone
+
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from api.auth import require_admin_key
+from api.consistency import appended, reflect
+from api.formats import timestamp
+from api.services import services
+from ledger.credits import ENTITY_TYPES, register_entity, set_credit_rate
+from ledger.resources import RESOURCE_TYPE_SLUGS
+from projections import credits_queries as q
+
+blp = Blueprint("credit_admin", __name__, url_prefix="/api/v1/admin", description="Credits administration (X-Admin-API-Key)")
+
+
+class CreditRateIn(Schema):
+    resource_type = fields.String(required=True, validate=validate.OneOf(sorted(RESOURCE_TYPE_SLUGS)))
+    credits_per_unit = fields.Decimal(required=True, validate=validate.Range(min=0), metadata={"description": "credits per unit (per unit-day for gauges)"})
+    effective_from = fields.AwareDateTime(metadata={"description": "RFC3339; default now"})
+
+
+class EntityIn(Schema):
+    tenant_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    entity_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    entity_type = fields.String(required=True, validate=validate.OneOf(ENTITY_TYPES))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    slug = fields.String(validate=validate.Length(min=1, max=200), allow_none=True)
+    owner_id = fields.String(validate=validate.Length(min=1, max=128), allow_none=True)
+    display_name = fields.String(validate=validate.Length(min=1, max=200), allow_none=True)
+
+
+@blp.route("/credit-rates", methods=["PUT"])
+@blp.arguments(CreditRateIn)
+def put_credit_rate(body):
+    """Set the credits per unit of a resource type from effective_from on (history kept)."""
+    require_admin_key()
+    position, event = set_credit_rate(
+        services().ledger, body["resource_type"], body["credits_per_unit"], "admin", body.get("effective_from")
+    )
+    appended(position)
+    return {
+        "resource_type": event.resource_type,
+        "credits_per_unit": float(event.credits_per_unit),
+        "effective_from": timestamp(event.effective_from),
+        "position": position,
+    }
+
+
+@blp.route("/credit-rates", methods=["GET"])
+def get_credit_rates():
+    """The credit rate of every resource type in force now (default or override)."""
+    require_admin_key()
+    reflect("credits")
+    with services().engine.connect() as conn:
+        book = q.rate_book(conn)
+    now = services().settings.clock.now().astimezone(timezone.utc)
+    return {
+        "rates": [
+            {
+                "resource_type": r.resource_type,
+                "credits_per_unit": float(r.credits_per_unit),
+                "effective_from": timestamp(r.effective_from) if r.source == "override" else None,
+                "source": r.source,
+            }
+            for r in book.in_force(now)
+        ]
+    }
+
+
+@blp.route("/entities", methods=["POST"])
+@blp.arguments(EntityIn)
+def post_entity(body):
+    """Register an app, user or agent with its display names (EntityRegistered)."""
+    require_admin_key()
+    position = register_entity(
+        services().ledger,
+        body["tenant_id"],
+        body["entity_id"],
+        body["entity_type"],
+        body["name"],
+        "admin",
+        slug=body.get("slug"),
+        owner_id=body.get("owner_id"),
+        display_name=body.get("display_name"),
+    )
+    appended(position)
+    return {**body, "position": position}, 201
+
+
+@blp.route("/licenses/sync", methods=["POST"])
+def sync_licenses_now():
+    """Run the License Manager sync now; one outcome per licence key."""
+    require_admin_key()
+    from workers.license_sync import sync_licenses
+
+    svc = services()
+    outcomes = sync_licenses(svc.settings, store=svc.store, engine=svc.engine)
+    if outcomes:
+        appended(max(o.position for o in outcomes))
+    return {"synced": [o.as_dict() for o in outcomes]}

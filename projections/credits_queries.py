@@ -1,0 +1,197 @@
+"""Queries of the credit reports (seed 003). Event-mode credits come from the usage daily
+rollup, gauge credits from gauge_daily plus the still-open part of each series' latest
+level (level × rate × time since its reading, up to the window's end or now)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import Connection, and_, func, select
+
+from ledger.credits import CreditRateBook, gauge_credits
+from ledger.resources import RESOURCE_TYPES
+from projections.credits import CreditsProjection, day_of, load_rate_book, split_days, to_nanos_exact
+from projections.budget_queries import BUDGETS
+from projections.usage import MILLI, from_nanos
+from projections.usage_queries import USAGE
+
+CREDITS = CreditsProjection()
+GAUGE_TYPES = tuple(r.slug for r in RESOURCE_TYPES if r.mode == "gauge")
+COLUMNS = ("day", "resource_type", "app_id", "user_id", "agent_id")
+
+
+def rate_book(conn: Connection) -> CreditRateBook:
+    """Defaults plus every CreditRateSet the credits projection has seen."""
+    return load_rate_book(conn, CREDITS.rates)
+
+
+def credit_rate_loader(engine) -> "Callable[[], CreditRateBook]":
+    """For the ingest path: defaults plus the CreditRateSet overrides the credits read
+    model has seen (a new rate applies once the projector has passed it)."""
+
+    def load() -> CreditRateBook:
+        with engine.connect() as conn:
+            return rate_book(conn)
+
+    return load
+
+
+def credit_totals(
+    conn: Connection,
+    tenant_id: str,
+    org_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    by: Sequence[str],
+    book: CreditRateBook | None = None,
+) -> list[dict]:
+    """Credits (nanos) and events summed by the `by` columns (from COLUMNS) over the UTC
+    days in [start, end); start and end are UTC midnights (naive)."""
+    by = list(by)
+    totals: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    u = USAGE.daily
+    columns = [u.c.bucket.label("day") if c == "day" else u.c[c] for c in by]
+    rows = conn.execute(
+        select(*columns, func.sum(u.c.credits_nanos), func.sum(u.c.events))
+        .where(
+            u.c.tenant_id == tenant_id,
+            u.c.org_id == org_id,
+            u.c.bucket >= start,
+            u.c.bucket < end,
+            u.c.resource_type != "",
+            u.c.resource_type.not_in(GAUGE_TYPES),  # gauges: levels, accrued below
+        )
+        .group_by(*columns)
+    ).all()
+    for *key, credits, events in rows:
+        _add(totals, key, credits, events)
+    g = CREDITS.daily
+    columns = [g.c[c] for c in by]
+    rows = conn.execute(
+        select(*columns, func.sum(g.c.credits_nanos), func.sum(g.c.readings))
+        .where(g.c.tenant_id == tenant_id, g.c.org_id == org_id, g.c.day >= start, g.c.day < end)
+        .group_by(*columns)
+    ).all()
+    for *key, credits, events in rows:
+        _add(totals, key, credits, events)
+    for tail in open_gauge_credits(conn, tenant_id, org_id, start, min(end, now), book or rate_book(conn)):
+        _add(totals, [tail[c] for c in by], tail["credits_nanos"], 0)
+    return [dict(zip(by, key), credits_nanos=v[0], events=v[1]) for key, v in totals.items()]
+
+
+def _add(totals, key: Iterable, credits, events) -> None:
+    entry = totals[tuple(key)]
+    entry[0] += int(credits or 0)
+    entry[1] += int(events or 0)
+
+
+def open_gauge_credits(
+    conn: Connection, tenant_id: str, org_id: str, start: datetime, end: datetime, book: CreditRateBook
+) -> list[dict]:
+    """Per series and day, what its latest level has accrued since its reading, within [start, end)."""
+    g = CREDITS.daily
+    latest = (
+        select(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id, func.max(g.c.day).label("day"))
+        .where(g.c.tenant_id == tenant_id, g.c.org_id == org_id, g.c.readings > 0)
+        .group_by(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id, g.c.level_milli, g.c.level_at).join_from(
+            g,
+            latest,
+            and_(
+                g.c.tenant_id == tenant_id,
+                g.c.org_id == org_id,
+                g.c.resource_type == latest.c.resource_type,
+                g.c.app_id == latest.c.app_id,
+                g.c.user_id == latest.c.user_id,
+                g.c.agent_id == latest.c.agent_id,
+                g.c.day == latest.c.day,
+            ),
+        )
+    ).mappings()
+    out = []
+    for row in rows:
+        if not row["level_milli"] or row["level_at"] is None:
+            continue
+        level = Decimal(row["level_milli"]) / MILLI
+        for day, segment_start, seconds in split_days(max(start, row["level_at"]), end):
+            rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
+            out.append(
+                {
+                    "day": day,
+                    "resource_type": row["resource_type"],
+                    "app_id": row["app_id"],
+                    "user_id": row["user_id"],
+                    "agent_id": row["agent_id"],
+                    "credits_nanos": to_nanos_exact(gauge_credits(level, rate, seconds)),
+                }
+            )
+    return out
+
+
+def month_start(moment: datetime) -> datetime:
+    return day_of(moment).replace(day=1)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + (moment.month - 1) + months
+    return moment.replace(year=index // 12, month=index % 12 + 1, day=1)
+
+
+def credits_used(conn: Connection, tenant_id: str, org_id: str, start: datetime, end: datetime, now: datetime) -> int:
+    rows = credit_totals(conn, tenant_id, org_id, start, end, now, by=["resource_type"])
+    return sum(r["credits_nanos"] for r in rows)
+
+
+# entity credit budgets: the read side of seed 003's per-entity monthly budgets ---------------
+@dataclass(frozen=True)
+class EntityCreditBudget:
+    """A monthly budget in credits for one app or user (cost-controls budgets with unit
+    `credits`, period monthly, scope app or user)."""
+
+    entity_type: str  # app | user
+    entity_id: str
+    monthly_budget: Decimal
+
+
+def entity_credit_budgets(conn: Connection, tenant_id: str, org_id: str) -> list[EntityCreditBudget]:
+    """The org's enabled monthly credit budgets of scope app or user, from the
+    cost-controls budgets read model."""
+    t = BUDGETS.budgets
+    rows = conn.execute(
+        select(t.c.scope, t.c.scope_id, t.c.limit_nanos).where(
+            t.c.tenant_id == tenant_id,
+            t.c.org_id == org_id,
+            t.c.enabled.is_(True),
+            t.c.unit == "credits",
+            t.c.period == "monthly",
+            t.c.scope.in_(("app", "user")),
+        ).order_by(t.c.scope, t.c.scope_id)
+    )
+    return [EntityCreditBudget(scope, scope_id, from_nanos(limit)) for scope, scope_id, limit in rows]
+
+
+def entity_usage(
+    conn: Connection, tenant_id: str, org_id: str, start: datetime, end: datetime, now: datetime
+) -> dict[tuple[str, str], int]:
+    """Credits (nanos) per ("app", app_id) and ("user", user_id) in the window: what an app or
+    user budget counts (an event of app A by user U counts for both)."""
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    for row in credit_totals(conn, tenant_id, org_id, start, end, now, by=["app_id", "user_id"]):
+        if row["app_id"]:
+            used[("app", row["app_id"])] += row["credits_nanos"]
+        if row["user_id"]:
+            used[("user", row["user_id"])] += row["credits_nanos"]
+    return used
+
+
+def window_days(start_day, end_day) -> tuple[datetime, datetime]:
+    """Inclusive dates → [start midnight, day after end midnight)."""
+    start = datetime(start_day.year, start_day.month, start_day.day)
+    return start, datetime(end_day.year, end_day.month, end_day.day) + timedelta(days=1)
