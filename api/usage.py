@@ -5,7 +5,6 @@ import base64
 import binascii
 from datetime import datetime, timedelta
 
-from flask import request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 

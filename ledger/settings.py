@@ -35,7 +35,6 @@ class Settings:
     license_manager_url: str | None = None
     license_manager_token: str | None = None
     license_sync_interval_seconds: float = 3600.0
-    license_keys: str = ""  # interim "tenant/org=KEY,..." until licences (LicenseIssued) land
     clock: Any = field(default_factory=SystemClock)
     # portal (issue 4): sessions and docs access
     session_ttl_hours: float = 12.0
@@ -78,7 +77,6 @@ class Settings:
             license_sync_interval_seconds=float(
                 env.get("LICENSE_SYNC_INTERVAL_SECONDS", cls.license_sync_interval_seconds)
             ),
-            license_keys=env.get("LICENSE_KEYS", ""),
         )
         values.update(_portal_settings(env))
         values.update(overrides)

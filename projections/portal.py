@@ -33,7 +33,6 @@ from ledger.events import (
     ApiKeyRevoked,
     ApiKeyUsed,
     DocsAccessGranted,
-    DocsAccessRevoked,
     HeartbeatReceived,
     LicenseIssued,
     LicenseReplaced,

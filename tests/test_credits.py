@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from api.auth import Principal
 from ledger.errors import Forbidden
-from projections import credits_queries
-from projections.credits_queries import CREDITS, EntityCreditBudget
+from projections.credits_queries import CREDITS
 from tests.conftest import Harness, make_settings, usage
 from tests.fakes import FakeServer, as_json, free_port
 
@@ -365,13 +364,23 @@ def license_manager():
     server.stop()
 
 
+def issue_license(h, org: str, key: str) -> None:
+    response = h.admin("POST", "/api/v1/admin/licenses", json={
+        "tenant_id": "acme", "org_id": org, "tier": "Enterprise", "nodes_total": 10,
+        "expires_at": "2027-12-31T00:00:00Z", "license_key": key,
+    })
+    assert response.status_code == 201, response.json
+
+
 @pytest.fixture
 def lm(database_url, clock, license_manager):
-    keys = ",".join(f"acme/{org}={key}" for org, key in ORGS.items())
     harness = Harness(make_settings(
-        database_url, clock, license_manager_url=license_manager.url, license_manager_token="lm-token", license_keys=keys,
+        database_url, clock, license_manager_url=license_manager.url, license_manager_token="lm-token",
     ))
     harness.tenant("acme", tuple(ORGS))
+    for org, key in ORGS.items():  # the licences issued through the API are the ones synced
+        issue_license(harness, org, key)
+    harness.project()
     yield harness
     harness.close()
 
@@ -431,18 +440,28 @@ def test_sync_without_a_license_manager_is_503(h, agent):
     assert response.json["error"]["code"] == "LICENSE_MANAGER_NOT_CONFIGURED"
 
 
-def test_the_sync_license_command_runs_the_same_sync(tmp_path, license_manager):
+def test_the_sync_license_command_runs_the_same_sync(tmp_path, license_manager, clock):
     from click.testing import CliRunner
 
     import cli
 
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/cli.db", "LICENSE_MANAGER_URL": license_manager.url, "LICENSE_KEYS": "acme/ok=LIC-OK"}
-    result = CliRunner().invoke(cli.main, ["sync-license"], env=env)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["synced"][0]["ok"] is True
-    result = CliRunner().invoke(cli.main, ["sync-license"], env={**env, "LICENSE_KEYS": "acme/gone=LIC-GONE"})
-    assert result.exit_code == 2
-    assert json.loads(result.stdout)["synced"][0]["code"] == "license_not_recognized"
+    url = f"sqlite:///{tmp_path}/cli.db"
+    env = {"DATABASE_URL": url, "LICENSE_MANAGER_URL": license_manager.url}
+    h = Harness(make_settings(url, clock))
+    try:
+        h.tenant("acme", ("ok", "gone"))
+        issue_license(h, "ok", "LIC-OK")
+        h.project()
+        result = CliRunner().invoke(cli.main, ["sync-license"], env=env)
+        assert result.exit_code == 0, result.output
+        assert [s["ok"] for s in json.loads(result.stdout)["synced"]] == [True]
+        issue_license(h, "gone", "LIC-GONE")
+        h.project()
+        result = CliRunner().invoke(cli.main, ["sync-license"], env=env)
+        assert result.exit_code == 2
+        assert {s["org_id"]: s.get("code") for s in json.loads(result.stdout)["synced"]}["gone"] == "license_not_recognized"
+    finally:
+        h.close()
 
 
 def test_the_new_read_models_equal_a_replay(lm, clock):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, Harness, make_settings
+from tests.conftest import Harness, make_settings
 
 
 @pytest.fixture

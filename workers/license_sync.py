@@ -7,10 +7,8 @@ and append LicenseSynced (200 with the licence) or LicenseSyncFailed with a code
 - license_not_recognized: 404;
 - lm_error: anything else (other statuses, a body that is not a licence).
 
-Which licences: `license_keys_to_sync` — the keys the license_sync read model knows (from
-LicenseIssued/LicenseReplaced once licences exist, and from earlier syncs) plus the interim
-LICENSE_KEYS setting ("tenant/org=KEY,..."). Repoint that one function when the licence
-read model lands.
+Which licences: `license_keys_to_sync` — every licence with a license_key, as the
+license_sync read model knows them (from LicenseIssued/LicenseReplaced).
 """
 from __future__ import annotations
 
@@ -65,23 +63,10 @@ class SyncFailure(Exception):
         self.code, self.message, self.http_status = code, message, http_status
 
 
-def parse_license_keys(value: str) -> list[LicenseRef]:
-    """"tenant/org=KEY,tenant2/org2=KEY2" → refs (the interim LICENSE_KEYS setting)."""
-    refs = []
-    for item in filter(None, (part.strip() for part in (value or "").split(","))):
-        scope, _, key = item.partition("=")
-        tenant_id, _, org_id = scope.partition("/")
-        if tenant_id and org_id and key:
-            refs.append(LicenseRef(tenant_id.strip(), org_id.strip(), key.strip()))
-    return refs
-
-
 def license_keys_to_sync(settings: Settings, engine: Engine) -> list[LicenseRef]:
     LICENSES.metadata.create_all(engine)
     with engine.connect() as conn:
         refs = {(t, o): LicenseRef(t, o, k) for t, o, k in keys_from_read_model(conn)}
-    for ref in parse_license_keys(settings.license_keys):
-        refs.setdefault((ref.tenant_id, ref.org_id), ref)
     return [refs[k] for k in sorted(refs)]
 
 
