@@ -93,16 +93,19 @@ def utcnow_naive() -> datetime:
 
 # positions ----------------------------------------------------------------------------
 def _lock_position(conn: Connection, projection: Projection) -> int:
-    insert_ignore(
-        conn,
-        projection_positions,
-        [{"name": projection.name, "position": 0, "schema_version": projection.version}],
-        ["name"],
-    )
     query = select(projection_positions.c.position).where(projection_positions.c.name == projection.name)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    return conn.execute(query).scalar_one()
+    position = conn.execute(query).scalar()
+    if position is None:  # first run of this projection
+        insert_ignore(
+            conn,
+            projection_positions,
+            [{"name": projection.name, "position": 0, "schema_version": projection.version}],
+            ["name"],
+        )
+        position = conn.execute(query).scalar_one()
+    return position
 
 
 def positions(conn: Connection) -> dict[str, int]:

@@ -73,7 +73,41 @@ class Leadership:
         self.conn = None
 
 
-def run_projection(settings: Settings, projection: Projection, stop: threading.Event) -> None:
+class LedgerHead:
+    """The ledger's last position, polled once for every projection thread of this
+    process, so that idle projections cost one query per poll in all, not one each."""
+
+    def __init__(self, settings: Settings, stop: threading.Event):
+        self.settings, self.stop = settings, stop
+        self.position = 0
+        self.changed = threading.Condition()
+
+    def run(self) -> None:
+        store = LedgerStore(self.settings.database_url, pool_size=1, pool_timeout=self.settings.db_pool_timeout)
+        try:
+            while not self.stop.is_set():
+                try:
+                    position = store.max_position()
+                except Exception:
+                    log.warning("cannot read the ledger head; retrying")
+                    self.stop.wait(STANDBY_SECONDS)
+                    continue
+                if position != self.position:
+                    with self.changed:
+                        self.position = position
+                        self.changed.notify_all()
+                self.stop.wait(self.settings.projector_poll_seconds)
+        finally:
+            with self.changed:
+                self.changed.notify_all()
+            store.close()
+
+    def wait_beyond(self, seen: int, timeout: float) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.position > seen or self.stop.is_set(), timeout)
+
+
+def run_projection(settings: Settings, projection: Projection, stop: threading.Event, head: LedgerHead | None = None) -> None:
     store = LedgerStore(settings.database_url, pool_size=1, pool_timeout=settings.db_pool_timeout)
     engine = make_engine(settings.database_url, writer=True, pool_size=1)
     leadership = Leadership(settings, projection.name)
@@ -89,6 +123,7 @@ def run_projection(settings: Settings, projection: Projection, stop: threading.E
             if not active:
                 log.info("active", extra={"fields": {"projection": projection.name}})
                 active = True
+            seen = head.position if head else 0
             try:
                 moved = run_batch(engine, store, projection, settings.projector_batch_size)
             except Exception:
@@ -98,7 +133,10 @@ def run_projection(settings: Settings, projection: Projection, stop: threading.E
                 stop.wait(STANDBY_SECONDS)
                 continue
             if not moved:
-                stop.wait(settings.projector_poll_seconds)
+                if head is None:
+                    stop.wait(settings.projector_poll_seconds)
+                else:
+                    head.wait_beyond(seen, timeout=LEADERSHIP_CHECK_SECONDS)
     finally:
         leadership.release()
         store.close()
@@ -111,8 +149,9 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    threads = [
-        threading.Thread(target=run_projection, args=(settings, p, stop), name=f"projector-{p.name}", daemon=True)
+    head = LedgerHead(settings, stop)
+    threads = [threading.Thread(target=head.run, name="ledger-head", daemon=True)] + [
+        threading.Thread(target=run_projection, args=(settings, p, stop, head), name=f"projector-{p.name}", daemon=True)
         for p in (projections or all_projections())
     ]
     for thread in threads:
