@@ -69,8 +69,9 @@ def fill_ledger(url: str, count: int, prefix: str, combos: int = 160) -> None:
         store.close()
 
 
-def catch_up_all(url: str) -> float:
-    """Project everything in a separate process; returns seconds (and records peak memory)."""
+def catch_up_all(url: str, names: tuple[str, ...] = ()) -> float:
+    """Project (every read model, or the named ones) in a separate process, one thread per
+    projection as the worker does; returns seconds (and records peak memory)."""
     code = (
         "import sys, time, resource, threading\n"
         "from ledger.store import LedgerStore\nfrom projections.db import make_engine\n"
@@ -78,7 +79,7 @@ def catch_up_all(url: str) -> float:
         f"url = {url!r}\n"
         "t0 = time.perf_counter()\n"
         "def run(p):\n    s = LedgerStore(url); e = make_engine(url, writer=True); catch_up(e, s, p, 2000)\n"
-        "ts = [threading.Thread(target=run, args=(p,)) for p in all_projections()]\n"
+        f"ts = [threading.Thread(target=run, args=(p,)) for p in all_projections() if not {names!r} or p.name in {names!r}]\n"
         "[t.start() for t in ts]; [t.join() for t in ts]\n"
         "print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
@@ -175,6 +176,7 @@ def bench_summary(backend: str, count: int, repeats: int = 60) -> dict:
     from sqlalchemy import func, select
 
     from projections.db import make_engine
+    from projections.usage import USAGE_PROJECTIONS
     from projections.usage_queries import USAGE, Scope, summary
 
     with temporary_database(backend) as url:
@@ -182,7 +184,7 @@ def bench_summary(backend: str, count: int, repeats: int = 60) -> dict:
         t0 = time.perf_counter()
         fill_ledger(url, count, "s")
         ingest_seconds = time.perf_counter() - t0
-        project_seconds = catch_up_all(url)
+        project_seconds = catch_up_all(url, USAGE_PROJECTIONS)
         engine = make_engine(url)
         end = utcnow().replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         start = end - timedelta(days=30)
@@ -272,7 +274,7 @@ def bench_export(backend: str, count: int = 50_000) -> None:
     with temporary_database(backend) as url:
         provision(url)
         fill_ledger(url, count, "x", combos=160)
-        catch_up_all(url)
+        catch_up_all(url, ("usage_events",))
         code = (
             "import time, resource, base64\nfrom api import create_app\nfrom ledger.settings import Settings\n"
             "from ledger.store import LedgerStore\n"
@@ -289,17 +291,22 @@ def bench_export(backend: str, count: int = 50_000) -> None:
                note=f"peak RSS {int(after) / 1024:.0f} MiB (before the export {int(before) / 1024:.0f} MiB)")
 
 
-def optional(script: str) -> None:
-    """Benchmarks that other capabilities ship (budget check, verify) append their rows here."""
-    path = ROOT / "bench" / f"{script}.py"
-    if not path.exists():
-        return
-    out = subprocess.run([sys.executable, "-m", f"bench.{script}", "--json"], cwd=ROOT, capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            rows.append(row)
-            print(line, flush=True)
+def bench_budget_check() -> None:
+    """bench/budget_check.py: /budgets/check with 100 budgets vs /healthz on the same server."""
+    subprocess.run([sys.executable, "-m", "bench.budget_check", "--seconds", "8"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    result = json.loads((RESULTS / "budget_check.json").read_text())
+    record("POST /api/v1/budgets/check, 100 budgets in the org (postgres)", result["budget_check_rps"], "requests/s",
+           result["healthz_rps"], "GET /healthz on the same gunicorn server", "≥ 0.6")
+
+
+def bench_verify(events: int = 200_000) -> None:
+    """bench/verify_bench.py: `usage-ledger verify` throughput on both backends."""
+    subprocess.run([sys.executable, "-m", "bench.verify_bench", "--events", str(events)], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    for row in json.loads((RESULTS / "verify.json").read_text()):
+        record(f"usage-ledger verify, {events:,} events ({row['backend']})", row["verify_db_events_per_s"], "events/s",
+               target="≥ 50,000 events/s", note=f"offline verify --file {row.get('verify_file_events_per_s', '?')} events/s")
 
 
 def growth_plot(points: list[dict]) -> None:
@@ -340,7 +347,7 @@ def write_results(points: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--large", action="store_true", help="also measure at 5M events")
-    parser.add_argument("--only", default="", help="comma-separated: ingest,projector,lag,summary,export,extra")
+    parser.add_argument("--only", default="", help="comma-separated: ingest,projector,lag,summary,export,budget,verify")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda name: not only or name in only  # noqa: E731
@@ -358,9 +365,10 @@ def main() -> None:
             points.append(bench_summary("postgres", size))
     if want("export"):
         bench_export("postgres")
-    if want("extra"):
-        optional("budget_check")
-        optional("verify_bench")
+    if want("budget"):
+        bench_budget_check()
+    if want("verify"):
+        bench_verify()
     write_results(points)
     growth_plot(points)
 
