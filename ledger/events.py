@@ -104,7 +104,7 @@ class UsageAmended(LedgerEvent, frozen=True):
     current: Usage
 
 
-# entities, credit rates and licence sync (issue 6) -----------------------------------
+# entities, credit rates and licence sync -----------------------------------
 class EntityRegistered(LedgerEvent, frozen=True):
     """An app, user or agent of a tenant, so that reports show names rather than ids."""
 

@@ -28,7 +28,7 @@ class Settings:
     ledger_public_key_file: str | None = None
     ledger_checkpoint_every: int = 10_000
     ledger_checkpoint_minutes: float = 5.0
-    # axon audit retention, SIEM forwarding, License Manager sync (issue 6)
+    # axon audit retention, SIEM forwarding, License Manager sync
     audit_retention_days: int = 365
     siem_url: str | None = None
     siem_interval_seconds: float = 10.0
@@ -36,7 +36,7 @@ class Settings:
     license_manager_token: str | None = None
     license_sync_interval_seconds: float = 3600.0
     clock: Any = field(default_factory=SystemClock)
-    # portal (issue 4): sessions and docs access
+    # portal: sessions and docs access
     session_ttl_hours: float = 12.0
     session_cookie_secure: bool | None = None  # None: Secure when the request came over HTTPS
     cf_api_token: str | None = None

@@ -135,7 +135,7 @@ class Harness:
         body = {"events": events} if isinstance(events, list) else events
         return self.http.post("/api/v1/events", json=body, headers=headers, **kwargs)
 
-    # portal users (issue 4) ----------------------------------------------------------
+    # portal users ----------------------------------------------------------
     def user(self, email: str, password: str = PASSWORD, permissions=(), tenant_id: str = "acme", org_id: str = "prod"):
         """Create a portal user through the admin API."""
         response = self.admin(

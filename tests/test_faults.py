@@ -1,4 +1,4 @@
-"""Faults (issue: reliability): nothing acknowledged is lost, nothing is counted twice."""
+"""Faults: nothing acknowledged is lost, nothing is counted twice."""
 from __future__ import annotations
 
 import base64
