@@ -199,8 +199,9 @@ class Ledger:
             credit_rates=self.credit_rates(),
         )
         fresh, duplicates = _dedupe_within_batch(usages)
+        streams = {usage_stream(actor.tenant_id, u.event_id): u for u in fresh}
         for _ in range(APPEND_ATTEMPTS):
-            new, stored_duplicates = self._not_yet_stored(actor.tenant_id, fresh)
+            new, stored_duplicates = self._not_yet_stored(streams)
             if not new:
                 return IngestResult(0, duplicates + stored_duplicates, self.store.max_position())
             now = self.now
@@ -208,13 +209,13 @@ class Ledger:
                 positions = self.store.append(
                     [
                         NewEvent(
-                            usage_stream(actor.tenant_id, u.event_id),
+                            stream,
                             1,
                             UsageRecorded(
                                 tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=now, actor=actor.name, usage=u
                             ),
                         )
-                        for u in new
+                        for stream, u in new
                     ]
                 )
             except StreamConflict:
@@ -222,8 +223,8 @@ class Ledger:
             return IngestResult(len(new), duplicates + stored_duplicates, max(positions))
         raise Unavailable("INGEST_CONTENDED", "Too many concurrent writers for the same event ids; retry")
 
-    def _not_yet_stored(self, tenant_id: str, usages: list[Usage]) -> tuple[list[Usage], int]:
-        streams = {usage_stream(tenant_id, u.event_id): u for u in usages}
+    def _not_yet_stored(self, streams: dict[UUID, Usage]) -> tuple[list[tuple[UUID, Usage]], int]:
+        """The usages whose streams hold nothing yet; 409 when a stored one differs."""
         stored = self.store.first_events(streams)
         conflicts = sorted(
             u.event_id
@@ -236,7 +237,7 @@ class Ledger:
                 "These event ids were already recorded with different content: " + ", ".join(conflicts),
                 event_ids=conflicts,
             )
-        new = [u for s, u in streams.items() if s not in stored]
+        new = [(s, u) for s, u in streams.items() if s not in stored]
         return new, len(streams) - len(new)
 
     # audit --------------------------------------------------------------------------
