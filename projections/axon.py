@@ -85,11 +85,15 @@ class AxonAuditProjection(Projection):
             key = (event.tenant_id, usage.event_id)
             if is_axon_record(usage) and naive_utc(usage.occurred_at) >= cutoff:
                 rows[key] = _row(event.tenant_id, event.org_id, recorded.position, usage)
-            else:
-                rows[key] = None
-        gone = [key for key, row in rows.items() if row is None]
-        for tenant_id, event_id in gone:
-            conn.execute(delete(self.audit).where(self.audit.c.tenant_id == tenant_id, self.audit.c.event_id == event_id))
+            elif isinstance(event, UsageAmended) or key in rows:
+                rows[key] = None  # it may have had a row: remove it
+            # a new non-axon event never had a row: nothing to do
+        gone: dict[str, list[str]] = {}
+        for (tenant_id, event_id), row in rows.items():
+            if row is None:
+                gone.setdefault(tenant_id, []).append(event_id)
+        for tenant_id, event_ids in gone.items():
+            conn.execute(delete(self.audit).where(self.audit.c.tenant_id == tenant_id, self.audit.c.event_id.in_(event_ids)))
         upsert_replace(conn, self.audit, [row for row in rows.values() if row is not None], ["tenant_id", "event_id"])
 
     def prune(self, conn: Connection) -> int:
