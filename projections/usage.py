@@ -178,16 +178,28 @@ class UsageEventsProjection(Projection):
         upsert_replace(conn, self.events, changed, ["tenant_id", "event_id"])
 
 
+ORG_DIMENSIONS = ("tenant_id", "org_id", "event_type")
+
+
 class UsageRollupsProjection(Projection):
-    """usage_hourly and usage_daily: measures summed per combination of dimensions."""
+    """usage_hourly and usage_daily: measures summed per combination of dimensions;
+    usage_daily_org: the same per organization and event type only, the few rows a
+    summary of an organization reads."""
 
     name = "usage_rollups"
-    version = 1
+    version = 2
     topics = USAGE_TOPICS
 
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.hourly = _rollup_table(f"{prefix}usage_hourly", metadata)
         self.daily = _rollup_table(f"{prefix}usage_daily", metadata)
+        self.daily_org = Table(
+            f"{prefix}usage_daily_org",
+            metadata,
+            *[Column(d, String(128), primary_key=True) for d in ORG_DIMENSIONS],
+            Column("bucket", DateTime, primary_key=True),
+            *[Column(m, BigInteger, nullable=False, default=0) for m in MEASURES],
+        )
 
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
         hourly: dict[tuple, list[int]] = {}
@@ -222,6 +234,14 @@ class UsageRollupsProjection(Projection):
                 for (dims, bucket), totals in rollup.items()
             ]
             upsert_add(conn, table, rows, ["dims_key", "bucket"], MEASURES)
+        org_daily: dict[tuple, list[int]] = {}
+        for (dims, bucket), totals in daily.items():
+            key = (dims[0], dims[1], dims[3], bucket)  # tenant, org, event type, day
+            into = org_daily.setdefault(key, [0] * len(MEASURES))
+            for i, m in enumerate(totals):
+                into[i] += m
+        rows = [dict(zip((*ORG_DIMENSIONS, "bucket"), key), **dict(zip(MEASURES, totals))) for key, totals in org_daily.items()]
+        upsert_add(conn, self.daily_org, rows, [*ORG_DIMENSIONS, "bucket"], MEASURES)
 
 
 class UsageTables:
@@ -230,7 +250,7 @@ class UsageTables:
     def __init__(self, prefix: str = ""):
         self.events = UsageEventsProjection(prefix).events
         rollups = UsageRollupsProjection(prefix)
-        self.hourly, self.daily = rollups.hourly, rollups.daily
+        self.hourly, self.daily, self.daily_org = rollups.hourly, rollups.daily, rollups.daily_org
 
 
 USAGE_PROJECTIONS = (UsageEventsProjection.name, UsageRollupsProjection.name)

@@ -36,7 +36,11 @@ def _rollup(granularity: str):
 
 
 def summary(conn: Connection, scope: Scope, start: datetime, end: datetime) -> dict:
-    table = _rollup("hourly" if (start.hour or end.hour or start.minute or end.minute) else "daily")
+    day_aligned = not (start.hour or end.hour or start.minute or end.minute)
+    if day_aligned and not scope.client_id:
+        table = USAGE.daily_org  # a row per org, event type and day
+    else:
+        table = _rollup("daily" if day_aligned else "hourly")
     sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in MEASURES]
     rows = conn.execute(
         select(table.c.event_type, *sums).where(_where(table, scope, start, end, "bucket")).group_by(table.c.event_type)

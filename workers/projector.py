@@ -26,51 +26,86 @@ from projections.registry import all_projections
 log = logging.getLogger("usage_ledger.worker")
 STANDBY_SECONDS = 1.0
 LEADERSHIP_CHECK_SECONDS = 1.0
+WORKER_POOL_SIZE = 3  # per pool, doubled by overflow: at most ~13 connections per worker process
+WORKER_POOL_TIMEOUT = 30.0
 
 
 def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"usage-ledger:{name}".encode()).digest()[:8], "big", signed=True)
 
 
-class Leadership:
-    """Holds the projection's advisory lock on a dedicated connection (PostgreSQL only)."""
+class _AdvisoryLocks:
+    """One connection per worker process holding the session advisory locks of every
+    projection and job this process is active for (PostgreSQL). If the connection dies, all
+    its locks go with it and every thread must win its lock again."""
 
-    def __init__(self, settings: Settings, name: str):
-        self.dsn = settings.database_url if settings.is_postgres else None
-        self.key = advisory_key(name)
+    def __init__(self, dsn: str):
+        self.dsn = dsn
         self.conn: psycopg.Connection | None = None
+        self.held: set[int] = set()
         self.checked_at = 0.0
+        self.lock = threading.Lock()
 
-    def acquire(self) -> bool:
-        if self.dsn is None:
-            return True
-        try:
-            if self.conn is None or self.conn.closed:
-                self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
-                row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-                if not row[0]:
-                    self.release()
-                    return False
-                return True
-            if time.monotonic() - self.checked_at > LEADERSHIP_CHECK_SECONDS:
-                self.conn.execute("SELECT 1")  # still connected, so still holding the lock
-                self.checked_at = time.monotonic()
-            return True
-        except psycopg.Error:
-            self.release()
-            return False
+    def hold(self, key: int) -> bool:
+        with self.lock:
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.held.clear()
+                    self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+                if key in self.held:
+                    if time.monotonic() - self.checked_at > LEADERSHIP_CHECK_SECONDS:
+                        self.conn.execute("SELECT 1")  # still connected, so still holding the locks
+                        self.checked_at = time.monotonic()
+                    return True
+                if self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                    self.held.add(key)
+                    return True
+                return False
+            except psycopg.Error:
+                self._reset()
+                return False
 
-    @property
-    def held(self) -> bool:
-        return self.dsn is None or (self.conn is not None and not self.conn.closed)
+    def drop(self, key: int) -> None:
+        with self.lock:
+            if key in self.held and self.conn is not None and not self.conn.closed:
+                try:
+                    self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                except psycopg.Error:
+                    self._reset()
+            self.held.discard(key)
 
-    def release(self) -> None:
+    def _reset(self) -> None:
         if self.conn is not None:
             try:
                 self.conn.close()
             except psycopg.Error:
                 pass
         self.conn = None
+        self.held.clear()
+
+
+_process_locks: dict[str, _AdvisoryLocks] = {}
+_process_locks_guard = threading.Lock()
+
+
+class Leadership:
+    """Whether this process is the active one for a projection or job: an advisory lock on
+    PostgreSQL (held on the process's one lock connection); always on SQLite, where the write
+    lock taken by each batch serializes workers instead."""
+
+    def __init__(self, settings: Settings, name: str):
+        self.key = advisory_key(name)
+        self.locks: _AdvisoryLocks | None = None
+        if settings.is_postgres:
+            with _process_locks_guard:
+                self.locks = _process_locks.setdefault(settings.database_url, _AdvisoryLocks(settings.database_url))
+
+    def acquire(self) -> bool:
+        return self.locks is None or self.locks.hold(self.key)
+
+    def release(self) -> None:
+        if self.locks is not None:
+            self.locks.drop(self.key)
 
 
 class LedgerHead:
@@ -82,8 +117,7 @@ class LedgerHead:
         self.position = 0
         self.changed = threading.Condition()
 
-    def run(self) -> None:
-        store = LedgerStore(self.settings.database_url, pool_size=1, pool_timeout=self.settings.db_pool_timeout)
+    def run(self, store: LedgerStore) -> None:
         try:
             while not self.stop.is_set():
                 try:
@@ -100,16 +134,15 @@ class LedgerHead:
         finally:
             with self.changed:
                 self.changed.notify_all()
-            store.close()
 
     def wait_beyond(self, seen: int, timeout: float) -> None:
         with self.changed:
             self.changed.wait_for(lambda: self.position > seen or self.stop.is_set(), timeout)
 
 
-def run_projection(settings: Settings, projection: Projection, stop: threading.Event, head: LedgerHead | None = None) -> None:
-    store = LedgerStore(settings.database_url, pool_size=1, pool_timeout=settings.db_pool_timeout)
-    engine = make_engine(settings.database_url, writer=True, pool_size=1)
+def run_projection(
+    settings: Settings, projection: Projection, stop: threading.Event, store: LedgerStore, engine, head: LedgerHead | None = None
+) -> None:
     leadership = Leadership(settings, projection.name)
     active = False
     try:
@@ -139,8 +172,6 @@ def run_projection(settings: Settings, projection: Projection, stop: threading.E
                     head.wait_beyond(seen, timeout=LEADERSHIP_CHECK_SECONDS)
     finally:
         leadership.release()
-        store.close()
-        engine.dispose()
 
 
 def run_workers(settings: Settings, projections: Sequence[Projection] | None = None, stop: threading.Event | None = None) -> None:
@@ -149,10 +180,17 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    projections = list(projections or all_projections())
+    # one ledger pool and one read-model engine for the whole process; connections are held
+    # only while a batch runs, so a few serve every projection thread
+    store = LedgerStore(settings.database_url, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
+    engine = make_engine(settings.database_url, writer=True, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
     head = LedgerHead(settings, stop)
-    threads = [threading.Thread(target=head.run, name="ledger-head", daemon=True)] + [
-        threading.Thread(target=run_projection, args=(settings, p, stop, head), name=f"projector-{p.name}", daemon=True)
-        for p in (projections or all_projections())
+    threads = [threading.Thread(target=head.run, args=(store,), name="ledger-head", daemon=True)] + [
+        threading.Thread(
+            target=run_projection, args=(settings, p, stop, store, engine, head), name=f"projector-{p.name}", daemon=True
+        )
+        for p in projections
     ]
     for thread in threads:
         thread.start()
@@ -167,4 +205,6 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
         scheduler.shutdown(wait=True)
     for thread in threads:
         thread.join(timeout=30)
+    store.close()
+    engine.dispose()
     log.info("worker stopped")
