@@ -44,6 +44,11 @@
     return iso.replace('T', ' ').replace(/:\d\d(\.\d+)?Z$/, ' UTC');
   }
 
+  function fmtShort(iso) {
+    if (!iso) return '—';
+    return h('time', { datetime: iso, title: fmtTime(iso), class: 'nowrap' }, iso.slice(5, 10) + ' ' + iso.slice(11, 16));
+  }
+
   // dates are UTC calendar days, like the API's
   const todayUtc = () => new Date().toISOString().slice(0, 10);
   function addDays(day, n) {
@@ -678,10 +683,15 @@
           ` ${fmtInt(s.total)} of ${fmtInt(s.max_allowed)} (${fmtInt(s.agents)} agents, ${fmtInt(s.orchestrators)} orchestrators)`));
         parts.push(nodes.data.nodes.length
           ? h('div', { class: 'table-wrap' }, h('table', { id: 'nodes-table' },
-            h('thead', {}, h('tr', {}, ['Instance', 'Type', 'Host', 'Last seen'].map((t) => h('th', { scope: 'col' }, t)))),
-            h('tbody', {}, nodes.data.nodes.map((n) => h('tr', {},
+            h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Instance'), h('th', { scope: 'col' }, 'Type'),
+              h('th', { scope: 'col', class: 'hide-narrow' }, 'Host'), h('th', { scope: 'col' }, 'Last seen'))),
+            h('tbody', {}, nodes.data.nodes.slice(0, MAX_NODES).map((n) => h('tr', {},
               h('td', {}, n.instance_id), h('td', {}, n.instance_type),
-              h('td', {}, n.hostname ? `${n.hostname}${n.port ? ':' + n.port : ''}` : '—'), h('td', {}, fmtTime(n.last_seen)))))))
+              h('td', { class: 'hide-narrow' }, n.hostname ? `${n.hostname}${n.port ? ':' + n.port : ''}` : '—'),
+              h('td', {}, fmtShort(n.last_seen))))),
+            nodes.data.nodes.length > MAX_NODES
+              ? h('tfoot', {}, h('tr', {}, h('td', { colspan: 4, class: 'muted' }, `and ${nodes.data.nodes.length - MAX_NODES} more`)))
+              : null))
           : stateBox('empty', 'No node has sent a heartbeat in the last few minutes.'));
       } else {
         parts.push(stateBox('info', 'Node metrics are not available in SaaS mode (they are shown in In-VPC deployments).'));
@@ -691,6 +701,8 @@
       renderCreditPool();
     }, (err) => body.replaceChildren(stateBox('error', 'Licence and nodes could not be loaded: ' + describe(err), () => refreshAll())));
   }
+
+  const MAX_NODES = 6;
 
   function renderCreditPool() {
     const cell = $('#credit-pool');
@@ -726,7 +738,7 @@
             h('td', {}, key.name),
             h('td', {}, h('code', {}, key.key_prefix + '…')),
             h('td', { class: 'hide-narrow' }, key.scopes.join(', ')),
-            h('td', { class: 'hide-narrow' }, key.last_used_at ? fmtTime(key.last_used_at) : 'never'),
+            h('td', { class: 'hide-narrow' }, key.last_used_at ? fmtShort(key.last_used_at) : 'never'),
             h('td', {}, h('span', { class: 'badge ' + (status === 'active' ? 'ok' : 'revoked') }, status)),
             h('td', {}, status === 'active' ? revokeControl(key) : ''));
         })))));
@@ -835,9 +847,11 @@
         return;
       }
       body.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'audit-table' },
-        h('thead', {}, h('tr', {}, ['When', 'Actor', 'Action', 'Target', 'Outcome'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Actor'), h('th', { scope: 'col' }, 'Action'),
+          h('th', { scope: 'col', class: 'hide-narrow' }, 'Target'), h('th', { scope: 'col' }, 'Outcome'))),
         h('tbody', {}, data.entries.map((e) => h('tr', {},
-          h('td', {}, fmtTime(e.recorded_at)), h('td', {}, e.actor), h('td', {}, h('code', {}, e.action)), h('td', {}, e.target || '—'),
+          h('td', {}, fmtShort(e.recorded_at)), h('td', { class: 'wrap' }, e.actor), h('td', { class: 'wrap' }, h('code', {}, e.action)),
+          h('td', { class: 'hide-narrow wrap' }, e.target || '—'),
           h('td', {}, h('span', { class: 'badge ' + e.outcome, title: e.reason || null }, e.outcome))))))));
     }, (err) => body.replaceChildren(stateBox('error', 'The audit log could not be loaded: ' + describe(err), () => refreshAll())));
   }
