@@ -682,7 +682,7 @@
         parts.push(h('h3', { class: 'small' }, 'Active nodes ', h('span', { class: 'badge ' + s.status }, s.status),
           ` ${fmtInt(s.total)} of ${fmtInt(s.max_allowed)} (${fmtInt(s.agents)} agents, ${fmtInt(s.orchestrators)} orchestrators)`));
         parts.push(nodes.data.nodes.length
-          ? h('div', { class: 'table-wrap' }, h('table', { id: 'nodes-table' },
+          ? h('div', { class: 'table-wrap' }, h('table', { id: 'nodes-table', class: 'stack-narrow' },
             h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Instance'), h('th', { scope: 'col' }, 'Type'),
               h('th', { scope: 'col', class: 'hide-narrow' }, 'Host'), h('th', { scope: 'col' }, 'Last seen'))),
             h('tbody', {}, nodes.data.nodes.slice(0, MAX_NODES).map((n) => h('tr', {},
@@ -728,7 +728,7 @@
         list.replaceChildren(stateBox('empty', 'No API keys yet.'));
         return;
       }
-      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'keys-table' },
+      list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'keys-table', class: 'stack-narrow' },
         h('thead', {}, h('tr', {},
           h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col', class: 'hide-narrow' }, 'Scopes'),
           h('th', { scope: 'col', class: 'hide-narrow' }, 'Last used'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, h('span', { class: 'muted' }, 'Action')))),
@@ -846,11 +846,11 @@
         body.replaceChildren(stateBox('empty', 'No admin activity recorded yet.'));
         return;
       }
-      body.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'audit-table' },
+      body.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'audit-table', class: 'stack-narrow' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Actor'), h('th', { scope: 'col' }, 'Action'),
           h('th', { scope: 'col', class: 'hide-narrow' }, 'Target'), h('th', { scope: 'col' }, 'Outcome'))),
         h('tbody', {}, data.entries.map((e) => h('tr', {},
-          h('td', {}, fmtShort(e.recorded_at)), h('td', { class: 'wrap' }, e.actor), h('td', { class: 'wrap' }, h('code', {}, e.action)),
+          h('td', {}, fmtShort(e.recorded_at)), h('td', { class: 'wrap' }, e.actor), h('td', {}, h('code', {}, e.action)),
           h('td', { class: 'hide-narrow wrap' }, e.target || '—'),
           h('td', {}, h('span', { class: 'badge ' + e.outcome, title: e.reason || null }, e.outcome))))))));
     }, (err) => body.replaceChildren(stateBox('error', 'The audit log could not be loaded: ' + describe(err), () => refreshAll())));
