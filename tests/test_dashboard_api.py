@@ -32,6 +32,19 @@ def test_the_page_opens_on_the_dashboard_with_a_live_session_and_not_after_logou
     assert 'data-session="no"' in h.http.get("/").get_data(as_text=True)
 
 
+def test_the_page_still_loads_when_the_database_cannot_be_asked(h, monkeypatch):
+    """The script then finds out from /api/v1/auth/me and shows the service's error."""
+    import api.dashboard
+
+    def unreachable():
+        raise OSError("database down")
+
+    monkeypatch.setattr(api.dashboard, "portal", unreachable)
+    h.http.set_cookie("ul_session", "some-token")
+    response = h.http.get("/")
+    assert response.status_code == 200 and 'data-session="unknown"' in response.get_data(as_text=True)
+
+
 def test_everything_the_page_loads_is_served_locally(h):
     html = h.http.get("/").get_data(as_text=True)
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)

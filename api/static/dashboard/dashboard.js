@@ -118,6 +118,7 @@
     positions: [],
     usageRows: null, // /api/v1/usage aggregates of the current range
     creditsDaily: null, // date -> credits, from /api/usage
+    creditPool: null, // from /api/usage, shown in the licence panel
     range: null,
     timer: null,
     refreshing: false,
