@@ -419,6 +419,8 @@ def test_licence_nodes_audit_and_docs_access_in_vpc(service, tabs):
 def test_saas_mode_on_a_narrow_screen_shows_what_is_not_available(service, tabs):
     tab = tabs(NARROW)
     tab.open(service.saas)
+    tab.page.wait_for_selector("#login-view:not([hidden])")
+    tab.screenshot("dashboard-login-narrow.png")
     tab.expect_http_error("/api/v1/auth/login", 401)  # the wrong password below
     tab.login(password="not the password")
     tab.page.wait_for_selector("#login-error:not([hidden])")
