@@ -6,8 +6,11 @@ export ADMIN_API_KEY ?= dev-admin-key
 PORT ?= 8080
 HOST ?= 127.0.0.1
 PYTHON ?= python3
+CHROMIUM ?= /usr/bin/chromium
+CHARTJS_VERSION ?= 4.6.1
+CHARTJS_DIR := api/static/dashboard/vendor/chart.js
 
-.PHONY: setup run test bench clean
+.PHONY: setup browser run test bench chartjs clean
 
 setup: $(VENV)/.installed
 
@@ -18,13 +21,26 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# The dashboard's browser tests drive Debian's Chromium; no browser is ever downloaded.
+browser:
+	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 run: setup
 	$(BIN)/usage-ledger demo --if-empty
+	@echo "Dashboard: http://$(HOST):$(PORT)/ - log in as admin@acme.example / demo-password-change-me"
 	@echo "Demo agent: client_id=demo-agent client_secret=demo-secret-change-me; admin key: $$ADMIN_API_KEY"
 	$(BIN)/usage-ledger serve --host $(HOST) --port $(PORT)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Chart.js is vendored (committed) from the npm registry; this refreshes the copy.
+chartjs:
+	rm -rf .chartjs-npm && mkdir .chartjs-npm
+	cd .chartjs-npm && npm install --no-save --no-audit --no-fund --ignore-scripts chart.js@$(CHARTJS_VERSION)
+	cp .chartjs-npm/node_modules/chart.js/dist/chart.umd.min.js .chartjs-npm/node_modules/chart.js/dist/chart.umd.min.js.map \
+	   .chartjs-npm/node_modules/chart.js/LICENSE.md $(CHARTJS_DIR)/
+	rm -rf .chartjs-npm
 
 bench: setup
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -10,6 +10,7 @@ from api import admin, auditors, consistency, ingest, ops, usage
 from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
 from api import budgets, pricing, usage_analytics
 from api import axon, credit_admin, credits
+from api import dashboard
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.register(app)
     for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, usage_analytics.blp):
         api.register_blueprint(blueprint)
+    app.register_blueprint(dashboard.blp)  # the admin web page at / (reads the JSON API above)
     register_error_handlers(app)
     consistency.register(app)
 

@@ -1,6 +1,9 @@
 """Budgets of the cost controls surface (seed 002, SPEC.md §5.2): CRUD, the pre-flight
 check, status and alerts. Basic client auth; the tenant comes from the credentials,
-X-Org-ID picks an org of the tenant, X-User-ID is recorded as the author of writes."""
+X-Org-ID picks an org of the tenant, X-User-ID is recorded as the author of writes.
+
+Reads (list, one budget, status, alerts) also accept a portal session with
+permission.billing.manage, so the dashboard reads budgets like any other client."""
 from __future__ import annotations
 
 import os
@@ -17,7 +20,7 @@ from flask import current_app, g, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
-from api.auth import Principal, authenticate
+from api.auth import Principal, authenticate, require_permission
 from api.consistency import appended, reflect
 from api.formats import money, timestamp
 from api.services import services
@@ -141,6 +144,14 @@ def _caller() -> Principal:
     return authenticate("client")
 
 
+def _reader() -> Principal:
+    """Budget reads: an agent client, or a portal user allowed to manage billing."""
+    principal = authenticate("client", "user")
+    if principal.kind == "user":
+        require_permission(principal, "permission.billing.manage")
+    return principal
+
+
 def _author(principal: Principal) -> str:
     """X-User-ID names the person behind the write; without it, the client is the author."""
     user = request.headers.get("X-User-ID", "").strip()
@@ -234,7 +245,7 @@ def create_budget(body):
 @blp.arguments(ListArgs, location="query")
 def list_budgets(args):
     """The budgets of the caller's organization (or org_id, another org of the same tenant)."""
-    principal = _caller()
+    principal = _reader()
     position = reflect("budget_status")
     if args.get("tenant_id", principal.tenant_id) != principal.tenant_id:
         rows, total = [], 0  # another tenant's budgets are never visible
@@ -262,7 +273,7 @@ def list_budgets(args):
 @blp.route("/budgets/<budget_id>", methods=["GET"])
 def get_budget(budget_id):
     """One budget."""
-    principal = _caller()
+    principal = _reader()
     position = reflect("budget_status")
     return {**_row_json(_load(principal, budget_id)), "position": position}
 
@@ -453,7 +464,7 @@ def check_budgets():
 @blp.route("/budgets/<budget_id>/status", methods=["GET"])
 def budget_status(budget_id):
     """Spend of the budget's current period against its limit."""
-    principal = _caller()
+    principal = _reader()
     position = reflect("budget_status")
     row = _load(principal, budget_id)
     now = services().settings.clock.now()
@@ -492,7 +503,7 @@ def budget_status(budget_id):
 @blp.arguments(PageArgs, location="query")
 def budget_alerts(args, budget_id):
     """Threshold alerts of the budget, newest period first, with their webhook delivery status."""
-    principal = _caller()
+    principal = _reader()
     position = reflect("budget_status")
     _load(principal, budget_id)
     with services().engine.connect() as conn:

@@ -63,7 +63,8 @@ def _window(args: dict):
 
 
 def _scope() -> Scope:
-    principal = authenticate("client", "admin")
+    """Agent clients, the admin key for a tenant's org, and portal sessions (as /api/v1/usage)."""
+    principal = authenticate("client", "admin", "user")
     return Scope(principal.tenant_id, principal.org_id)
 
 

@@ -1,20 +1,27 @@
-"""A realistic demo data set: two tenants, several orgs, clients, models and months of usage."""
+"""A realistic demo data set: two tenants, several orgs, clients, models and months of usage,
+plus what the dashboard shows: a portal admin, a licence, node heartbeats and budgets."""
 from __future__ import annotations
 
 import random
 from dataclasses import replace
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import msgspec
 
 from ledger.application import Actor, Ledger
+from ledger.budgets import period_bounds
 from ledger.errors import Conflict
+from ledger.portal import LicenseTerms, Portal
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 
 DEMO_CLIENT_ID = "demo-agent"
 DEMO_CLIENT_SECRET = "demo-secret-change-me"
+DEMO_USER_EMAIL = "admin@acme.example"
+DEMO_USER_PASSWORD = "demo-password-change-me"
+DEMO_USER_PERMISSIONS = ["admin", "permission.billing.manage", "permission.tenant.superuser", "usage:platform_wide"]
 MODELS = (
     ("openai", "gpt-4o", 900, 300),
     ("openai", "gpt-4o-mini", 1200, 400),
@@ -60,6 +67,9 @@ def load_demo(
         )
         total = sum(int(events_per_day * scale) for *_, scale in streams) * (days + 1)
         done = 0
+        month_start = period_bounds("monthly", settings.clock.now())[0]
+        prices = ledger.price_book()
+        month_spend: dict[str, Decimal] = {}  # acme-prod's spend this month per agent, for the demo budgets
         for tenant_id, org_id, client_id, scale in streams:
             actor = Actor(tenant_id, org_id, f"client:{client_id}", client_id)
             batch: list[dict] = []
@@ -68,7 +78,11 @@ def load_demo(
                     moment = now - timedelta(days=day, minutes=rng.randrange(0, 24 * 60))
                     if moment > settings.clock.now():
                         continue
-                    batch.append(_demo_event(rng, f"demo-{org_id}-{day}-{i}", moment))
+                    event = _demo_event(rng, f"demo-{org_id}-{day}-{i}", moment)
+                    batch.append(event)
+                    if org_id == "acme-prod" and moment >= month_start:
+                        cost = _cost(prices, event, moment)
+                        month_spend[event["agent_id"]] = month_spend.get(event["agent_id"], Decimal(0)) + cost
                     if len(batch) == 1000:
                         ledger.record_usage(actor, msgspec.json.encode({"events": batch}))
                         done += len(batch)
@@ -79,7 +93,14 @@ def load_demo(
                 ledger.record_usage(actor, msgspec.json.encode({"events": batch}))
                 done += len(batch)
         _demo_credits(ledger, settings, days)
-        return {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET, "position": store.max_position()}
+        _demo_portal(ledger, settings, month_spend)
+        return {
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+            "portal_user": DEMO_USER_EMAIL,
+            "portal_password": DEMO_USER_PASSWORD,
+            "position": store.max_position(),
+        }
     finally:
         store.close()
 
@@ -166,3 +187,61 @@ def _demo_credits(ledger: Ledger, settings: Settings, days: int) -> None:
     events = [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= settings.clock.now()]
     for start in range(0, len(events), 1000):
         ledger.record_usage(actor, msgspec.json.encode({"events": events[start:start + 1000]}))
+
+
+def _cost(prices, event: dict, moment: datetime) -> Decimal:
+    """What ingest will price this event at (the same default price book)."""
+    price = prices.price_for(event.get("llm_provider"), event.get("llm_model"), moment)
+    if price is None:
+        return Decimal(0)
+    return price.cost(event.get("prompt_tokens", 0), event.get("completion_tokens", 0))
+
+
+def _demo_portal(ledger: Ledger, settings: Settings, month_spend: dict[str, Decimal]) -> None:
+    """What the dashboard shows beyond usage: a portal admin to log in with, acme-prod's
+    licence, its nodes' heartbeats, and budgets in each state (ok, warning, exceeded).
+    Each is created only when missing, so running the demo again adds nothing twice."""
+    portal = Portal(ledger)
+    if portal.find_user(DEMO_USER_EMAIL) is None:
+        portal.create_user("acme", "acme-prod", DEMO_USER_EMAIL, DEMO_USER_PASSWORD, DEMO_USER_PERMISSIONS, "system:demo")
+    licence = portal.find_license("acme", "acme-prod")
+    if licence is None or not licence.active:
+        expires = (settings.clock.now() + timedelta(days=365)).replace(hour=0, minute=0, second=0, microsecond=0)
+        portal.issue_license(
+            "acme", "acme-prod", LicenseTerms("Enterprise", 10, expires, credits_included=Decimal(250_000)), "system:demo"
+        )
+    actor = Actor("acme", "acme-prod", f"client:{DEMO_CLIENT_ID}", DEMO_CLIENT_ID)
+    nodes = [(f"agent-{n:02d}", "agent") for n in range(1, 7)] + [("orchestrator-01", "orchestrator")]
+    for instance_id, instance_type in nodes:  # active for NODE_ACTIVE_WINDOW_SECONDS after loading
+        portal.record_heartbeat(
+            actor, instance_id, instance_type, hostname=f"{instance_id}.acme.internal", port=8080,
+            host_info={"os": "linux", "version": "1.4.2"},
+        )
+    # Limits follow this month's demo spend, so that each budget shows its state (ok,
+    # warning at 85 %, exceeded at 125 %) on whatever day the demo is loaded.
+    def spent(agent: str) -> Decimal:
+        return month_spend.get(agent, Decimal(0))
+
+    org_total = sum(month_spend.values(), Decimal(0))
+    budgets = (
+        {"budget_id": "acme-prod-monthly", "name": "Production monthly", "scope": "organization",
+         "limit_usd": max(Decimal(10), (org_total * 2 / 10).to_integral_value(ROUND_CEILING) * 10),
+         "period": "monthly", "on_exceed": "warn"},
+        {"budget_id": "support-bot-monthly", "name": "Support bot monthly", "scope": "agent", "scope_id": "support-bot",
+         "limit_usd": _cents(spent("support-bot") * Decimal("0.8"), ROUND_FLOOR), "period": "monthly", "on_exceed": "warn"},
+        {"budget_id": "code-reviewer-monthly", "name": "Code reviewer monthly", "scope": "agent",
+         "scope_id": "code-reviewer", "limit_usd": _cents(spent("code-reviewer") / Decimal("0.85"), ROUND_CEILING),
+         "period": "monthly", "on_exceed": "warn"},
+        {"budget_id": "sales-dashboard-credits", "name": "Sales Dashboard credits", "scope": "app",
+         "scope_id": "sales-dashboard", "unit": "credits", "limit_credits": Decimal(5_000), "period": "monthly",
+         "on_exceed": "warn"},
+    )
+    for terms in budgets:
+        budget, _ = ledger.cost_controls.find_budget("acme", terms["budget_id"])
+        if budget is None:
+            ledger.cost_controls.create_budget(actor, "system:demo", terms)
+
+
+def _cents(amount: Decimal, rounding: str) -> Decimal:
+    """A limit in whole cents, never below one cent."""
+    return max(amount.quantize(Decimal("0.01"), rounding=rounding), Decimal("0.01"))
