@@ -14,6 +14,7 @@ from api.services import services
 from ledger.errors import Invalid
 from ledger.ingest import OPERATIONS
 from projections import axon_queries as q
+from projections.usage import UsageRollupsProjection
 
 blp = Blueprint("axon", __name__, url_prefix="/v1/axon", description="Axon usage and audit log (seed 001)")
 
