@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +24,7 @@ STATUS_BY_KIND = {
     "unavailable": 503,
 }
 RETRY_AFTER_SECONDS = "1"
+_JSON_WITHOUT_CONTENT_TYPE = ("/api/v1/events", "/api/v1/budgets/check")  # decoded whatever the Content-Type
 
 
 def error_response(status: int, code: str, message: str, **details):
@@ -87,6 +88,14 @@ def register_error_handlers(app: Flask) -> None:
     def _database_down(error: Exception):
         log.warning("database unavailable: %s", error)
         return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
+
+    @app.errorhandler(RecursionError)
+    def _too_deep(error: RecursionError):
+        # the JSON decoders recurse once per nesting level: a body nested thousands deep
+        # is the client's fault, whichever decoder met it first
+        if request.is_json or request.path in _JSON_WITHOUT_CONTENT_TYPE:
+            return error_response(422, "MALFORMED_JSON", "The JSON body is nested too deeply")
+        return _unexpected(error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
