@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ledger.errors import DomainError
@@ -88,6 +88,14 @@ def register_error_handlers(app: Flask) -> None:
     def _database_down(error: Exception):
         log.warning("database unavailable: %s", error)
         return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    def _out_of_range(error: Exception):
+        # a number (or text) from the request that the database cannot hold, e.g. an offset
+        # or position of 10**30: SQLite raises OverflowError, PostgreSQL a DataError
+        log.warning("value out of range: %s", error)
+        return error_response(422, "VALUE_OUT_OF_RANGE", "A value in the request is out of the range the service accepts")
 
     @app.errorhandler(RecursionError)
     def _too_deep(error: RecursionError):

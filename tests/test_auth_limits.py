@@ -292,3 +292,31 @@ def test_deep_or_huge_metadata_answers_422_wherever_metadata_is_taken(acme):
     for metadata in (_nested(9), {"blob": "x" * 9000}):
         answer = h.browser.post("/api/v1/events/meta-ok/amend", json={"reason": "r", "fields": {"metadata": metadata}})
         assert answer.status_code == 422, answer.json
+
+
+def test_integers_beyond_what_the_database_holds_answer_4xx_not_500(acme):
+    """Every unbounded integer in a query or a path (offsets, positions, cursors, ids) at 10**30."""
+    h = acme
+    budget = {"id": "b1", "name": "b", "limit_usd": 5, "period": "daily"}
+    assert h.http.post("/api/v1/budgets", headers=h.agent_headers, json=budget).status_code == 201
+    probed = 0
+    for method, path, op in operations(h):
+        if method != "GET":
+            continue
+        url = concrete(path).replace("/budgets/x", "/budgets/b1").replace("/audit-log/1", f"/audit-log/{10**30}")
+        headers = {"X-Admin-API-Key": ADMIN_KEY} if path.startswith(("/api/v1/admin/", "/api/v1/ledger")) else h.agent_headers
+        if path == "/api/v1/admin/audit-log/{entry_id}":
+            answer = h.http.get(url, headers=headers)
+            probed += 1
+            assert 400 <= answer.status_code < 500, (url, answer.json)
+        for param in op.get("parameters", []):
+            schema = param.get("schema", {})
+            if param["in"] != "query" or schema.get("type") != "integer" or "maximum" in schema:
+                continue
+            if param["name"] == "min_position":
+                continue  # answers 503 NOT_CAUGHT_UP after waiting, by contract
+            answer = h.http.get(f"{url}?{param['name']}={10**30}", headers=headers)
+            probed += 1
+            assert answer.status_code < 500, (url, param["name"], answer.json)
+            assert answer.is_json
+    assert probed >= 8
