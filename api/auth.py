@@ -115,8 +115,21 @@ def csrf_guard() -> None:
         raise Forbidden("CSRF_CHECK_FAILED", "Cookie-authenticated writes need a JSON body (Content-Type: application/json)")
 
 
+ADMIN_PREFIX = "/api/v1/admin/"
+PORTAL_ADMIN_ENDPOINTS = ("audit_log.audit_log", "audit_log.audit_entry")  # portal admins read these too
+
+
+def admin_guard() -> None:
+    """Everything under /api/v1/admin needs the admin key, checked before the body or the
+    query is parsed: other credentials get 401, never a validation answer. Each handler
+    still checks it too."""
+    if request.path.startswith(ADMIN_PREFIX) and request.endpoint not in PORTAL_ADMIN_ENDPOINTS:
+        require_admin_key()
+
+
 def register(app: Flask) -> None:
     app.before_request(csrf_guard)
+    app.before_request(admin_guard)
 
 
 def require_admin_key() -> Principal:

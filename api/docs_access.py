@@ -2,17 +2,20 @@
 
 Session only: neither API keys nor the admin key are accepted (401). The Access group is
 deployment-wide, so managing it needs the `admin` permission. Cloudflare is the source of
-truth; the ledger records every grant and revoke (and every failed attempt).
+truth; the ledger records every grant and revoke (and every failed attempt). An e-mail that
+another tenant granted is that tenant's: it is not listed, and granting or revoking it
+answers like a no-op without touching the group (the attempt is recorded as denied).
 """
 from __future__ import annotations
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import authenticate, portal, require_permission
+from api.auth import Principal, authenticate, portal, require_permission
 from api.consistency import appended
 from api.services import services
 from ledger.cloudflare_access import CloudflareAccess
+from projections import portal_queries as q
 
 blp = Blueprint("docs_access", __name__, url_prefix="/api/v1/docs/access", description="Docs access (Cloudflare Access)")
 
@@ -43,12 +46,29 @@ def _admin_session():
     return principal
 
 
+def _other_tenants_readers(principal: Principal) -> set[str]:
+    with services().engine.connect() as conn:
+        return q.docs_readers_of_other_tenants(conn, principal.tenant_id)
+
+
+def _refuse_foreign(principal: Principal, action: str, email: str) -> bool:
+    """True (and the attempt recorded as denied) when another tenant granted this e-mail."""
+    if email.strip().lower() not in _other_tenants_readers(principal):
+        return False
+    services().ledger.record_access_attempt(
+        principal.tenant_id, principal.org_id, principal.actor, action, email.strip().lower(), "denied",
+        "not granted by this tenant",
+    )
+    return True
+
+
 @blp.route("", methods=["GET"])
 @blp.response(200, UsersOut)
 def list_access():
     """E-mails in the Access group."""
-    _admin_session()
-    users = portal().docs_access_users(CloudflareAccess.from_settings(services().settings))
+    principal = _admin_session()
+    foreign = _other_tenants_readers(principal)
+    users = [u for u in portal().docs_access_users(CloudflareAccess.from_settings(services().settings)) if u not in foreign]
     return {"users": users, "total": len(users)}
 
 
@@ -58,16 +78,22 @@ def list_access():
 def grant(body):
     """Add an e-mail to the Access group (already present: a successful no-op)."""
     principal = _admin_session()
+    if _refuse_foreign(principal, "DOCS_ACCESS_GRANT", body["email"]):
+        return _granted_message(body["email"].strip().lower())
     cloudflare = CloudflareAccess.from_settings(services().settings)
     result = portal().grant_docs_access(principal.as_actor(), cloudflare, body["email"], body.get("reason", ""))
     appended(result.position)
+    return _granted_message(result.email)
+
+
+def _granted_message(email: str) -> dict:
     return {
         "success": True,
         "message": (
-            f"Access granted to {result.email}. They will receive a one-time PIN via email "
+            f"Access granted to {email}. They will receive a one-time PIN via email "
             "when visiting the protected documentation."
         ),
-        "email": result.email,
+        "email": email,
     }
 
 
@@ -77,6 +103,9 @@ def grant(body):
 def revoke(body):
     """Remove an e-mail from the Access group (absent: a successful no-op)."""
     principal = _admin_session()
+    if _refuse_foreign(principal, "DOCS_ACCESS_REVOKE", body["email"]):
+        email = body["email"].strip().lower()
+        return {"success": True, "message": f"Access revoked for {email}", "email": email}
     cloudflare = CloudflareAccess.from_settings(services().settings)
     result = portal().revoke_docs_access(principal.as_actor(), cloudflare, body["email"])
     appended(result.position)

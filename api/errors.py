@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from flask import Flask, jsonify, request
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ledger.errors import DomainError
@@ -24,6 +24,7 @@ STATUS_BY_KIND = {
     "unavailable": 503,
 }
 RETRY_AFTER_SECONDS = "1"
+_JSON_WITHOUT_CONTENT_TYPE = ("/api/v1/events", "/api/v1/budgets/check")  # decoded whatever the Content-Type
 
 
 def error_response(status: int, code: str, message: str, **details):
@@ -87,6 +88,22 @@ def register_error_handlers(app: Flask) -> None:
     def _database_down(error: Exception):
         log.warning("database unavailable: %s", error)
         return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    def _out_of_range(error: Exception):
+        # a number (or text) from the request that the database cannot hold, e.g. an offset
+        # or position of 10**30: SQLite raises OverflowError, PostgreSQL a DataError
+        log.warning("value out of range: %s", error)
+        return error_response(422, "VALUE_OUT_OF_RANGE", "A value in the request is out of the range the service accepts")
+
+    @app.errorhandler(RecursionError)
+    def _too_deep(error: RecursionError):
+        # the JSON decoders recurse once per nesting level: a body nested thousands deep
+        # is the client's fault, whichever decoder met it first
+        if request.is_json or request.path in _JSON_WITHOUT_CONTENT_TYPE:
+            return error_response(422, "MALFORMED_JSON", "The JSON body is nested too deeply")
+        return _unexpected(error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

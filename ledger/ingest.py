@@ -234,7 +234,7 @@ def _normalize(
     if metadata is not None:
         if len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
             fail("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
-        elif _depth(metadata) > MAX_METADATA_DEPTH:
+        elif json_depth(metadata) > MAX_METADATA_DEPTH:
             fail("metadata", f"must be nested at most {MAX_METADATA_DEPTH} levels deep")
 
     if errors:
@@ -312,10 +312,10 @@ def _is_amount(value: Decimal, below: Decimal, exponent: int) -> bool:
     return value == value.quantize(Decimal(10) ** exponent) if value.as_tuple().exponent < exponent else True
 
 
-def _depth(value: Any, level: int = 0) -> int:
+def json_depth(value: Any, level: int = 0) -> int:
     """Nesting depth of JSON containers: {} is 1, {"a": {}} is 2."""
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+        return max((json_depth(v, level + 1) for v in value.values()), default=level + 1)
     if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
+        return max((json_depth(v, level + 1) for v in value), default=level + 1)
     return level

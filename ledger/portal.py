@@ -49,7 +49,7 @@ from ledger.events import (
     UserLoggedOut,
     UserPermissionsChanged,
 )
-from ledger.ingest import validate_batch
+from ledger.ingest import MAX_METADATA_DEPTH, json_depth, validate_batch
 from ledger.licensing import TIERS
 from ledger.passwords import dummy_hash, hash_password, password_matches
 from ledger.store import NewEvent, StreamConflict, stream_id
@@ -66,6 +66,7 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 CORRECTION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_JSON_BYTES = 32 * 1024
+MAX_RULES_DEPTH = 32
 
 # Usage fields an amendment may replace; identity and provenance (event_id, occurred_at,
 # client, instance, HTTP request) stay as recorded.
@@ -560,6 +561,8 @@ class Portal:
             raise Invalid("VALIDATION_FAILED", "instance_type must be agent or orchestrator", field="instance_type")
         if host_info is not None and len(msgspec.json.encode(host_info)) > 8 * 1024:
             raise Invalid("VALIDATION_FAILED", "host_info must be at most 8 KiB of JSON", field="host_info")
+        if host_info is not None and json_depth(host_info) > MAX_METADATA_DEPTH:
+            raise Invalid("VALIDATION_FAILED", f"host_info must be nested at most {MAX_METADATA_DEPTH} levels deep", field="host_info")
         event = HeartbeatReceived(
             tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=self.now, actor=actor.name,
             instance_id=instance_id, instance_type=instance_type, hostname=hostname, port=port, host_info=host_info,
@@ -775,4 +778,6 @@ def _check_policy(definition: dict[str, Any]) -> dict[str, Any]:
     rules = definition.get("rules") or {}
     if not isinstance(rules, dict) or len(msgspec.json.encode(rules)) > MAX_JSON_BYTES:
         raise Invalid("VALIDATION_FAILED", "rules must be a JSON object of at most 32 KiB", field="rules")
+    if json_depth(rules) > MAX_RULES_DEPTH:
+        raise Invalid("VALIDATION_FAILED", f"rules must be nested at most {MAX_RULES_DEPTH} levels deep", field="rules")
     return {"name": name, "description": description, "category": category, "action": action, "enabled": enabled, "rules": rules}

@@ -81,7 +81,7 @@ def thresholds_from_text(text: str) -> tuple[Decimal, ...]:
 
 class BudgetStatusProjection(Projection):
     name = "budget_status"
-    version = 1
+    version = 2  # 2: spend rows of fully voided scopes are removed (equal to a replay)
     topics = (
         "UsageRecorded",
         "UsageVoided",
@@ -450,6 +450,15 @@ class _BatchState:
             if d[0] or d[1] or d[2]
         ]
         upsert_add(self.conn, self.p.spend, rows, SPEND_KEYS, ("cost_nanos", "credits_nanos", "events"))
+        # a spend row whose events were all voided is removed, as a replay (which nets the
+        # record and the void inside one batch) never writes it: rebuilds equal live tables
+        s = self.p.spend
+        for key, d in self.spend_delta.items():
+            if d[2] < 0:
+                self.conn.execute(delete(s).where(
+                    *(s.c[name] == value for name, value in zip(SPEND_KEYS, key)),
+                    s.c.events == 0, s.c.cost_nanos == 0, s.c.credits_nanos == 0,
+                ))
         t = self.p.budgets
         for (tenant_id, budget_id), row in self.changed_budgets.items():
             if row is None:

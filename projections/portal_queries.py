@@ -8,12 +8,14 @@ from sqlalchemy import Connection, func, select
 
 from projections.portal import (
     ApiKeysProjection,
+    DocsAccessProjection,
     LicensesProjection,
     NodeStatusProjection,
     PoliciesProjection,
     UsersProjection,
 )
 
+DOCS = DocsAccessProjection()
 KEYS = ApiKeysProjection()
 LICENSES = LicensesProjection()
 NODES = NodeStatusProjection()
@@ -107,3 +109,12 @@ def tenant_users(conn: Connection, tenant_id: str) -> list[dict]:
     t = USERS.users
     rows = conn.execute(select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.email)).mappings()
     return [{**dict(r), "permissions": json.loads(r["permissions_json"])} for r in rows]
+
+
+# docs access ------------------------------------------------------------------------------
+def docs_readers_of_other_tenants(conn: Connection, tenant_id: str) -> set[str]:
+    """E-mails that another tenant granted docs access to (and has not revoked): the Access
+    group is shared by the deployment, but who a tenant let in is that tenant's own."""
+    t = DOCS.grants
+    rows = conn.execute(select(t.c.email).where(t.c.granted.is_(True), t.c.tenant_id != tenant_id))
+    return {r.email for r in rows}
