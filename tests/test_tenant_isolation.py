@@ -156,6 +156,8 @@ NO_TENANT_DATA = {
     "credits.resource_types": "the resource-type registry is code",
     "auth.login": "answers the credentials' own user only",
     "auth.logout": "ends the caller's own session only",
+    "dashboard.dashboard_page": "the page shell holds no data; its script reads the JSON API above",
+    "dashboard.static": "the dashboard's static files",
 }
 
 # The operator's routes: X-Admin-API-Key only, deployment-wide by design; every tenant
