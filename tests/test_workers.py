@@ -56,9 +56,9 @@ def test_killed_mid_batch_many_times_the_read_models_still_equal_a_replay(h, age
     expected = 0
     for round_ in range(6):
         worker = start_cli(h.settings.database_url, "work", PROJECTOR_BATCH_SIZE="97")
-        expected += ingest(h, agent, batches=3, size=300, prefix=f"k{round_}")
-        wait_until(lambda: _position(h) > 0, 30, "the worker to start projecting")
         try:
+            expected += ingest(h, agent, batches=3, size=300, prefix=f"k{round_}")
+            wait_until(lambda: _position(h) > 0, 30, "the worker to start projecting")
             wait_until(lambda: rng.random() < 0.5 or caught_up(h), 5, "a moment to kill", interval=0.01)
         finally:
             stop(worker, signal.SIGKILL)
