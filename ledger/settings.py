@@ -19,7 +19,7 @@ class Settings:
     backdating_days: int = 35
     read_wait_seconds: float = 2.0
     node_active_window_seconds: int = 300
-    projector_batch_size: int = 1000
+    projector_batch_size: int = 5000
     projector_poll_seconds: float = 0.05
     db_pool_size: int = 5
     db_pool_timeout: float = 5.0

@@ -145,12 +145,17 @@ def wait_for_positions(
 def run_batch(engine: Engine, store: LedgerStore, projection: Projection, batch_size: int) -> int:
     """Apply the next batch; returns how far the position moved (0 when caught up)."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # a read model is derived data: if the server crashes before this commit reaches
+            # disk, its rows and its position are lost together and the batch is replayed
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         start = _lock_position(conn, projection)
-        stop = store.max_position()
-        if stop <= start:
+        # a batch is a window of at most batch_size positions: with a topic filter the
+        # database then scans only that window, however far behind the projection is
+        end = min(store.max_position(), start + batch_size)
+        if end <= start:
             return 0
-        notifications = store.read_notifications(start, batch_size, stop=stop, topics=projection.topics)
-        end = notifications[-1].id if len(notifications) == batch_size else stop
+        notifications = store.read_notifications(start, batch_size, stop=end, topics=projection.topics)
         if projection.wants_raw:
             batch: list = list(notifications)
         else:

@@ -51,12 +51,11 @@ def _sqlite_converters(table: Table, columns: tuple[str, ...]) -> tuple[Callable
     return tuple(converter(c) for c in columns)
 
 
-def _execute_many(conn: Connection, table: Table, sql: str, columns: Sequence[str], rows: Sequence[Mapping]) -> None:
-    if conn.dialect.name == "postgresql":
-        values = [tuple(row[c] for c in columns) for row in rows]
-    else:
+def _execute_many(conn: Connection, table: Table, sql: str, columns: Sequence[str], values: Sequence[Sequence]) -> None:
+    if conn.dialect.name != "postgresql":
         converters = _sqlite_converters(table, tuple(columns))
-        values = [tuple(f(row[c]) if f else row[c] for c, f in zip(columns, converters)) for row in rows]
+        if any(converters):
+            values = [tuple(f(v) if f else v for v, f in zip(row, converters)) for row in values]
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.executemany(sql, values)
@@ -68,63 +67,77 @@ def _marks(conn: Connection, count: int) -> str:
     return ", ".join(["%s" if conn.dialect.name == "postgresql" else "?"] * count)
 
 
+def _columns_and_values(rows: Sequence[Mapping] | Sequence[Sequence], columns: Sequence[str] | None):
+    """Rows are mappings, or value tuples in the order of `columns` (cheaper for hot paths)."""
+    if columns is not None:
+        return list(columns), rows
+    names = list(rows[0].keys())
+    return names, [tuple(row[c] for c in names) for row in rows]
+
+
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping], keys: Iterable[str]) -> None:
     if not rows:
         return
-    columns = list(rows[0].keys())
+    columns, values = _columns_and_values(rows, None)
     sql = (
         f'INSERT INTO "{table.name}" ({_quote(columns)}) VALUES ({_marks(conn, len(columns))}) '
         f"ON CONFLICT ({_quote(keys)}) DO NOTHING"
     )
-    _execute_many(conn, table, sql, columns, rows)
+    _execute_many(conn, table, sql, columns, values)
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping]) -> None:
+def insert_rows(conn: Connection, table: Table, rows: Sequence, columns: Sequence[str] | None = None) -> None:
     """Plain inserts of rows known to be new (COPY straight into the table on PostgreSQL)."""
     if not rows:
         return
-    columns = list(rows[0].keys())
-    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
+    columns, values = _columns_and_values(rows, columns)
+    if conn.dialect.name == "postgresql" and len(values) >= _COPY_THRESHOLD:
         with conn.connection.driver_connection.cursor() as cursor:
-            with cursor.copy(f'COPY "{table.name}" ({_quote(columns)}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row([row[c] for c in columns])
+            _copy(cursor, table.name, columns, values)
         return
-    _execute_many(conn, table, f'INSERT INTO "{table.name}" ({_quote(columns)}) VALUES ({_marks(conn, len(columns))})', columns, rows)
+    _execute_many(conn, table, f'INSERT INTO "{table.name}" ({_quote(columns)}) VALUES ({_marks(conn, len(columns))})', columns, values)
 
 
-def upsert_add(conn: Connection, table: Table, rows: Sequence[Mapping], keys: Sequence[str], measures: Sequence[str]) -> None:
+def upsert_add(
+    conn: Connection, table: Table, rows: Sequence, keys: Sequence[str], measures: Sequence[str], columns: Sequence[str] | None = None
+) -> None:
     """Insert rows, or add their measures to the existing row with the same keys."""
-    _upsert(conn, table, rows, keys, ", ".join(f'"{m}" = "{table.name}"."{m}" + excluded."{m}"' for m in measures))
+    updates = ", ".join(f'"{m}" = "{table.name}"."{m}" + excluded."{m}"' for m in measures)
+    _upsert(conn, table, rows, columns, keys, updates)
 
 
-def upsert_replace(conn: Connection, table: Table, rows: Sequence[Mapping], keys: Sequence[str]) -> None:
+def upsert_replace(conn: Connection, table: Table, rows: Sequence, keys: Sequence[str], columns: Sequence[str] | None = None) -> None:
     """Insert rows, or overwrite every non-key column of the existing row."""
     if rows:
-        columns = [c for c in rows[0].keys() if c not in keys]
-        _upsert(conn, table, rows, keys, ", ".join(f'"{c}" = excluded."{c}"' for c in columns))
+        names = columns if columns is not None else list(rows[0].keys())
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in names if c not in keys)
+        _upsert(conn, table, rows, columns, keys, updates)
 
 
-def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping], keys: Sequence[str], updates: str) -> None:
+def _upsert(conn: Connection, table: Table, rows: Sequence, columns: Sequence[str] | None, keys: Sequence[str], updates: str) -> None:
     if not rows:
         return
-    columns = list(rows[0].keys())
+    columns, values = _columns_and_values(rows, columns)
     conflict = f"ON CONFLICT ({_quote(keys)}) DO UPDATE SET {updates}"
-    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
-        _pg_staged_upsert(conn, table, rows, columns, conflict)
+    if conn.dialect.name == "postgresql" and len(values) >= _COPY_THRESHOLD:
+        _pg_staged_upsert(conn, table, values, columns, conflict)
         return
     sql = f'INSERT INTO "{table.name}" ({_quote(columns)}) VALUES ({_marks(conn, len(columns))}) {conflict}'
-    _execute_many(conn, table, sql, columns, rows)
+    _execute_many(conn, table, sql, columns, values)
 
 
-def _pg_staged_upsert(conn: Connection, table: Table, rows: Sequence[Mapping], columns: list[str], conflict: str) -> None:
+def _copy(cursor, table_name: str, columns: Sequence[str], values: Sequence[Sequence]) -> None:
+    with cursor.copy(f'COPY "{table_name}" ({_quote(columns)}) FROM STDIN') as copy:
+        for row in values:
+            copy.write_row(row)
+
+
+def _pg_staged_upsert(conn: Connection, table: Table, values: Sequence[Sequence], columns: list[str], conflict: str) -> None:
     staging = f"staging_{table.name}"
     with conn.connection.driver_connection.cursor() as cursor:
         cursor.execute(
             f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'
         )
-        with cursor.copy(f'COPY "{staging}" ({_quote(columns)}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+        _copy(cursor, staging, columns, values)
         cursor.execute(f'INSERT INTO "{table.name}" ({_quote(columns)}) SELECT {_quote(columns)} FROM "{staging}" {conflict}')
         cursor.execute(f'DELETE FROM "{staging}"')

@@ -10,7 +10,9 @@ import hashlib
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Sequence
+from functools import lru_cache
+from operator import add, neg
+from typing import Callable, Sequence
 
 import msgspec
 from sqlalchemy import (
@@ -97,6 +99,7 @@ def _rollup_table(name: str, metadata: MetaData) -> Table:
     )
 
 
+@lru_cache(maxsize=65536)
 def dims_key(dims: tuple) -> uuid.UUID:
     return uuid.UUID(bytes=hashlib.blake2b("\x1f".join(dims).encode(), digest_size=16).digest())
 
@@ -159,7 +162,7 @@ class UsageEventsProjection(Projection):
         self.events = usage_events_table(metadata, prefix)
 
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
-        rows: dict[tuple[str, str], dict | None] = {}  # None: voided
+        rows: dict[tuple[str, str], tuple | None] = {}  # None: voided
         new: set[tuple[str, str]] = set()  # recorded in this batch: plain inserts
         for recorded in batch:
             event = recorded.event
@@ -173,9 +176,9 @@ class UsageEventsProjection(Projection):
                 rows[(event.tenant_id, event.event_id)] = None
         for tenant_id, event_id in (key for key, row in rows.items() if row is None):
             conn.execute(delete(self.events).where(self.events.c.tenant_id == tenant_id, self.events.c.event_id == event_id))
-        insert_rows(conn, self.events, [row for key, row in rows.items() if row is not None and key in new])
+        insert_rows(conn, self.events, [row for key, row in rows.items() if row is not None and key in new], EVENT_COLUMNS)
         changed = [row for key, row in rows.items() if row is not None and key not in new]
-        upsert_replace(conn, self.events, changed, ["tenant_id", "event_id"])
+        upsert_replace(conn, self.events, changed, ["tenant_id", "event_id"], EVENT_COLUMNS)
 
 
 ORG_DIMENSIONS = ("tenant_id", "org_id", "event_type")
@@ -202,46 +205,47 @@ class UsageRollupsProjection(Projection):
         )
 
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
-        hourly: dict[tuple, list[int]] = {}
-        daily: dict[tuple, list[int]] = {}
+        hourly: dict[tuple, list[int]] = {}  # (dimensions, hour) -> measures
         for recorded in batch:
             event = recorded.event
             if isinstance(event, UsageRecorded):
-                changes = ((event.usage, 1),)
+                changes = ((event.usage, False),)
             elif isinstance(event, UsageVoided):
-                changes = ((event.voided, -1),)
+                changes = ((event.voided, True),)
             elif isinstance(event, UsageAmended):
-                changes = ((event.previous, -1), (event.current, 1))
+                changes = ((event.previous, True), (event.current, False))
             else:
                 continue
-            for usage, sign in changes:
-                dims = _dimensions(event.tenant_id, event.org_id, usage)
+            for usage, subtract in changes:
                 measures = _measures(usage)
-                moment = naive_utc(usage.occurred_at)
-                for rollup, bucket in (
-                    (hourly, moment.replace(minute=0, second=0, microsecond=0)),
-                    (daily, moment.replace(hour=0, minute=0, second=0, microsecond=0)),
-                ):
-                    totals = rollup.get((dims, bucket))
-                    if totals is None:
-                        rollup[(dims, bucket)] = [sign * m for m in measures]
-                    else:
-                        for i, m in enumerate(measures):
-                            totals[i] += sign * m
+                if subtract:
+                    measures = map(neg, measures)
+                key = (_dimensions(event.tenant_id, event.org_id, usage), _hour(usage.occurred_at))
+                totals = hourly.get(key)
+                hourly[key] = list(measures) if totals is None else list(map(add, totals, measures))
+        daily = _fold(hourly, lambda dims, hour: (dims, hour.replace(hour=0)))
+        org_daily = _fold(daily, lambda dims, day: (dims[0], dims[1], dims[3], day))  # tenant, org, event type
+        columns = ("dims_key", "bucket", *DIMENSIONS, *MEASURES)
         for table, rollup in ((self.hourly, hourly), (self.daily, daily)):
-            rows = [
-                {"dims_key": dims_key(dims), "bucket": bucket, **dict(zip(DIMENSIONS, dims)), **dict(zip(MEASURES, totals))}
-                for (dims, bucket), totals in rollup.items()
-            ]
-            upsert_add(conn, table, rows, ["dims_key", "bucket"], MEASURES)
-        org_daily: dict[tuple, list[int]] = {}
-        for (dims, bucket), totals in daily.items():
-            key = (dims[0], dims[1], dims[3], bucket)  # tenant, org, event type, day
-            into = org_daily.setdefault(key, [0] * len(MEASURES))
-            for i, m in enumerate(totals):
-                into[i] += m
-        rows = [dict(zip((*ORG_DIMENSIONS, "bucket"), key), **dict(zip(MEASURES, totals))) for key, totals in org_daily.items()]
-        upsert_add(conn, self.daily_org, rows, [*ORG_DIMENSIONS, "bucket"], MEASURES)
+            rows = [(dims_key(dims), bucket, *dims, *totals) for (dims, bucket), totals in rollup.items()]
+            upsert_add(conn, table, rows, ["dims_key", "bucket"], MEASURES, columns=columns)
+        rows = [(*key, *totals) for key, totals in org_daily.items()]
+        org_keys = (*ORG_DIMENSIONS, "bucket")
+        upsert_add(conn, self.daily_org, rows, org_keys, MEASURES, columns=(*org_keys, *MEASURES))
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+
+
+def _fold(rollup: dict[tuple, list[int]], coarser: Callable[[tuple, datetime], tuple]) -> dict[tuple, list[int]]:
+    """Sum a rollup's measures into coarser keys."""
+    folded: dict[tuple, list[int]] = {}
+    for (dims, bucket), totals in rollup.items():
+        key = coarser(dims, bucket)
+        into = folded.get(key)
+        folded[key] = totals if into is None else list(map(add, into, totals))
+    return folded
 
 
 class UsageTables:
@@ -294,41 +298,81 @@ def _measures(u: Usage) -> tuple[int, ...]:
     )
 
 
-def _event_row(event, position: int, u: Usage) -> dict:
-    return {
-        "tenant_id": event.tenant_id,
-        "event_id": u.event_id,
-        "org_id": event.org_id,
-        "position": position,
-        "occurred_at": naive_utc(u.occurred_at),
-        "recorded_at": naive_utc(event.recorded_at),
-        "client_id": u.client_id,
-        "event_type": u.event_type,
-        "operation": u.operation,
-        "resource_type": u.resource_type,
-        "quantity_milli": None if u.quantity is None else int(u.quantity * MILLI),
-        "instance_id": u.instance_id,
-        "instance_type": u.instance_type,
-        "user_id": u.user_id,
-        "team_id": u.team_id,
-        "agent_id": u.agent_id,
-        "workflow_id": u.workflow_id,
-        "app_id": u.app_id,
-        "knowledge_base_id": u.knowledge_base_id,
-        "http_method": u.http_method,
-        "http_path": u.http_path,
-        "http_status_code": u.http_status_code,
-        "llm_provider": u.llm_provider,
-        "llm_model": u.llm_model,
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "latency_ms": u.latency_ms,
-        "cost_nanos": to_nanos(u.cost_usd),
-        "unpriced": u.unpriced,
-        "credits_nanos": None if u.credits is None else to_nanos(u.credits),
-        "policies_evaluated": u.policies_evaluated,
-        "policy_violations": u.policy_violations,
-        "success": u.success,
-        "metadata_json": None if u.metadata is None else msgspec.json.encode(u.metadata).decode(),
-    }
+EVENT_COLUMNS = (
+    "tenant_id",
+    "event_id",
+    "org_id",
+    "position",
+    "occurred_at",
+    "recorded_at",
+    "client_id",
+    "event_type",
+    "operation",
+    "resource_type",
+    "quantity_milli",
+    "instance_id",
+    "instance_type",
+    "user_id",
+    "team_id",
+    "agent_id",
+    "workflow_id",
+    "app_id",
+    "knowledge_base_id",
+    "http_method",
+    "http_path",
+    "http_status_code",
+    "llm_provider",
+    "llm_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_ms",
+    "cost_nanos",
+    "unpriced",
+    "credits_nanos",
+    "policies_evaluated",
+    "policy_violations",
+    "success",
+    "metadata_json",
+)
+
+
+def _event_row(event, position: int, u: Usage) -> tuple:
+    """One usage_events row, in the order of EVENT_COLUMNS."""
+    return (
+        event.tenant_id,
+        u.event_id,
+        event.org_id,
+        position,
+        naive_utc(u.occurred_at),
+        naive_utc(event.recorded_at),
+        u.client_id,
+        u.event_type,
+        u.operation,
+        u.resource_type,
+        None if u.quantity is None else int(u.quantity * MILLI),
+        u.instance_id,
+        u.instance_type,
+        u.user_id,
+        u.team_id,
+        u.agent_id,
+        u.workflow_id,
+        u.app_id,
+        u.knowledge_base_id,
+        u.http_method,
+        u.http_path,
+        u.http_status_code,
+        u.llm_provider,
+        u.llm_model,
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.total_tokens,
+        u.latency_ms,
+        to_nanos(u.cost_usd),
+        u.unpriced,
+        None if u.credits is None else to_nanos(u.credits),
+        u.policies_evaluated,
+        u.policy_violations,
+        u.success,
+        None if u.metadata is None else msgspec.json.encode(u.metadata).decode(),
+    )
