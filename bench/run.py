@@ -98,7 +98,7 @@ def raw_decoded_read(url: str) -> tuple[int, float]:
     t0 = time.perf_counter()
     position, count = 0, 0
     while True:
-        notifications = store.read_notifications(position, 2000)
+        notifications = store.recorder.select_notifications(position, 2000, inclusive_of_start=False)
         if not notifications:
             break
         for n in notifications:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from operator import itemgetter
+from typing import Iterable, NamedTuple, Sequence
 from urllib.parse import unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
-    Notification,
     OperationalError,
     StoredEvent,
 )
+from psycopg.rows import tuple_row
 
 from ledger.errors import Unavailable
 from ledger.events import LedgerEvent, decode_event, encode_event
@@ -43,6 +44,16 @@ class Recorded:
     stream_id: UUID
     version: int
     event: LedgerEvent
+
+
+class Stored(NamedTuple):
+    """One row of the ledger as stored: its position and the encoded event."""
+
+    id: int
+    originator_id: UUID | str
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class LedgerStore:
             )
             self._make_recorder = lambda: PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._placeholder = "%s"
+            self._position = "notification_id"
         elif url.scheme == "sqlite":
             from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
@@ -82,6 +94,7 @@ class LedgerStore:
             self.datastore = SQLiteDatastore(path, lock_timeout=30, pool_timeout=pool_timeout)
             self._make_recorder = lambda: SQLiteApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._placeholder = "?"
+            self._position = "rowid"
         else:
             raise ValueError(f"unsupported DATABASE_URL scheme: {url.scheme!r}")
         self._recorder = None
@@ -129,18 +142,33 @@ class LedgerStore:
         with _translate_errors():
             return self.recorder.max_notification_id() or 0
 
-    def read_notifications(
-        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
-    ) -> Sequence[Notification]:
+    def read_window(self, after: int, stop: int, topics: Sequence[str] = ()) -> list[Stored]:
+        """The notifications after position `after` up to and including `stop` (only the
+        given topics, if any), in position order. Callers keep windows small (a projector
+        batch), so the database reads one index range and never sorts a whole unread log;
+        the rows are put in order here."""
+        p = self._placeholder
+        where = f"{self._position} > {p} AND {self._position} <= {p}"
+        params: list = [after, stop]
+        if topics:
+            where += f" AND topic IN ({','.join([p] * len(topics))})"
+            params += list(topics)
+        sql = f"SELECT {self._position}, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} WHERE {where}"
         with _translate_errors():
-            return self.recorder.select_notifications(
-                after, limit, stop=stop, topics=list(topics), inclusive_of_start=False
-            )
+            if self.is_postgres:
+                with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as curs:
+                    curs.execute(sql, params)
+                    rows = list(map(Stored._make, curs.fetchall()))
+            else:
+                with self.datastore.transaction(commit=False) as curs:
+                    curs.execute(sql, params)
+                    rows = [Stored._make(r) for r in curs.fetchall()]
+        rows.sort(key=itemgetter(0))
+        return rows
 
-    def read(
-        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
-    ) -> list[Recorded]:
-        return [decode_notification(n) for n in self.read_notifications(after, limit, stop, topics)]
+    def read(self, after: int = 0, stop: int | None = None, topics: Sequence[str] = ()) -> list[Recorded]:
+        stop = self.max_position() if stop is None else stop
+        return [decode_notification(n) for n in self.read_window(after, stop, topics)]
 
     def stream(self, stream: UUID) -> list[Recorded]:
         """Every event of one stream, oldest first (position is 0: not known from this read)."""
@@ -196,7 +224,7 @@ class LedgerStore:
         self.datastore.close()
 
 
-def decode_notification(n: Notification) -> Recorded:
+def decode_notification(n: Stored) -> Recorded:
     return Recorded(n.id, _as_uuid(n.originator_id), n.originator_version, decode_event(n.state))
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import Boolean, Connection, DateTime, Table, Uuid
+from sqlalchemy.dialects import postgresql
 
 _COPY_THRESHOLD = 20  # below this many rows a plain executemany is cheaper than COPY
 
@@ -93,7 +94,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence, columns: Sequenc
     columns, values = _columns_and_values(rows, columns)
     if conn.dialect.name == "postgresql" and len(values) >= _COPY_THRESHOLD:
         with conn.connection.driver_connection.cursor() as cursor:
-            _copy(cursor, table.name, columns, values)
+            _copy(cursor, table, table.name, columns, values)
         return
     _execute_many(conn, table, f'INSERT INTO "{table.name}" ({_quote(columns)}) VALUES ({_marks(conn, len(columns))})', columns, values)
 
@@ -126,8 +127,16 @@ def _upsert(conn: Connection, table: Table, rows: Sequence, columns: Sequence[st
     _execute_many(conn, table, sql, columns, values)
 
 
-def _copy(cursor, table_name: str, columns: Sequence[str], values: Sequence[Sequence]) -> None:
-    with cursor.copy(f'COPY "{table_name}" ({_quote(columns)}) FROM STDIN') as copy:
+@lru_cache(maxsize=None)
+def _pg_types(table: Table, columns: tuple[str, ...]) -> list[str]:
+    """PostgreSQL type names of the columns, for binary COPY ('varchar(64)' -> 'varchar')."""
+    return [table.c[c].type.compile(dialect=postgresql.dialect()).lower().split("(")[0] for c in columns]
+
+
+def _copy(cursor, table: Table, into: str, columns: Sequence[str], values: Sequence[Sequence]) -> None:
+    """Binary COPY: values go over the wire as they are, not formatted as text."""
+    with cursor.copy(f'COPY "{into}" ({_quote(columns)}) FROM STDIN (FORMAT BINARY)') as copy:
+        copy.set_types(_pg_types(table, tuple(columns)))
         for row in values:
             copy.write_row(row)
 
@@ -138,6 +147,6 @@ def _pg_staged_upsert(conn: Connection, table: Table, values: Sequence[Sequence]
         cursor.execute(
             f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'
         )
-        _copy(cursor, staging, columns, values)
+        _copy(cursor, table, staging, columns, values)
         cursor.execute(f'INSERT INTO "{table.name}" ({_quote(columns)}) SELECT {_quote(columns)} FROM "{staging}" {conflict}')
         cursor.execute(f'DELETE FROM "{staging}"')

@@ -42,7 +42,7 @@ def alerts(h, headers, budget_id="b") -> list[dict]:
 
 
 def ledger_types(h) -> list[str]:
-    return [r.event.type for r in h.store.read(0, 100_000)]
+    return [r.event.type for r in h.store.read()]
 
 
 def test_crossing_50_and_80_in_one_event_raises_both_once_and_a_rebuild_raises_none(h, agent, alerts_job):

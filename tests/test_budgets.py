@@ -206,7 +206,7 @@ def test_every_budget_write_is_an_event_with_its_author(h, author):
     h.http.delete("/api/v1/budgets/audited", headers=author)
     create(h, {**author, "X-User-ID": "mallory"}, id="x")
     create(h, {**author, "X-User-ID": "mallory"}, id="x")  # refused: a conflict
-    events = [r.event for r in h.store.read(0, 1000)]
+    events = [r.event for r in h.store.read()]
     budget_events = [(e.type, e.actor) for e in events if e.type.startswith("Budget")]
     assert budget_events == [
         ("BudgetCreated", "user:alice.admin"),
@@ -481,7 +481,7 @@ def test_check_and_budgets_need_client_credentials(h, author):
 
 def test_budget_ids_are_unique_per_tenant_stream(h, author):
     create(h, author, id="evt")
-    event = next(r.event for r in h.store.read(0, 1000) if isinstance(r.event, BudgetCreated))
+    event = next(r.event for r in h.store.read() if isinstance(r.event, BudgetCreated))
     assert event.budget.alert_thresholds == (Decimal(50), Decimal(80), Decimal(100))
     assert event.tenant_id == "acme" and event.org_id == "prod" and event.client_id
 

@@ -20,7 +20,7 @@ import psycopg
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.db import make_engine
-from projections.framework import Projection, run_batch
+from projections.framework import Projection, Reader, run_batch, tune_gc
 from projections.registry import all_projections
 
 log = logging.getLogger("usage_ledger.worker")
@@ -144,6 +144,7 @@ def run_projection(
     settings: Settings, projection: Projection, stop: threading.Event, store: LedgerStore, engine, head: LedgerHead | None = None
 ) -> None:
     leadership = Leadership(settings, projection.name)
+    reader = Reader(store, projection, settings.projector_batch_size)
     active = False
     try:
         while not stop.is_set():
@@ -158,7 +159,7 @@ def run_projection(
                 active = True
             seen = head.position if head else 0
             try:
-                moved = run_batch(engine, store, projection, settings.projector_batch_size)
+                moved = run_batch(engine, reader)
             except Exception:
                 log.exception("batch failed; retrying", extra={"fields": {"projection": projection.name}})
                 leadership.release()
@@ -171,6 +172,7 @@ def run_projection(
                 else:
                     head.wait_beyond(seen, timeout=LEADERSHIP_CHECK_SECONDS)
     finally:
+        reader.close()
         leadership.release()
 
 
@@ -181,6 +183,7 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     projections = list(projections or all_projections())
+    tune_gc()
     # one ledger pool and one read-model engine for the whole process; connections are held
     # only while a batch runs, so a few serve every projection thread
     store = LedgerStore(settings.database_url, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
