@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Sequence
 
 from sqlalchemy import (
@@ -185,6 +186,13 @@ class BudgetStatusProjection(Projection):
         state.flush()
 
 
+
+@lru_cache(maxsize=4096)
+def _period_starts(day: date) -> tuple[tuple[str, datetime], ...]:
+    """(period, start as naive UTC) of every budget period containing the UTC day."""
+    moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return tuple((period, naive_utc(period_bounds(period, moment)[0])) for period in PERIODS)
+
 @dataclass
 class _Budget:
     row: dict  # a budgets-table row
@@ -272,9 +280,9 @@ class _BatchState:
         touched: dict[tuple, None] = {}
         for usage, sign in changes:
             cost, credits = sign * to_nanos(usage.cost_usd), sign * to_nanos(usage.credits)
-            starts = {period: naive_utc(period_bounds(period, usage.occurred_at)[0]) for period in PERIODS}
+            starts = _period_starts(usage.occurred_at.astimezone(timezone.utc).date())
             for scope, scope_id in usage_scopes(usage):
-                for period, start in starts.items():
+                for period, start in starts:
                     key = (tenant_id, org_id, scope, scope_id, period, start)
                     delta = self.spend_delta[key]
                     delta[0] += cost
