@@ -1,9 +1,9 @@
 """`make bench`: every figure is measured against a baseline in the same run, on the same
 machine, and written as a table to bench/results/ (markdown + JSON).
 
-    python -m bench.run                 # default sizes (about 15 minutes)
-    python -m bench.run --large         # adds the 5M-event summary figures
-    python -m bench.run --only ingest,projector
+    python -m bench.run                 # default sizes: 100k and 1M events (about 20 minutes)
+    python -m bench.run --large         # adds a 5M-event ledger (about 20 minutes more)
+    python -m bench.run --only ingest,ledger
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from bench.common import (
     ROOT,
@@ -161,81 +162,101 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
            raw_rate, "eventsourcing insert_events, 1,000 per call", "≥ 0.6")
 
 
-def bench_projector(backend: str, count: int) -> None:
-    """Catch-up rate of the usage projectors one at a time, then of every read model at once
-    (one thread each, as the worker runs them), against a raw decoded read of the log."""
-    with temporary_database(backend) as url:
-        provision(url)
-        fill_ledger(url, count, "p")
-        n, read_seconds = raw_decoded_read(url)
-        for name in ("usage_rollups", "usage_events"):
-            seconds = catch_up_all(url, (name,))
-            record(f"projector catch-up, {name} alone, {n:,} events ({backend})", n / seconds, "events/s",
-                   n / read_seconds, "select_notifications + decode", "≥ 0.5",
-                   note=f"peak memory {catch_up_all.peak_mb:.0f} MiB")
-        seconds = catch_up_all(url)
-        record(f"projector catch-up, all read models at once, {n:,} events ({backend})", n / seconds, "events/s",
-               n / read_seconds, "select_notifications + decode", "",
-               note=f"usage projections already caught up; peak memory {catch_up_all.peak_mb:.0f} MiB")
+HEAVY_PROJECTIONS = ("usage_rollups", "usage_events", "ledger_chain", "budget_status", "credits", "axon_audit")
 
 
-def bench_summary(backend: str, count: int, repeats: int = 60) -> dict:
-    """30-day org summary from the rollups vs the same aggregate over the raw usage_events table."""
-    from sqlalchemy import func, select
-
+def reset_read_models(url: str) -> None:
     from projections.db import make_engine
+    from projections.framework import reset
+    from projections.registry import all_projections
+
+    engine = make_engine(url, writer=True)
+    for projection in all_projections():
+        reset(engine, projection)
+    engine.dispose()
+
+
+def bench_ledger(backend: str, count: int, projectors: tuple[str, ...], all_at_once: bool, repeats: int = 60) -> dict:
+    """One ledger of `count` usage events serves every figure at that size: its append rate;
+    a raw decoded read of the log (the baseline); each named projector catching up alone
+    from zero; the 30-day org summary from the rollups vs the same aggregate over the raw
+    table; and, if asked, every read model catching up at once, as one worker runs them."""
     from projections.usage import USAGE_PROJECTIONS
-    from projections.usage_queries import USAGE, Scope, summary
 
     with temporary_database(backend) as url:
         provision(url)
         t0 = time.perf_counter()
         fill_ledger(url, count, "s")
         ingest_seconds = time.perf_counter() - t0
-        project_seconds = catch_up_all(url, USAGE_PROJECTIONS)
-        engine = make_engine(url)
-        end = utcnow().replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-        start = end - timedelta(days=30)
-        scope = Scope("bench", "main")
-        t = USAGE.events
+        n, read_seconds = raw_decoded_read(url)
+        read_rate = n / read_seconds
+        rates = {}
+        for name in dict.fromkeys((*USAGE_PROJECTIONS, *projectors)):  # the summary needs the usage ones
+            seconds = catch_up_all(url, (name,))
+            rates[name] = n / seconds
+            if name in projectors:
+                record(f"projector catch-up, {name} alone, {n:,} events ({backend})", rates[name], "events/s",
+                       read_rate, "select_notifications + decode", "≥ 0.5",
+                       note=f"peak memory {catch_up_all.peak_mb:.0f} MiB")
+        p50, raw50 = bench_summary(url, backend, count, repeats)
+        if all_at_once:
+            reset_read_models(url)
+            seconds = catch_up_all(url)
+            record(f"projector catch-up, all 16 read models at once in one worker, {n:,} events ({backend})", n / seconds,
+                   "events/s", read_rate, "select_notifications + decode", "",
+                   note=f"one process, one thread per read model; peak memory {catch_up_all.peak_mb:.0f} MiB")
+    return {"events": count, "ingest_rate": count / ingest_seconds, "project_rate": rates["usage_rollups"],
+            "summary_p50_ms": p50, "raw_p50_ms": raw50}
 
-        def rollup_query():
-            with engine.connect() as conn:
-                return summary(conn, scope, start, end)
 
-        def raw_query():
-            with engine.connect() as conn:
-                return conn.execute(
-                    select(t.c.event_type, func.count(), func.sum(t.c.total_tokens), func.sum(t.c.cost_nanos),
-                           func.sum(t.c.latency_ms), func.count().filter(t.c.success))
-                    .where(t.c.tenant_id == "bench", t.c.org_id == "main", t.c.occurred_at >= start, t.c.occurred_at < end)
-                    .group_by(t.c.event_type)
-                ).all()
+def bench_summary(url: str, backend: str, count: int, repeats: int) -> tuple[float, float]:
+    """30-day org summary from the rollups vs the same aggregate over the raw usage_events
+    table (the usage read models must have caught up); returns both p50s in ms."""
+    from sqlalchemy import func, select
 
-        def hourly_query():
-            from projections.usage_queries import aggregates
+    from projections.db import make_engine
+    from projections.usage_queries import USAGE, Scope, aggregates, summary
 
-            with engine.connect() as conn:
-                return aggregates(conn, scope, end - timedelta(days=1), end, "hourly")
+    engine = make_engine(url)
+    end = utcnow().replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    start = end - timedelta(days=30)
+    scope = Scope("bench", "main")
+    t = USAGE.events
 
-        timings = {}
-        for name, query in (("rollup", rollup_query), ("raw", raw_query), ("hourly", hourly_query)):
+    def rollup_query():
+        with engine.connect() as conn:
+            return summary(conn, scope, start, end)
+
+    def raw_query():
+        with engine.connect() as conn:
+            return conn.execute(
+                select(t.c.event_type, func.count(), func.sum(t.c.total_tokens), func.sum(t.c.cost_nanos),
+                       func.sum(t.c.latency_ms), func.count().filter(t.c.success))
+                .where(t.c.tenant_id == "bench", t.c.org_id == "main", t.c.occurred_at >= start, t.c.occurred_at < end)
+                .group_by(t.c.event_type)
+            ).all()
+
+    def hourly_query():
+        with engine.connect() as conn:
+            return aggregates(conn, scope, end - timedelta(days=1), end, "hourly")
+
+    timings = {}
+    for name, query in (("rollup", rollup_query), ("raw", raw_query), ("hourly", hourly_query)):
+        query()
+        samples = []
+        for _ in range(repeats if name != "raw" else max(10, repeats // 4)):
+            t0 = time.perf_counter()
             query()
-            samples = []
-            for _ in range(repeats if name != "raw" else max(10, repeats // 4)):
-                t0 = time.perf_counter()
-                query()
-                samples.append((time.perf_counter() - t0) * 1000)
-            timings[name] = samples
-        engine.dispose()
-        p50, p99 = median(timings["rollup"]), percentile(timings["rollup"], 99)
-        raw50 = median(timings["raw"])
-        record(f"30-day org summary at {count:,} events ({backend}) p50", p50, "ms", raw50,
-               "same aggregate over raw usage_events (p50)", "≥ 50× faster, p99 < 20 ms", ratio=raw50 / p50,
-               note=f"p99 {p99:.1f} ms; raw p99 {percentile(timings['raw'], 99):.1f} ms; "
-                    f"hourly 24 h p50 {median(timings['hourly']):.1f} ms p99 {percentile(timings['hourly'], 99):.1f} ms")
-        return {"events": count, "ingest_rate": count / ingest_seconds, "project_rate": count / project_seconds,
-                "summary_p50_ms": p50, "raw_p50_ms": raw50}
+            samples.append((time.perf_counter() - t0) * 1000)
+        timings[name] = samples
+    engine.dispose()
+    p50, p99 = median(timings["rollup"]), percentile(timings["rollup"], 99)
+    raw50 = median(timings["raw"])
+    record(f"30-day org summary at {count:,} events ({backend}) p50", p50, "ms", raw50,
+           "same aggregate over raw usage_events (p50)", "≥ 50× faster, p99 < 20 ms", ratio=raw50 / p50,
+           note=f"p99 {p99:.1f} ms; raw p99 {percentile(timings['raw'], 99):.1f} ms; "
+                f"hourly 24 h p50 {median(timings['hourly']):.1f} ms p99 {percentile(timings['hourly'], 99):.1f} ms")
+    return p50, raw50
 
 
 def bench_lag(backend: str, seconds: float = 20) -> None:
@@ -328,7 +349,7 @@ def growth_plot(points: list[dict]) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     events = [p["events"] for p in points]
     left.plot(events, [p["ingest_rate"] for p in points], marker="o", label="ledger append")
-    left.plot(events, [p["project_rate"] for p in points], marker="o", label="projection")
+    left.plot(events, [p["project_rate"] for p in points], marker="o", label="usage_rollups catch-up")
     left.set_xscale("log"), left.set_xlabel("events in ledger"), left.set_ylabel("events/s"), left.legend()
     right.plot(events, [p["summary_p50_ms"] for p in points], marker="o", label="summary from rollups")
     right.plot(events, [p["raw_p50_ms"] for p in points], marker="o", label="same over raw rows")
@@ -353,24 +374,29 @@ def write_results(points: list[dict]) -> None:
 
 
 def main() -> None:
+    global RESULTS
     parser = argparse.ArgumentParser()
     parser.add_argument("--large", action="store_true", help="also measure at 5M events")
-    parser.add_argument("--only", default="", help="comma-separated: ingest,projector,lag,summary,export,budget,verify")
+    parser.add_argument("--only", default="", help="comma-separated: ingest,ledger,lag,export,budget,verify")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the ledger sizes (a smoke run: 0.002)")
+    parser.add_argument("--out", default=str(RESULTS), help="where the tables and the plot go")
     args = parser.parse_args()
+    RESULTS = Path(args.out)
+    size = lambda events: int(max(1000, round(events * args.scale, -3)))  # noqa: E731
     only = set(filter(None, args.only.split(",")))
     want = lambda name: not only or name in only  # noqa: E731
     points: list[dict] = []
     if want("ingest"):
         bench_ingest("postgres", batches_per_client=15)
         bench_ingest("sqlite", batches_per_client=5, clients=2)
-    if want("projector"):
-        bench_projector("postgres", 200_000)
-        bench_projector("sqlite", 100_000)
+    if want("ledger"):
+        points.append(bench_ledger("postgres", size(100_000), ("usage_rollups",), all_at_once=False))
+        points.append(bench_ledger("postgres", size(1_000_000), HEAVY_PROJECTIONS, all_at_once=True))
+        if args.large:
+            points.append(bench_ledger("postgres", size(5_000_000), ("usage_rollups", "usage_events"), all_at_once=False, repeats=100))
+        bench_ledger("sqlite", size(100_000), ("usage_rollups", "usage_events"), all_at_once=True)
     if want("lag"):
         bench_lag("postgres")
-    if want("summary"):
-        for size in (100_000, 1_000_000) + ((5_000_000,) if args.large else ()):
-            points.append(bench_summary("postgres", size))
     if want("export"):
         bench_export("postgres")
     if want("budget"):

@@ -1,0 +1,30 @@
+"""`make bench` must keep working: its ledger benchmarks run end to end at a tiny size
+(figures are not asserted here; bench/ is where they are measured)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import require_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_ledger_benchmarks_run_and_write_their_table(tmp_path):
+    require_postgres()
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--only", "ledger", "--scale", "0.002", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    names = [r["benchmark"] for r in rows]
+    assert any(n.startswith("projector catch-up, usage_rollups alone, 2,0") and "(postgres)" in n for n in names)
+    assert any(n.startswith("projector catch-up, all 16 read models at once") for n in names)
+    assert any(n.startswith("30-day org summary at 1,000 events (sqlite)") for n in names)
+    for row in rows:
+        assert row["figure"] > 0 and (row["ratio"] is None or row["ratio"] > 0), row
+    assert "| benchmark | figure |" in (out / "results.md").read_text()
