@@ -24,6 +24,7 @@ def test_the_ledger_benchmarks_run_and_write_their_table(tmp_path):
     names = [r["benchmark"] for r in rows]
     assert any(n.startswith("projector catch-up, usage_rollups alone, 2,0") and "(postgres)" in n for n in names)
     assert any(n.startswith("projector catch-up, all 16 read models at once") for n in names)
+    assert any(n.startswith("the projectors' reader alone") for n in names)
     assert any(n.startswith("30-day org summary at 1,000 events (sqlite)") for n in names)
     for row in rows:
         assert row["figure"] > 0 and (row["ratio"] is None or row["ratio"] > 0), row
