@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server", default=os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where budget_check.json goes")
     args = parser.parse_args()
 
     name = f"ul_bench_{uuid.uuid4().hex[:10]}"
@@ -176,7 +177,7 @@ def main() -> None:
             "target_ratio": 0.6,
         }
         print(json.dumps(result, indent=2))
-        results = ROOT / "bench" / "results"
+        results = Path(args.out)
         results.mkdir(parents=True, exist_ok=True)
         (results / "budget_check.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:

@@ -359,7 +359,7 @@ def bench_export(backend: str, count: int = 50_000) -> None:
 
 def bench_budget_check() -> None:
     """bench/budget_check.py: /budgets/check with 100 budgets vs /healthz on the same server."""
-    subprocess.run([sys.executable, "-m", "bench.budget_check", "--seconds", "8"], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "bench.budget_check", "--seconds", "8", "--out", str(RESULTS)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     result = json.loads((RESULTS / "budget_check.json").read_text())
     record("POST /api/v1/budgets/check, 100 budgets in the org (postgres)", result["budget_check_rps"], "requests/s",
@@ -368,7 +368,7 @@ def bench_budget_check() -> None:
 
 def bench_verify(events: int = 200_000) -> None:
     """bench/verify_bench.py: `usage-ledger verify` throughput on both backends."""
-    subprocess.run([sys.executable, "-m", "bench.verify_bench", "--events", str(events)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "bench.verify_bench", "--events", str(events), "--out", str(RESULTS)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     for row in json.loads((RESULTS / "verify.json").read_text()):
         record(f"usage-ledger verify, {events:,} events ({row['backend']})", row["verify_db_events_per_s"], "events/s",

@@ -119,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--backends", default="postgres,sqlite")
+    parser.add_argument("--out", default=str(RESULTS), help="where verify.json goes")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="verify-bench-") as tmp:
@@ -135,8 +136,9 @@ def main() -> None:
     for row in results:
         verdict = "meets" if row["verify_db_events_per_s"] >= target else "BELOW"
         print(f"{row['backend']}: verify {row['verify_db_events_per_s']} events/s ({verdict} the {target}/s target)")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "verify.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verify.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
