@@ -177,6 +177,7 @@
   // ---------------------------------------------------------------------------------------
   // charts
   function drawChart(canvasId, config) {
+    chartOverlay(canvasId, null);
     const canvas = document.getElementById(canvasId);
     const existing = Chart.getChart(canvas);
     if (existing && existing.config.type === config.type) {
@@ -189,9 +190,11 @@
     return new Chart(canvas, config);
   }
 
-  function clearChart(canvasId) {
+  // a message (empty, loading, info, error) in place of the chart
+  function chartMessage(canvasId, kind, text) {
     const existing = Chart.getChart(document.getElementById(canvasId));
     if (existing) existing.destroy();
+    chartOverlay(canvasId, kind, text);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -301,8 +304,7 @@
       $('#panel-usage').dataset.range = `${range.start}..${range.end}/${range.granularity}`;
     }, (err) => {
       state.usageRows = null;
-      clearChart('usage-chart');
-      chartOverlay('usage-chart', 'error', 'Usage could not be loaded: ' + describe(err));
+      chartMessage('usage-chart', 'error', 'Usage could not be loaded: ' + describe(err));
     });
   }
 
@@ -338,13 +340,11 @@
     noteEl.textContent = '';
     if (state.metric === 'credits') {
       if (!can(BILLING)) {
-        clearChart('usage-chart');
-        chartOverlay('usage-chart', 'info', 'Credits need the permission.billing.manage permission.');
+        chartMessage('usage-chart', 'info', 'Credits need the permission.billing.manage permission.');
         return;
       }
       if (!state.creditsDaily) {
-        clearChart('usage-chart');
-        chartOverlay('usage-chart', 'loading', 'Loading credits…');
+        chartMessage('usage-chart', 'loading', 'Loading credits…');
         return;
       }
       granularity = 'daily';
@@ -363,11 +363,9 @@
     }
     const total = values.reduce((a, b) => a + b, 0);
     if (total === 0) {
-      clearChart('usage-chart');
-      chartOverlay('usage-chart', 'empty', 'No usage in this range.');
+      chartMessage('usage-chart', 'empty', 'No usage in this range.');
       return;
     }
-    chartOverlay('usage-chart', null);
     const hourly = granularity === 'hourly';
     drawChart('usage-chart', {
       type: hourly ? 'line' : 'bar',
@@ -435,7 +433,7 @@
     if (!can(BILLING)) {
       $('#total-credits').textContent = '—';
       $('#total-credits').title = 'Needs the permission.billing.manage permission';
-      chartOverlay('resource-chart', 'info', 'Credits need the permission.billing.manage permission.');
+      chartMessage('resource-chart', 'info', 'Credits need the permission.billing.manage permission.');
       return Promise.resolve(null);
     }
     return guarded(gen, 'panel-resources', async () => {
@@ -459,11 +457,9 @@
     }, (err) => {
       $('#total-credits').textContent = 'error';
       $('#total-credits').title = describe(err);
-      clearChart('resource-chart');
-      chartOverlay('resource-chart', 'error', 'Credits could not be loaded: ' + describe(err));
+      chartMessage('resource-chart', 'error', 'Credits could not be loaded: ' + describe(err));
       if (state.metric === 'credits') {
-        clearChart('usage-chart');
-        chartOverlay('usage-chart', 'error', 'Credits could not be loaded: ' + describe(err));
+        chartMessage('usage-chart', 'error', 'Credits could not be loaded: ' + describe(err));
       }
     });
   }
@@ -473,11 +469,9 @@
     for (const row of summary) byType.set(row.resourceType, (byType.get(row.resourceType) || 0) + Number(row.totalCredits));
     const entries = [...byType.entries()].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
     if (!entries.length) {
-      clearChart('resource-chart');
-      chartOverlay('resource-chart', 'empty', 'No credits used in this range.');
+      chartMessage('resource-chart', 'empty', 'No credits used in this range.');
       return;
     }
-    chartOverlay('resource-chart', null);
     drawChart('resource-chart', {
       type: 'doughnut',
       data: {
@@ -526,11 +520,9 @@
         : '';
       const priced = rows.filter((r) => Number(r.cost_usd) > 0).slice(0, 10);
       if (!priced.length) {
-        clearChart('model-chart');
-        chartOverlay('model-chart', 'empty', 'No priced model usage in this range.');
+        chartMessage('model-chart', 'empty', 'No priced model usage in this range.');
         return;
       }
-      chartOverlay('model-chart', null);
       drawChart('model-chart', {
         type: 'bar',
         data: {
@@ -550,9 +542,8 @@
         },
       });
     }, (err) => {
-      clearChart('model-chart');
       $('#models-note').textContent = '';
-      chartOverlay('model-chart', 'error', 'Cost by model could not be loaded: ' + describe(err));
+      chartMessage('model-chart', 'error', 'Cost by model could not be loaded: ' + describe(err));
     });
   }
 
