@@ -18,6 +18,7 @@ from ledger.store import LedgerStore
 from projections.db import make_engine
 from projections.framework import catch_up
 from projections.registry import all_projections, setup_database
+from tests.fake_cloudflare import FakeCloudflare
 
 PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -80,6 +81,13 @@ def postgres_url(tmp_path):
     yield url
     drop_database(url)
 
+
+@pytest.fixture
+def cloudflare():
+    """A fake Cloudflare Access API on 127.0.0.1."""
+    fake = FakeCloudflare()
+    yield fake
+    fake.close()
 
 @pytest.fixture
 def clock() -> FixedClock:

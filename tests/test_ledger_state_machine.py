@@ -33,6 +33,19 @@ def money(value: Decimal) -> float:
     return float(value.quantize(SIX))
 
 
+
+def _correction_applied(response, known: dict | None) -> bool:
+    """A void or amend answers 404 for an unknown event, 409 once it is voided, else 200
+    (and then the model applies it)."""
+    if known is None:
+        assert response.status_code == 404, response.json
+        return False
+    if known["voided"]:
+        assert response.status_code == 409, response.json
+        return False
+    assert response.status_code == 200, response.json
+    return True
+
 class LedgerMachine(RuleBasedStateMachine):
     """Usage events keyed by id: {id: {"body": variant, "tokens", "cost", "team", "voided"}};
     budgets keyed by id: {id: limit}."""
@@ -86,12 +99,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def void(self, event_id):
         response = self.h.http.post(f"/api/v1/events/{event_id}/void", headers=ADMIN, json={"reason": "wrong"})
         known = self.events.get(event_id)
-        if known is None:
-            assert response.status_code == 404, response.json
-        elif known["voided"]:
-            assert response.status_code == 409, response.json
-        else:
-            assert response.status_code == 200, response.json
+        if _correction_applied(response, known):
             known["voided"] = True
 
     @rule(event_id=st.sampled_from(EVENT_IDS), prompt=st.integers(0, 500), cost=st.sampled_from(COSTS))
@@ -101,12 +109,7 @@ class LedgerMachine(RuleBasedStateMachine):
             json={"reason": "fix", "fields": {"prompt_tokens": prompt, "cost_usd": str(cost)}},
         )
         known = self.events.get(event_id)
-        if known is None:
-            assert response.status_code == 404, response.json
-        elif known["voided"]:
-            assert response.status_code == 409, response.json
-        else:
-            assert response.status_code == 200, response.json
+        if _correction_applied(response, known):
             known["tokens"], known["cost"] = prompt + 10, cost
 
     # budgets -------------------------------------------------------------------------

@@ -4,19 +4,12 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ADMIN_KEY, Harness, make_settings
-from tests.fake_cloudflare import ACCOUNT, GROUP, TOKEN, FakeCloudflare
+from tests.fake_cloudflare import ACCOUNT, GROUP, TOKEN
 
 GRANTED = (
     "Access granted to new@reader.test. They will receive a one-time PIN via email "
     "when visiting the protected documentation."
 )
-
-
-@pytest.fixture
-def cloudflare():
-    fake = FakeCloudflare()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

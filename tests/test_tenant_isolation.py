@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 
 from tests.conftest import Harness, make_settings
-from tests.fake_cloudflare import ACCOUNT, GROUP, TOKEN, FakeCloudflare
+from tests.fake_cloudflare import ACCOUNT, GROUP, TOKEN
 from tests.security_support import SECRET_MARKERS, call, two_tenants
 
 BETA_CREDENTIALS = ("client", "client+alpha-org", "key", "user", "admin-for-tenant", "admin-for-tenant+alpha-org")
@@ -185,13 +185,6 @@ def test_every_endpoint_has_a_place_in_the_matrix(tmp_path, clock):
     assert endpoints - placed == set(), "endpoints without a cross-tenant matrix row"
     assert placed - endpoints == set(), "matrix rows for endpoints that no longer exist"
     assert not (set(MATRIX) & set(NO_TENANT_DATA)) and not (set(MATRIX) & OPERATOR_ONLY)
-
-
-@pytest.fixture
-def cloudflare():
-    fake = FakeCloudflare()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture
