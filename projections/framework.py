@@ -12,8 +12,8 @@ import gc
 import hashlib
 import time
 import traceback
-from datetime import datetime, timezone
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from sqlalchemy import (
