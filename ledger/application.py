@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 from dataclasses import replace
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from ledger.errors import Conflict, NotFound, Unavailable
 from ledger.events import (
@@ -34,6 +34,7 @@ from ledger.credits import CreditRateBook
 from ledger.ingest import split_batch, validate_batch
 from ledger.pricing import PriceBook
 from ledger.settings import Settings
+from ledger.journal import Journal
 from ledger.store import LedgerStore, NewEvent, StreamConflict, stream_id
 
 APPEND_ATTEMPTS = 3
@@ -92,6 +93,7 @@ class Ledger:
     ):
         self.store = store
         self.settings = settings
+        self.journal = Journal(store, settings.clock)
         self.price_book = price_book
         self.credit_rates = credit_rates
 
@@ -103,7 +105,7 @@ class Ledger:
     def create_tenant(self, tenant_id: str, name: str, actor: str) -> int:
         check_id("tenant_id", tenant_id)
         event = TenantCreated(tenant_id=tenant_id, recorded_at=self.now, actor=actor, name=name)
-        return self._create(tenant_stream(tenant_id), event, "TENANT_EXISTS", f"Tenant {tenant_id} already exists")
+        return self.journal.start_stream(tenant_stream(tenant_id), event, "TENANT_EXISTS", f"Tenant {tenant_id} already exists")
 
     def create_org(self, tenant_id: str, org_id: str, name: str, actor: str) -> int:
         check_id("org_id", org_id)
@@ -111,7 +113,7 @@ class Ledger:
         event = OrganizationCreated(
             tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, name=name
         )
-        return self._create(
+        return self.journal.start_stream(
             org_stream(tenant_id, org_id), event, "ORG_EXISTS", f"Organization {org_id} already exists"
         )
 
@@ -131,7 +133,7 @@ class Ledger:
             name=name,
             secret_hash=hash_secret(secret, self.settings.secret_pepper),
         )
-        position = self._create(client_stream(client_id), event, "CLIENT_EXISTS", f"Client {client_id} already exists")
+        position = self.journal.start_stream(client_stream(client_id), event, "CLIENT_EXISTS", f"Client {client_id} already exists")
         return NewClient(client_id, secret, tenant_id, org_id, name, position)
 
     def rotate_client_secret(self, client_id: str, actor: str) -> NewClient:
@@ -145,7 +147,7 @@ class Ledger:
             client_id=client_id,
             secret_hash=hash_secret(secret, self.settings.secret_pepper),
         )
-        position = self._next(client_stream(client_id), event, client.version)
+        position = self.journal.extend_stream(client_stream(client_id), event, client.version)
         return NewClient(client_id, secret, client.tenant_id, client.org_id, client.name, position)
 
     def disable_client(self, client_id: str, actor: str) -> int:
@@ -153,7 +155,7 @@ class Ledger:
         event = ClientDisabled(
             tenant_id=client.tenant_id, org_id=client.org_id, recorded_at=self.now, actor=actor, client_id=client_id
         )
-        return self._next(client_stream(client_id), event, client.version)
+        return self.journal.extend_stream(client_stream(client_id), event, client.version)
 
     def require_tenant(self, tenant_id: str) -> None:
         if not self.store.stream(tenant_stream(tenant_id)):
@@ -263,7 +265,7 @@ class Ledger:
             reason=reason,
             details=details,
         )
-        return self.store.append([NewEvent(uuid4(), 1, event)])[0]
+        return self.journal.record_fact(event)
 
     # cost controls (ledger/budgets.py) ---------------------------------------------
     @property
@@ -271,19 +273,6 @@ class Ledger:
         from ledger.budgets import CostControls
 
         return CostControls(self)
-
-    # helpers ------------------------------------------------------------------------
-    def _create(self, stream: UUID, event: LedgerEvent, code: str, message: str) -> int:
-        try:
-            return self.store.append_to_stream(stream, event, 0)
-        except StreamConflict as error:
-            raise Conflict(code, message) from error
-
-    def _next(self, stream: UUID, event: LedgerEvent, version: int) -> int:
-        try:
-            return self.store.append_to_stream(stream, event, version)
-        except StreamConflict as error:
-            raise Conflict("CONCURRENT_UPDATE", "Changed by someone else meanwhile; retry") from error
 
 
 def _dedupe_within_batch(usages: list[Usage]) -> tuple[list[Usage], int]:

@@ -304,7 +304,7 @@ class CostControls:
             tenant_id=current.tenant_id, org_id=current.org_id, recorded_at=self.ledger.now, actor=author,
             budget=budget, previous=current.terms, changed=changed, client_id=actor.client_id,
         )
-        position = self.ledger._next(budget_stream(actor.tenant_id, budget_id), event, current.version)
+        position = self.ledger.journal.extend_stream(budget_stream(actor.tenant_id, budget_id), event, current.version)
         return StoredBudget(current.tenant_id, current.org_id, budget, current.version + 1), position
 
     def delete_budget(self, actor: "Actor", author: str, budget_id: str) -> int:
@@ -313,7 +313,7 @@ class CostControls:
             tenant_id=current.tenant_id, org_id=current.org_id, recorded_at=self.ledger.now, actor=author,
             budget_id=budget_id, name=current.terms.name, client_id=actor.client_id,
         )
-        return self.ledger._next(budget_stream(actor.tenant_id, budget_id), event, current.version)
+        return self.ledger.journal.extend_stream(budget_stream(actor.tenant_id, budget_id), event, current.version)
 
     # alerts ----------------------------------------------------------------------------
     def raise_threshold_crossed(self, event: BudgetThresholdCrossed) -> int | None:

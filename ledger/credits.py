@@ -152,7 +152,7 @@ def register_entity(
         owner_id=owner_id,
         display_name=display_name,
     )
-    return ledger._create(
+    return ledger.journal.start_stream(
         entity_stream(tenant_id, entity_type, entity_id),
         event,
         "ENTITY_EXISTS",

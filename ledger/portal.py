@@ -308,7 +308,7 @@ class Portal:
                 tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor,
                 email=email, password_hash=hash_password(password), permissions=permissions,
             )
-            position = self.ledger._create(user_stream(email), event, "USER_EXISTS", f"User {email} already exists")
+            position = self.ledger.journal.start_stream(user_stream(email), event, "USER_EXISTS", f"User {email} already exists")
         return self._user_from(event, 1), position
 
     def change_permissions(self, email: str, permissions: list[str], actor: Actor, tenant_id: str | None = None) -> tuple[User, int]:
@@ -322,7 +322,7 @@ class Portal:
                 tenant_id=user.tenant_id, org_id=user.org_id, recorded_at=self.now, actor=actor.name,
                 email=user.email, permissions=permissions, previous=list(user.permissions),
             )
-            position = self.ledger._next(user_stream(user.email), event, user.version)
+            position = self.ledger.journal.extend_stream(user_stream(user.email), event, user.version)
         return replace(user, permissions=tuple(permissions), version=user.version + 1), position
 
     def find_user(self, email: str) -> User | None:
@@ -469,7 +469,7 @@ class Portal:
                 tenant_id=key.tenant_id, org_id=key.org_id, recorded_at=self.now, actor=actor.name,
                 key_id=key.key_id, name=key.name, scopes=list(key.scopes),
             )
-            return self.ledger._next(key_stream(key.key_id), event, key.version)
+            return self.ledger.journal.extend_stream(key_stream(key.key_id), event, key.version)
 
     def authenticate_key(self, presented: str) -> ApiKey:
         """The live key behind a Bearer value; 401 when unknown, wrong, revoked or expired."""
@@ -522,7 +522,7 @@ class Portal:
             if current is not None and current.active:
                 raise Conflict("LICENSE_EXISTS", f"Organization {org_id} already has a licence; replace it with PUT")
             event = LicenseIssued(tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, **_terms(terms))
-            return self.ledger._next(license_stream(tenant_id, org_id), event, current.version if current else 0)
+            return self.ledger.journal.extend_stream(license_stream(tenant_id, org_id), event, current.version if current else 0)
 
     def replace_license(self, tenant_id: str, org_id: str, terms: LicenseTerms, actor: str) -> int:
         who = Actor(tenant_id, org_id, actor)
@@ -532,7 +532,7 @@ class Portal:
             if current is None or not current.active:
                 raise NotFound("LICENSE_NOT_FOUND", f"Organization {org_id} has no licence")
             event = LicenseReplaced(tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, **_terms(terms))
-            return self.ledger._next(license_stream(tenant_id, org_id), event, current.version)
+            return self.ledger.journal.extend_stream(license_stream(tenant_id, org_id), event, current.version)
 
     def revoke_license(self, tenant_id: str, org_id: str, actor: str) -> int:
         who = Actor(tenant_id, org_id, actor)
@@ -541,7 +541,7 @@ class Portal:
             if current is None or not current.active:
                 raise NotFound("LICENSE_NOT_FOUND", f"Organization {org_id} has no licence")
             event = LicenseRevoked(tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, tier=current.tier)
-            return self.ledger._next(license_stream(tenant_id, org_id), event, current.version)
+            return self.ledger.journal.extend_stream(license_stream(tenant_id, org_id), event, current.version)
 
     # heartbeats -------------------------------------------------------------------------
     def record_heartbeat(
@@ -597,7 +597,7 @@ class Portal:
             if current is not None and not current.deleted:
                 raise Conflict("POLICY_EXISTS", f"Policy {policy_id} already exists")
             event = PolicyCreated(tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, policy_id=policy_id, **definition)
-            position = self.ledger._next(policy_stream(tenant_id, policy_id), event, current.version if current else 0)
+            position = self.ledger.journal.extend_stream(policy_stream(tenant_id, policy_id), event, current.version if current else 0)
         return policy_id, position
 
     def update_policy(self, tenant_id: str, policy_id: str, changes: dict[str, Any], actor: str) -> int:
@@ -612,7 +612,7 @@ class Portal:
                 tenant_id=tenant_id, org_id=current.org_id, recorded_at=self.now, actor=actor,
                 policy_id=policy_id, changed=changed, **definition,
             )
-            return self.ledger._next(policy_stream(tenant_id, policy_id), event, current.version)
+            return self.ledger.journal.extend_stream(policy_stream(tenant_id, policy_id), event, current.version)
 
     def delete_policy(self, tenant_id: str, policy_id: str, actor: str) -> int:
         who = Actor(tenant_id, "", actor)
@@ -623,7 +623,7 @@ class Portal:
             event = PolicyDeleted(
                 tenant_id=tenant_id, org_id=current.org_id, recorded_at=self.now, actor=actor, policy_id=policy_id, name=current.name
             )
-            return self.ledger._next(policy_stream(tenant_id, policy_id), event, current.version)
+            return self.ledger.journal.extend_stream(policy_stream(tenant_id, policy_id), event, current.version)
 
     # docs access (Cloudflare Access group is the source of truth) -------------------------
     def docs_access_users(self, cloudflare: CloudflareAccess) -> list[str]:

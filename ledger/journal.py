@@ -1,0 +1,48 @@
+"""The one way to append to the ledger.
+
+Every command of every concept appends through a Journal: a new stream (`start_stream`),
+the next event of a stream (`extend_stream`), a one-off fact (`record_fact`) or a batch of
+new events (`append`). Each returns the ledger position it reached, so that callers can
+read their own writes.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+from uuid import UUID, uuid4
+
+from ledger.errors import Conflict
+from ledger.events import LedgerEvent
+from ledger.store import LedgerStore, NewEvent, StreamConflict
+
+
+class Journal:
+    def __init__(self, store: LedgerStore, clock):
+        self.store = store
+        self.clock = clock
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def append(self, new_events: Sequence[NewEvent]) -> list[int]:
+        """Append atomically; StreamConflict when one of the streams moved on meanwhile."""
+        return self.store.append(new_events)
+
+    def start_stream(self, stream: UUID, event: LedgerEvent, code: str, message: str) -> int:
+        """The first event of a stream; Conflict(code, message) when the stream exists."""
+        try:
+            return self.store.append_to_stream(stream, event, 0)
+        except StreamConflict as error:
+            raise Conflict(code, message) from error
+
+    def extend_stream(self, stream: UUID, event: LedgerEvent, version: int) -> int:
+        """The event after `version` of a stream; Conflict when someone else got there first."""
+        try:
+            return self.store.append_to_stream(stream, event, version)
+        except StreamConflict as error:
+            raise Conflict("CONCURRENT_UPDATE", "Changed by someone else meanwhile; retry") from error
+
+    def record_fact(self, event: LedgerEvent) -> int:
+        """A fact that belongs to no stream of its own (an access attempt, a delivery)."""
+        return self.store.append([NewEvent(uuid4(), 1, event)])[0]
