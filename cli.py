@@ -224,7 +224,7 @@ def _tamper_evidence(settings, engine) -> dict:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Private key file (PEM, mode 0600); the public key goes to FILE.pub.")
 def keygen(out: str) -> None:
     """Create the Ed25519 key that signs ledger checkpoints (keep it outside the database)."""
-    from ledger.chain import generate_key_files
+    from ledger.chain.hashes import generate_key_files
     from ledger.errors import DomainError
 
     try:
@@ -264,7 +264,7 @@ def verify(from_position: int, public_keys: tuple[str, ...], file: str | None) -
     """Recompute the hash chain from the stored events and check every signed checkpoint.
 
     Exit 0 when intact, 1 naming the first damaged position and the kind of damage."""
-    from ledger.chain import PublicKey
+    from ledger.chain.hashes import PublicKey
     from ledger.errors import DomainError
 
     try:
@@ -272,7 +272,7 @@ def verify(from_position: int, public_keys: tuple[str, ...], file: str | None) -
         progress = _progress("verifying")
         extra: dict = {}
         if file:
-            from ledger.verify import verify_export
+            from ledger.chain.verify import verify_export
 
             with open(file, "rb") as handle:
                 report = verify_export(handle, keys, progress)

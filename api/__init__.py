@@ -17,7 +17,7 @@ from api import dashboard
 from api.errors import handle_http_exception, register_error_handlers
 from api.services import Services
 from ledger.application import Ledger
-from ledger.ingest import MAX_BODY_BYTES
+from ledger.usage.rules import MAX_BODY_BYTES
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.credits_queries import credit_rate_loader

@@ -11,7 +11,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from api.auth import Principal, require_admin_key
 from api.consistency import reflect
 from api.services import services
-from ledger.chain import stream_hex
+from ledger.chain.hashes import stream_hex
 from ledger.errors import NotFound, Unauthenticated
 from projections.ledger_chain import ledger_page, list_checkpoints, sealed_through, served_public_key
 

@@ -22,7 +22,7 @@ from flask import Flask, g, request
 from api.services import services
 from ledger.application import Actor
 from ledger.errors import Forbidden, Unauthenticated, Unavailable
-from ledger.identity import check_id, secret_matches
+from ledger.identity.rules import check_id, secret_matches
 from ledger.portal import Portal
 
 SESSION_COOKIE = "ul_session"

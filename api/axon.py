@@ -12,7 +12,7 @@ from api.consistency import reflect
 from api.formats import day_start, money, parse_moment, timestamp
 from api.services import services
 from ledger.errors import Invalid
-from ledger.ingest import OPERATIONS
+from ledger.usage.rules import OPERATIONS
 from projections import axon_queries as q
 from projections.usage import UsageRollupsProjection
 

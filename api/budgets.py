@@ -24,10 +24,10 @@ from api.auth import Principal, authenticate, require_permission
 from api.consistency import appended, reflect
 from api.formats import money, timestamp
 from api.services import services
-from ledger.budgets import ON_EXCEED, PERIODS, SCOPES, UNITS, percentage, period_bounds
+from ledger.budgets.commands import ON_EXCEED, PERIODS, SCOPES, UNITS, percentage, period_bounds
 from ledger.errors import DomainError, Invalid, NotFound
-from ledger.events import BudgetTerms
-from ledger.identity import check_id
+from ledger.budgets.events import BudgetTerms
+from ledger.identity.rules import check_id
 from projections import budget_queries as q
 from projections.budgets import budget_terms, from_basis_points
 from projections.usage import from_nanos, naive_utc, to_nanos

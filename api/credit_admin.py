@@ -11,8 +11,8 @@ from api.auth import require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
-from ledger.credits import ENTITY_TYPES, register_entity, set_credit_rate
-from ledger.resources import RESOURCE_TYPE_SLUGS
+from ledger.pricing.credits import ENTITY_TYPES, register_entity, set_credit_rate
+from ledger.usage.resources import RESOURCE_TYPE_SLUGS
 from projections import credits_queries as q
 
 blp = Blueprint("credit_admin", __name__, url_prefix="/api/v1/admin", description="Credits administration (X-Admin-API-Key)")

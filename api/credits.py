@@ -18,7 +18,7 @@ from api.consistency import reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import Invalid
-from ledger.resources import RESOURCE_TYPES
+from ledger.usage.resources import RESOURCE_TYPES
 from projections import credits_queries as q
 from projections.entities import entities_by_key
 from projections.license_sync import license_of, staleness_level

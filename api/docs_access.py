@@ -14,7 +14,7 @@ from marshmallow import Schema, fields, validate
 from api.auth import Principal, authenticate, portal, require_permission
 from api.consistency import appended
 from api.services import services
-from ledger.cloudflare_access import CloudflareAccess
+from ledger.docs_access.cloudflare import CloudflareAccess
 from projections import portal_queries as q
 
 blp = Blueprint("docs_access", __name__, url_prefix="/api/v1/docs/access", description="Docs access (Cloudflare Access)")

@@ -8,7 +8,7 @@ from api.auth import authenticate
 from api.consistency import appended
 from api.services import services
 from ledger.errors import TooLarge
-from ledger.ingest import MAX_BODY_BYTES
+from ledger.usage.rules import MAX_BODY_BYTES
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Usage event ingest")
 

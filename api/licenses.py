@@ -11,7 +11,7 @@ from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import Forbidden, NotFound
-from ledger.licensing import TIERS, license_status, percentage
+from ledger.licensing.rules import TIERS, license_status, percentage
 from ledger.portal import LicenseTerms
 from projections import portal_queries as q
 

@@ -15,7 +15,7 @@ from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import Forbidden, Invalid, NotFound
-from ledger.licensing import node_capacity_status, percentage
+from ledger.licensing.rules import node_capacity_status, percentage
 from ledger.portal import INSTANCE_TYPES
 from projections import portal_queries as q
 

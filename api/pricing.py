@@ -12,7 +12,7 @@ from api.auth import authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
-from ledger.pricing import DEFAULT_PRICES_SOURCE_DATE, ModelPrice, PriceBook
+from ledger.pricing.prices import DEFAULT_PRICES_SOURCE_DATE, ModelPrice, PriceBook
 from projections import pricing_queries as q
 
 blp = Blueprint("pricing", __name__, url_prefix="/api/v1", description="Model prices")

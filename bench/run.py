@@ -92,7 +92,7 @@ def catch_up_all(url: str, names: tuple[str, ...] = ()) -> float:
 
 
 def raw_decoded_read(url: str) -> tuple[int, float]:
-    from ledger.events import decode_event
+    from ledger.codec import decode_event
     from ledger.store import LedgerStore
 
     store = LedgerStore(url)
@@ -149,9 +149,10 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
     from eventsourcing.persistence import StoredEvent
 
     from ledger.application import usage_stream
-    from ledger.events import UsageRecorded, encode_event
-    from ledger.ingest import split_batch, validate_batch
-    from ledger.pricing import PriceBook
+    from ledger.codec import encode_event
+    from ledger.usage.events import UsageRecorded
+    from ledger.usage.rules import split_batch, validate_batch
+    from ledger.pricing.prices import PriceBook
     from ledger.store import LedgerStore
 
     total = batches_per_client * clients * 1000

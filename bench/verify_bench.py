@@ -23,11 +23,11 @@ from pathlib import Path
 
 import psycopg
 
-from ledger.chain import PublicKey, generate_key_files
+from ledger.chain.hashes import PublicKey, generate_key_files
 from ledger.clock import SystemClock
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from ledger.verify import verify_export
+from ledger.chain.verify import verify_export
 from projections.db import make_engine
 from projections.ledger_chain import LedgerSnapshot, export_ledger, verify_database
 from projections.registry import setup_database

@@ -12,27 +12,26 @@ from dataclasses import replace
 from uuid import UUID
 
 from ledger.errors import Conflict, NotFound, Unavailable
-from ledger.events import (
-    AccessAttempted,
+from ledger.audit.events import AccessAttempted
+from ledger.events import LedgerEvent
+from ledger.identity.events import (
     ClientDisabled,
     ClientRegistered,
     ClientSecretRotated,
-    LedgerEvent,
     OrganizationCreated,
     TenantCreated,
-    Usage,
-    UsageRecorded,
 )
-from ledger.identity import (
+from ledger.usage.events import Usage, UsageRecorded
+from ledger.identity.rules import (
     Client,
     check_id,
     hash_secret,
     new_client_id,
     new_client_secret,
 )
-from ledger.credits import CreditRateBook
-from ledger.ingest import split_batch, validate_batch
-from ledger.pricing import PriceBook
+from ledger.pricing.credits import CreditRateBook
+from ledger.usage.rules import split_batch, validate_batch
+from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
 from ledger.journal import Journal
 from ledger.store import LedgerStore, NewEvent, StreamConflict, stream_id
@@ -267,10 +266,10 @@ class Ledger:
         )
         return self.journal.record_fact(event)
 
-    # cost controls (ledger/budgets.py) ---------------------------------------------
+    # cost controls (ledger/budgets/commands.py) ---------------------------------------------
     @property
     def cost_controls(self):
-        from ledger.budgets import CostControls
+        from ledger.budgets.commands import CostControls
 
         return CostControls(self)
 

@@ -24,34 +24,18 @@ from uuid import UUID, uuid4
 import msgspec
 
 from ledger.application import Actor, Ledger, usage_stream
-from ledger.cloudflare_access import CloudflareAccess
+from ledger.docs_access.cloudflare import CloudflareAccess
 from ledger.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
-from ledger.events import (
-    ApiKeyCreated,
-    ApiKeyRevoked,
-    ApiKeyUsed,
-    DocsAccessGranted,
-    DocsAccessRevoked,
-    HeartbeatReceived,
-    LedgerEvent,
-    LicenseIssued,
-    LicenseReplaced,
-    LicenseRevoked,
-    PolicyCreated,
-    PolicyDeleted,
-    PolicyUpdated,
-    Usage,
-    UsageAmended,
-    UsageRecorded,
-    UsageVoided,
-    UserCreated,
-    UserLoggedIn,
-    UserLoggedOut,
-    UserPermissionsChanged,
-)
-from ledger.ingest import MAX_METADATA_DEPTH, json_depth, validate_batch
-from ledger.licensing import TIERS
-from ledger.passwords import dummy_hash, hash_password, password_matches
+from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
+from ledger.events import LedgerEvent
+from ledger.identity.events import UserCreated, UserLoggedIn, UserLoggedOut, UserPermissionsChanged
+from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
+from ledger.licensing.events import HeartbeatReceived, LicenseIssued, LicenseReplaced, LicenseRevoked
+from ledger.policies.events import PolicyCreated, PolicyDeleted, PolicyUpdated
+from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
+from ledger.usage.rules import MAX_METADATA_DEPTH, json_depth, validate_batch
+from ledger.licensing.rules import TIERS
+from ledger.identity.passwords import dummy_hash, hash_password, password_matches
 from ledger.store import NewEvent, StreamConflict, stream_id
 
 PERMISSIONS = ("permission.billing.manage", "permission.tenant.superuser", "usage:platform_wide", "admin")

@@ -23,7 +23,7 @@ class Settings:
     projector_poll_seconds: float = 0.05
     db_pool_size: int = 5
     db_pool_timeout: float = 5.0
-    # tamper evidence (ledger/chain.py): the private key lives outside the database
+    # tamper evidence (ledger/chain/hashes.py): the private key lives outside the database
     ledger_signing_key_file: str | None = None
     ledger_public_key_file: str | None = None
     ledger_checkpoint_every: int = 10_000

@@ -23,7 +23,8 @@ from eventsourcing.persistence import (
 from psycopg.rows import tuple_row
 
 from ledger.errors import Unavailable
-from ledger.events import LedgerEvent, decode_event, encode_event
+from ledger.codec import decode_event, encode_event
+from ledger.events import LedgerEvent
 
 EVENTS_TABLE = "ledger_events"
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://usage-ledger/streams")

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import msgspec
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, Text
 
-from ledger.events import AccessAttempted, LedgerEvent
+from ledger.audit.events import AccessAttempted
+from ledger.events import LedgerEvent
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import insert_ignore

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, delete
 
 from ledger.clock import SystemClock
-from ledger.events import Usage, UsageAmended, UsageRecorded, UsageVoided
+from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import upsert_replace

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from sqlalchemy import Connection, case, func, literal, or_, select
 
-from ledger.budgets import PERIODS, period_bounds
+from ledger.budgets.commands import PERIODS, period_bounds
 from projections.budgets import BudgetStatusProjection
 from projections.framework import projection_positions
 from projections.usage import naive_utc

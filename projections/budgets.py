@@ -40,8 +40,8 @@ from sqlalchemy import (
     select,
 )
 
-from ledger.budgets import PERIODS, alert_stream, percentage, period_bounds, usage_scopes
-from ledger.events import (
+from ledger.budgets.commands import PERIODS, alert_stream, percentage, period_bounds, usage_scopes
+from ledger.budgets.events import (
     BudgetAlertDelivered,
     BudgetAlertDeliveryFailed,
     BudgetCreated,
@@ -49,11 +49,8 @@ from ledger.events import (
     BudgetTerms,
     BudgetThresholdCrossed,
     BudgetUpdated,
-    Usage,
-    UsageAmended,
-    UsageRecorded,
-    UsageVoided,
 )
+from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import upsert_add, upsert_replace

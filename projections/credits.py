@@ -39,8 +39,9 @@ from sqlalchemy import (
     select,
 )
 
-from ledger.credits import CreditRate, CreditRateBook, gauge_credits, is_gauge
-from ledger.events import CreditRateSet, Usage, UsageAmended, UsageRecorded, UsageVoided
+from ledger.pricing.credits import CreditRate, CreditRateBook, gauge_credits, is_gauge
+from ledger.pricing.events import CreditRateSet
+from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import insert_ignore, upsert_replace

@@ -11,8 +11,8 @@ from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, and_, func, select
 
-from ledger.credits import CreditRateBook, gauge_credits
-from ledger.resources import RESOURCE_TYPES
+from ledger.pricing.credits import CreditRateBook, gauge_credits
+from ledger.usage.resources import RESOURCE_TYPES
 from projections.credits import CreditsProjection, day_of, load_rate_book, split_days, to_nanos_exact
 from projections.budget_queries import BUDGETS
 from projections.usage import MILLI, from_nanos

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, and_, or_, select
 
-from ledger.events import EntityRegistered
+from ledger.identity.events import EntityRegistered
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import upsert_replace

@@ -1,7 +1,7 @@
 """The sealing projector and the auditors' reads: ledger_chain, ledger_checkpoints, export.
 
 `SealingProjection` sees every stored event (raw, undecoded) in position order and keeps
-`ledger_chain(position, prev_position, entry_hash)` (ledger/chain.py defines the hash).
+`ledger_chain(position, prev_position, entry_hash)` (ledger/chain/hashes.py defines the hash).
 Every `LEDGER_CHECKPOINT_EVERY` sealed events it signs a checkpoint in the same
 transaction; `sign_checkpoint_if_due` (a worker job) signs one every
 `LEDGER_CHECKPOINT_MINUTES` when anything new was sealed.
@@ -35,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 
-from ledger.chain import GENESIS_HASH, Checkpoint, PublicKey, Signer, chain_hashes, format_signed_at
+from ledger.chain.hashes import GENESIS_HASH, Checkpoint, PublicKey, Signer, chain_hashes, format_signed_at
 from ledger.errors import Invalid
 from ledger.settings import Settings
 from ledger.store import EVENTS_TABLE
@@ -405,7 +405,7 @@ def verify_database(
 ):
     """Recompute the chain from the stored events (one snapshot) and check it against
     ledger_chain and every signed checkpoint. Returns a VerifyReport."""
-    from ledger.verify import Verifier
+    from ledger.chain.verify import Verifier
 
     with LedgerSnapshot(engine, batch_size) as snapshot:
         checkpoints = snapshot.checkpoints()
@@ -435,9 +435,9 @@ def _anchor(snapshot: LedgerSnapshot, checkpoints: list[Checkpoint], keys: list[
 
 
 def export_ledger(engine: Engine, handle, exported_at: datetime, progress=None, batch_size: int = 20_000) -> dict:
-    """Write the JSON Lines export (ledger/verify.py export_lines) from one snapshot,
+    """Write the JSON Lines export (ledger/chain/verify.py export_lines) from one snapshot,
     streaming batch by batch (bounded memory). Returns the header."""
-    from ledger.verify import export_lines
+    from ledger.chain.verify import export_lines
 
     with LedgerSnapshot(engine, batch_size) as snapshot:
         checkpoints = snapshot.checkpoints()

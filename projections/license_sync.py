@@ -16,7 +16,7 @@ from typing import Sequence
 
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Integer, MetaData, String, Table, select
 
-from ledger.events import LicenseSynced, LicenseSyncFailed
+from ledger.licensing.events import LicenseSynced, LicenseSyncFailed
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import upsert_replace

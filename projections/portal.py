@@ -28,22 +28,11 @@ from sqlalchemy import (
     update,
 )
 
-from ledger.events import (
-    ApiKeyCreated,
-    ApiKeyRevoked,
-    ApiKeyUsed,
-    DocsAccessGranted,
-    HeartbeatReceived,
-    LicenseIssued,
-    LicenseReplaced,
-    LicenseRevoked,
-    PolicyCreated,
-    PolicyDeleted,
-    PolicyUpdated,
-    UserCreated,
-    UserLoggedIn,
-    UserPermissionsChanged,
-)
+from ledger.docs_access.events import DocsAccessGranted
+from ledger.identity.events import UserCreated, UserLoggedIn, UserPermissionsChanged
+from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
+from ledger.licensing.events import HeartbeatReceived, LicenseIssued, LicenseReplaced, LicenseRevoked
+from ledger.policies.events import PolicyCreated, PolicyDeleted, PolicyUpdated
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import upsert_replace

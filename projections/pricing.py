@@ -8,7 +8,7 @@ from typing import Sequence
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table
 
-from ledger.events import ModelPriceSet
+from ledger.pricing.events import ModelPriceSet
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import insert_ignore

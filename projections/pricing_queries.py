@@ -6,7 +6,7 @@ from datetime import timezone
 
 from sqlalchemy import Connection, Engine, select
 
-from ledger.pricing import ModelPrice, PriceBook
+from ledger.pricing.prices import ModelPrice, PriceBook
 from projections.framework import projection_positions
 from projections.pricing import PricingProjection
 from projections.usage import from_nanos

@@ -31,7 +31,7 @@ from sqlalchemy import (
     delete,
 )
 
-from ledger.events import Usage, UsageAmended, UsageRecorded, UsageVoided
+from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
 from projections.framework import Projection
 from projections.sql import insert_rows, upsert_add, upsert_replace

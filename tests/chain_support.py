@@ -8,8 +8,9 @@ from uuid import UUID, uuid5
 
 from sqlalchemy import Engine, text
 
-from ledger.chain import GENESIS_HASH, Signer, chain_hashes
-from ledger.events import TenantCreated, Usage, UsageRecorded
+from ledger.chain.hashes import GENESIS_HASH, Signer, chain_hashes
+from ledger.identity.events import TenantCreated
+from ledger.usage.events import Usage, UsageRecorded
 from ledger.store import EVENTS_TABLE, LedgerStore, NewEvent
 from projections.framework import catch_up
 from projections.ledger_chain import SealingProjection
@@ -88,7 +89,7 @@ def delete_chain_rows(engine: Engine, where: str) -> None:
 
 
 def insert_event_at(engine: Engine, position: int, new_event: NewEvent) -> None:
-    from ledger.events import encode_event
+    from ledger.codec import encode_event
 
     pg = engine.dialect.name == "postgresql"
     stream = new_event.stream_id if pg else new_event.stream_id.hex
@@ -148,7 +149,7 @@ def resign_checkpoint(engine: Engine, position: int, signer: Signer, claim_key_i
     signed_at = row.signed_at if isinstance(row.signed_at, datetime) else datetime.fromisoformat(row.signed_at)
     checkpoint = signer.sign(position, bytes(row.entry_hash), signed_at)
     if claim_key_id:
-        from ledger.chain import checkpoint_message
+        from ledger.chain.hashes import checkpoint_message
 
         message = checkpoint_message(position, bytes(row.entry_hash).hex(), checkpoint.signed_at, claim_key_id)
         set_checkpoint(engine, position, signature=signer._key.sign(message), key_id=claim_key_id)

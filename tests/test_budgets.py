@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.events import BudgetCreated, UsageAmended, UsageVoided
+from ledger.budgets.events import BudgetCreated
+from ledger.usage.events import UsageAmended, UsageVoided
 from ledger.store import NewEvent
 from ledger.application import usage_stream
 from tests.conftest import usage

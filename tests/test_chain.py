@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from click.testing import CliRunner
 
-from ledger.chain import (
+from ledger.chain.hashes import (
     GENESIS_HASH,
     PublicKey,
     Signer,
@@ -95,7 +95,7 @@ def test_identical_events_hash_identically_on_every_backend(database_url, clock)
     try:
         append_events(store, 30)
         seal(engine, store, settings)
-        from ledger.events import encode_event
+        from ledger.codec import encode_event
 
         expected = chain_hashes(
             GENESIS_HASH,
@@ -375,7 +375,7 @@ def test_the_clock_is_what_signed_at_records(ledger):
 
 # renumbering attacks, on the verifier alone (no database) ------------------------------
 def _synthetic(count: int):
-    from ledger.events import encode_event
+    from ledger.codec import encode_event
 
     events = []
     for i in range(count):
@@ -387,7 +387,7 @@ def _synthetic(count: int):
 
 
 def _verify_rows(events, chain):
-    from ledger.verify import Verifier
+    from ledger.chain.verify import Verifier
 
     return Verifier([]).run([(events, [c for c in chain if c[0] <= events[-1][0]], events[-1][0]),
                              ([], [c for c in chain if c[0] > events[-1][0]], None)])
@@ -401,7 +401,7 @@ def test_an_event_removed_and_the_rest_renumbered_is_named_deleted():
 
 
 def test_an_event_pushed_in_and_the_rest_renumbered_is_named_inserted():
-    from ledger.events import encode_event
+    from ledger.codec import encode_event
 
     events, chain = _synthetic(50)
     intruder = usage_event(777)

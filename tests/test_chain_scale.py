@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.chain import PublicKey, generate_key_files
+from ledger.chain.hashes import PublicKey, generate_key_files
 from ledger.store import LedgerStore
 from projections.db import make_engine
 from projections.ledger_chain import verify_database

@@ -179,7 +179,7 @@ def test_gauge_credits_do_not_depend_on_arrival_order(h, agent):
 
 def test_voiding_a_gauge_reading_merges_its_neighbours(h, agent):
     from ledger.application import usage_stream
-    from ledger.events import UsageRecorded, UsageVoided
+    from ledger.usage.events import UsageRecorded, UsageVoided
     from ledger.store import NewEvent
 
     h.post_events(agent, [gauge("v1", "2026-11-18T00:00:00Z", "1"), gauge("v2", "2026-11-19T00:00:00Z", "5")])

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
-from ledger.events import Usage, UsageRecorded, encode_event
+from ledger.codec import encode_event
+from ledger.usage.events import Usage, UsageRecorded
 from ledger.store import LedgerStore, stream_id
 from projections.framework import positions
 from projections.usage import USAGE_PROJECTIONS, UsageTables
@@ -221,11 +222,11 @@ def test_an_exhausted_pool_answers_quickly_instead_of_hanging(pg):
 def test_wrong_secrets_are_compared_in_constant_time(h, monkeypatch):
     import hmac as hmac_module
 
-    import ledger.identity
+    import ledger.identity.rules
 
     calls = []
     real = hmac_module.compare_digest
-    monkeypatch.setattr(ledger.identity.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setattr(ledger.identity.rules.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
     h.tenant("acme")
     agent = h.agent()
     client_id = base64.b64decode(agent["Authorization"][6:]).decode().split(":")[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ledger.chain import PublicKey, generate_key_files
+from ledger.chain.hashes import PublicKey, generate_key_files
 from tests.chain_support import append_events, seal
 from tests.conftest import ADMIN_KEY, make_settings
 
@@ -88,7 +88,7 @@ def test_an_export_verifies_on_a_machine_with_only_the_file_and_the_public_key(s
 
 
 def test_an_export_cut_short_or_with_lines_dropped_is_caught(sealed, tmp_path, key_file):
-    from ledger.verify import verify_export
+    from ledger.chain.verify import verify_export
 
     export = tmp_path / "ledger.jsonl"
     assert _cli(sealed.settings, "export-ledger", "--out", str(export)).exit_code == 0
@@ -169,7 +169,7 @@ def test_the_ledger_needs_an_auditors_credentials(sealed):
 
 
 def test_checkpoints_and_the_public_key_let_an_auditor_check_signatures(sealed, key_file):
-    from ledger.chain import Checkpoint
+    from ledger.chain.hashes import Checkpoint
 
     checkpoints = sealed.admin("GET", "/api/v1/ledger/checkpoints").json["checkpoints"]
     assert [c["position"] for c in checkpoints] == [100, 200]

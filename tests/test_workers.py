@@ -8,7 +8,7 @@ import signal
 import pytest
 from sqlalchemy import func, select
 
-from ledger.events import UsageRecorded
+from ledger.usage.events import UsageRecorded
 from projections.framework import parked_errors, positions
 from projections.usage import USAGE_PROJECTIONS
 from projections.usage import UsageRollupsProjection, UsageTables

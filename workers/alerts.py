@@ -25,8 +25,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ledger.application import Ledger
-from ledger.budgets import CostControls
-from ledger.events import BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetThresholdCrossed
+from ledger.budgets.commands import CostControls
+from ledger.budgets.events import BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetThresholdCrossed
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections import budget_queries as q

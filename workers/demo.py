@@ -11,7 +11,7 @@ from typing import Callable
 import msgspec
 
 from ledger.application import Actor, Ledger
-from ledger.budgets import period_bounds
+from ledger.budgets.commands import period_bounds
 from ledger.errors import Conflict
 from ledger.portal import LicenseTerms, Portal
 from ledger.settings import Settings
@@ -159,7 +159,7 @@ ENTITY_NAMES = {
 
 def _demo_credits(ledger: Ledger, settings: Settings, days: int) -> None:
     """Names for the demo apps and users, daily storage levels and agent runs (seed 003)."""
-    from ledger.credits import register_entity
+    from ledger.pricing.credits import register_entity
 
     for (kind, entity_id), (name, owner, display) in ENTITY_NAMES.items():
         _ignore_existing(lambda: register_entity(

@@ -25,7 +25,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from ledger.application import Ledger
-from ledger.credits import LicenseTerms, record_license_sync_failed, record_license_synced
+from ledger.pricing.credits import LicenseTerms, record_license_sync_failed, record_license_synced
 from ledger.errors import Unavailable
 from ledger.settings import Settings
 from ledger.store import LedgerStore

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 
 from ledger.errors import Invalid, TooLarge
-from ledger.events import Usage
-from ledger.pricing import PriceBook
-from ledger.resources import RESOURCE_TYPE_SLUGS
+from ledger.usage.events import Usage
+from ledger.pricing.prices import PriceBook
+from ledger.usage.resources import RESOURCE_TYPE_SLUGS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ledger.credits import CreditRateBook
+    from ledger.pricing.credits import CreditRateBook
 
 MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 5 * 1024 * 1024

@@ -31,7 +31,7 @@ from typing import IO, Callable, Iterable, Iterator
 
 import msgspec
 
-from ledger.chain import (
+from ledger.chain.hashes import (
     CANONICAL_VERSION,
     GENESIS_HASH,
     Checkpoint,

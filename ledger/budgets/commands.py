@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 import msgspec
 
 from ledger.errors import Conflict, Invalid, NotFound
-from ledger.events import (
+from ledger.budgets.events import (
     BudgetAlertDelivered,
     BudgetAlertDeliveryFailed,
     BudgetCreated,
@@ -27,10 +27,10 @@ from ledger.events import (
     BudgetTerms,
     BudgetThresholdCrossed,
     BudgetUpdated,
-    ModelPriceSet,
-    Usage,
 )
-from ledger.identity import check_id
+from ledger.pricing.events import ModelPriceSet
+from ledger.usage.events import Usage
+from ledger.identity.rules import check_id
 from ledger.store import StreamConflict, stream_id
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 an event's credits are computed at ingest and how a gauge's credits accrue; plus the
 commands that register entities, set rates and record License Manager sync outcomes.
 
-Rates are credits per unit of the resource type (ledger/resources.py):
+Rates are credits per unit of the resource type (ledger/usage/resources.py):
 - event types (ai, agent_run, app_compute, job_compute): credits = quantity × rate, where
   `ai` is measured in dollars of cost (quantity, else the event's cost_usd) and a run
   without a quantity counts as one run. Computed at ingest when the event has no credits.
@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Iterable
 from uuid import uuid4
 
 from ledger.errors import Invalid
-from ledger.events import CreditRateSet, EntityRegistered, LicenseSynced, LicenseSyncFailed
-from ledger.resources import RESOURCE_TYPES, RESOURCE_TYPE_SLUGS
+from ledger.identity.events import EntityRegistered
+from ledger.licensing.events import LicenseSynced, LicenseSyncFailed
+from ledger.pricing.events import CreditRateSet
+from ledger.usage.resources import RESOURCE_TYPES, RESOURCE_TYPE_SLUGS
 from ledger.store import NewEvent, stream_id
 
 if TYPE_CHECKING:  # pragma: no cover

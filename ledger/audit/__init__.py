@@ -1,0 +1,1 @@
+"""Audit: attempts at admin-relevant actions that failed or were refused."""

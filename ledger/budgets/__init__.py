@@ -1,0 +1,1 @@
+"""Budgets: spend limits per scope and period, threshold alerts and their delivery."""

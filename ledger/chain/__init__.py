@@ -1,0 +1,1 @@
+"""The chain: hash chain over every stored event, signed checkpoints, verification."""

@@ -1,0 +1,1 @@
+"""Docs access: who may read the protected documentation (Cloudflare Access group)."""

@@ -1,0 +1,22 @@
+"""Docs access events (stored topic = class name; never rename one)."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from ledger.events import LedgerEvent
+
+
+class DocsAccessGranted(LedgerEvent, frozen=True):
+    email: str
+    reason: str = ""
+    already_present: bool = False
+
+
+class DocsAccessRevoked(LedgerEvent, frozen=True):
+    email: str
+    already_absent: bool = False
+

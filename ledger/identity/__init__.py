@@ -1,0 +1,1 @@
+"""Identity: tenants, organizations, agent clients, portal users and their sessions, named entities."""

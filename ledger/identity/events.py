@@ -1,0 +1,71 @@
+"""Identity events (stored topic = class name; never rename one)."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from ledger.events import LedgerEvent
+
+
+class TenantCreated(LedgerEvent, frozen=True):
+    name: str
+
+
+class OrganizationCreated(LedgerEvent, frozen=True):
+    name: str
+
+
+class ClientRegistered(LedgerEvent, frozen=True):
+    client_id: str
+    name: str
+    secret_hash: str
+
+
+class ClientSecretRotated(LedgerEvent, frozen=True):
+    client_id: str
+    secret_hash: str
+
+
+class ClientDisabled(LedgerEvent, frozen=True):
+    client_id: str
+
+
+class UserCreated(LedgerEvent, frozen=True):
+    email: str
+    password_hash: str
+    permissions: list[str]
+
+
+class UserPermissionsChanged(LedgerEvent, frozen=True):
+    email: str
+    permissions: list[str]
+    previous: list[str]
+
+
+class UserLoggedIn(LedgerEvent, frozen=True):
+    """A session began. Its stream is derived from a hash of the session token; the event
+    holds only a public session id, never the token or its hash."""
+
+    email: str
+    session_id: str
+    expires_at: datetime
+
+
+class UserLoggedOut(LedgerEvent, frozen=True):
+    email: str
+    session_id: str
+
+
+class EntityRegistered(LedgerEvent, frozen=True):
+    """An app, user or agent of a tenant, so that reports show names rather than ids."""
+
+    entity_id: str
+    entity_type: str  # app | user | agent
+    name: str
+    slug: str | None = None
+    owner_id: str | None = None
+    display_name: str | None = None
+

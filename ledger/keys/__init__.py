@@ -1,0 +1,1 @@
+"""Portal API keys: created, revoked, used."""

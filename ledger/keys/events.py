@@ -1,0 +1,30 @@
+"""Portal API keys events (stored topic = class name; never rename one)."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from ledger.events import LedgerEvent
+
+
+class ApiKeyCreated(LedgerEvent, frozen=True):
+    key_id: str
+    name: str
+    key_prefix: str
+    key_sha256: str
+    scopes: list[str]
+    expires_at: datetime | None = None
+
+
+class ApiKeyRevoked(LedgerEvent, frozen=True):
+    key_id: str
+    name: str
+    scopes: list[str]
+
+
+class ApiKeyUsed(LedgerEvent, frozen=True):
+    key_id: str
+

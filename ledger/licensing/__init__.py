@@ -1,0 +1,1 @@
+"""Licensing: organization licences, node heartbeats, License Manager sync."""

@@ -1,0 +1,1 @@
+"""Policies: an organization's governance policies."""

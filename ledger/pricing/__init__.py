@@ -1,0 +1,1 @@
+"""Pricing and credits: effective-dated model prices and credit rates."""

@@ -1,0 +1,1 @@
+"""Usage: metered events as accepted at ingest, and their corrections (void, amend)."""
