@@ -47,6 +47,13 @@ class Principal:
     def as_actor(self) -> Actor:
         return Actor(self.tenant_id, self.org_id, self.actor, self.client_id)
 
+    @property
+    def mark_key(self) -> str:
+        """Whose writes this request reads (api/consistency.py): the session, key, client or admin key."""
+        if self.kind == "user":
+            return f"session:{self.session.session_id}"
+        return "admin" if self.kind == "admin" else f"{self.kind}:{self.key_id or self.client_id}"
+
     def can(self, permission: str) -> bool:
         return self.kind == "admin" or permission in self.permissions
 

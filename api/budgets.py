@@ -21,7 +21,7 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from api.auth import Principal, authenticate, require_permission
-from api.consistency import appended, reflect
+from api.consistency import appended, reflect, wanted_position
 from api.formats import money, timestamp
 from api.services import services
 from ledger.budgets.commands import ON_EXCEED, PERIODS, SCOPES, UNITS, percentage, period_bounds
@@ -405,7 +405,7 @@ class CheckCache:
         svc = services()
         now = svc.settings.clock.now()
         starts = self.period_starts(now)
-        wanted = _min_position()
+        wanted = wanted_position("budget_status")  # min_position, own writes, the tenant's budgets
         key = (tenant_id, org_id)
         hit = self._snapshots.get(key)
         if (
@@ -432,17 +432,6 @@ class CheckCache:
         if len(store) >= self.MAX_ENTRIES:
             store.clear()
         store[key] = value
-
-
-def _min_position() -> int:
-    raw = request.args.get("min_position") or request.headers.get("X-Min-Ledger-Position") or "0"
-    try:
-        wanted = int(raw)
-    except ValueError:
-        wanted = -1
-    if wanted < 0:
-        raise Invalid("VALIDATION_FAILED", "min_position must be a non-negative integer", field="min_position")
-    return wanted
 
 
 @blp.route("/budgets/check", methods=["POST"])

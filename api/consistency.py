@@ -1,16 +1,87 @@
-"""Read-your-writes: reads wait (bounded) for the read models to pass min_position."""
+"""Read-your-writes: reads wait (bounded) until the read models they read reflect what the
+caller must see, and say which position they reflect (X-Ledger-Position).
+
+What a read waits for is the highest of:
+- an explicit `min_position` (query) or `X-Min-Ledger-Position` (header);
+- session consistency (on by default; SESSION_CONSISTENCY=false switches it off): the
+  highest position the calling principal (portal session, API key, agent client or admin
+  key) appended, and the latest configuration change of its tenant and of the platform.
+  A request that appends raises those marks (projections/consistency_marks.py), so every
+  API process sees them. Usage, heartbeats and corrections raise only the writer's own
+  mark: no one waits for another principal's usage, and reads of the usage read models
+  skip the configuration marks.
+
+Commands that consult a read model (licence sync, the budget check, docs-access
+ownership) wait the same way with `consult`. The wait is bounded (`read_wait_seconds`);
+when it runs out the answer is 503 NOT_CAUGHT_UP with Retry-After. A `min_position`
+beyond the ledger's head can never be reached and answers 422 POSITION_AHEAD_OF_LEDGER.
+"""
 from __future__ import annotations
 
 from flask import Flask, g, request
 
 from api.services import services
 from ledger.errors import Invalid
+from projections.consistency_marks import PLATFORM_CONFIGURATION, marks_of, raise_marks, tenant_configuration
 from projections.framework import wait_for_positions
+
+# Blueprints whose writes are usage (or its corrections, or heartbeats): only the writer
+# waits for them. Every other write is a configuration change, seen tenant-wide.
+USAGE_WRITES = frozenset({"events", "corrections", "nodes"})
+# Configuration that is the same for every tenant. Admin-key writes name no tenant of
+# their own, so they raise the platform mark as well.
+PLATFORM_WRITES = frozenset({"pricing", "admin_pricing", "docs_access"})
+# Sessions live in the ledger itself (api/auth.py): logging in or out needs no mark.
+UNMARKED_WRITES = frozenset({"auth"})
+# Read models of usage only: configuration changes do not show in them.
+USAGE_READ_MODELS = frozenset({"usage_events", "usage_rollups"})
 
 
 def reflect(*projection_names: str) -> int:
-    """Wait for min_position (query or X-Min-Ledger-Position), then record the position
-    this read reflects for the X-Ledger-Position header."""
+    """Wait until the read models reflect what this request must see, then record the
+    position this read reflects for the X-Ledger-Position header."""
+    position = consult(*projection_names)
+    g.ledger_position = position
+    return position
+
+
+def consult(*projection_names: str) -> int:
+    """Wait (bounded) until the named read models have passed `wanted_position`; returns
+    the lowest position among them."""
+    svc = services()
+    wanted = wanted_position(*projection_names)
+    timeout = svc.settings.read_wait_seconds if wanted else 0
+    return wait_for_positions(svc.engine, projection_names, wanted, timeout=timeout)
+
+
+def wanted_position(*projection_names: str) -> int:
+    """The position the named read models must have passed for this request."""
+    explicit = _explicit_position()
+    own, configuration = _marks()
+    if USAGE_READ_MODELS.issuperset(projection_names):
+        configuration = 0
+    return max(explicit, own, configuration)
+
+
+def appended(position: int) -> int:
+    """This request appended up to `position`: answer with it, and raise the caller's
+    marks (one UPSERT) so its next reads, through any API process, wait for it."""
+    g.ledger_position = position
+    svc = services()
+    principal = g.get("principal")
+    if not svc.settings.session_consistency or principal is None or request.blueprint in UNMARKED_WRITES:
+        return position
+    keys = [principal.mark_key]
+    if request.blueprint not in USAGE_WRITES:
+        shared = principal.tenant_id and request.blueprint not in PLATFORM_WRITES
+        keys.append(tenant_configuration(principal.tenant_id) if shared else PLATFORM_CONFIGURATION)
+    with svc.engine.begin() as conn:
+        raise_marks(conn, keys, position)
+    g.pop("consistency_marks", None)
+    return position
+
+
+def _explicit_position() -> int:
     raw = request.args.get("min_position") or request.headers.get("X-Min-Ledger-Position") or "0"
     try:
         wanted = int(raw)
@@ -18,17 +89,36 @@ def reflect(*projection_names: str) -> int:
             raise ValueError
     except ValueError:
         raise Invalid("VALIDATION_FAILED", "min_position must be a non-negative integer", field="min_position") from None
+    if wanted:
+        head = services().store.max_position()
+        if wanted > head:
+            raise Invalid(
+                "POSITION_AHEAD_OF_LEDGER",
+                f"min_position {wanted} is beyond the ledger's last position {head}",
+                field="min_position",
+                head=head,
+            )
+    return wanted
+
+
+def _marks() -> tuple[int, int]:
+    """(the caller's own mark, its configuration mark), read once per request."""
+    principal = g.get("principal")
+    cached = g.get("consistency_marks")
+    if cached is not None and cached[0] == principal:
+        return cached[1]
     svc = services()
-    position = wait_for_positions(
-        svc.engine, projection_names, wanted, timeout=svc.settings.read_wait_seconds if wanted else 0
-    )
-    g.ledger_position = position
-    return position
-
-
-def appended(position: int) -> int:
-    g.ledger_position = position
-    return position
+    if not svc.settings.session_consistency or principal is None:
+        found: tuple[int, int] = (0, 0)
+    else:
+        configuration = [PLATFORM_CONFIGURATION]
+        if principal.tenant_id:
+            configuration.append(tenant_configuration(principal.tenant_id))
+        with svc.engine.connect() as conn:
+            marks = marks_of(conn, [principal.mark_key, *configuration])
+        found = (marks.get(principal.mark_key, 0), max((marks.get(k, 0) for k in configuration), default=0))
+    g.consistency_marks = (principal, found)
+    return found
 
 
 def register(app: Flask) -> None:

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import require_admin_key
-from api.consistency import appended, reflect
+from api.consistency import appended, consult, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.pricing.credits import ENTITY_TYPES, register_entity, set_credit_rate
@@ -99,6 +99,7 @@ def sync_licenses_now():
     from workers.license_sync import sync_licenses
 
     svc = services()
+    consult("license_sync")  # licences issued just before, through any API process
     outcomes = sync_licenses(svc.settings, store=svc.store, engine=svc.engine)
     if outcomes:
         appended(max(o.position for o in outcomes))

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import Principal, authenticate, portal, require_permission
-from api.consistency import appended
+from api.consistency import appended, consult
 from api.services import services
 from ledger.docs_access.cloudflare import CloudflareAccess
 from projections import portal_queries as q
@@ -47,6 +47,7 @@ def _admin_session():
 
 
 def _other_tenants_readers(principal: Principal) -> set[str]:
+    consult("docs_access")  # grants just made by any tenant, through any API process
     with services().engine.connect() as conn:
         return q.docs_readers_of_other_tenants(conn, principal.tenant_id)
 

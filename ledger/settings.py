@@ -18,6 +18,7 @@ class Settings:
     secret_pepper: str = "usage-ledger-default-pepper"
     backdating_days: int = 35
     read_wait_seconds: float = 2.0
+    session_consistency: bool = True  # every principal reads its own writes with no header
     node_active_window_seconds: int = 300
     projector_batch_size: int = 5000
     projector_poll_seconds: float = 0.05
@@ -56,6 +57,7 @@ class Settings:
             secret_pepper=env.get("SECRET_PEPPER") or cls.secret_pepper,
             backdating_days=int(env.get("BACKDATING_WINDOW_DAYS", cls.backdating_days)),
             read_wait_seconds=float(env.get("READ_WAIT_SECONDS", cls.read_wait_seconds)),
+            session_consistency=(env.get("SESSION_CONSISTENCY") or "true").strip().lower() not in ("false", "0", "no", "off"),
             node_active_window_seconds=int(
                 env.get("NODE_ACTIVE_WINDOW_SECONDS", cls.node_active_window_seconds)
             ),

@@ -54,6 +54,7 @@ def setup_database(settings) -> list[str]:
     Returns the names of the projections that were reset."""
     from ledger.store import LedgerStore
     from projections.db import make_engine
+    from projections.consistency_marks import create_table as create_consistency_marks
     from projections.framework import migrate
     from projections.ledger_chain import create_checkpoint_table
 
@@ -62,6 +63,7 @@ def setup_database(settings) -> list[str]:
     try:
         store.create_tables()
         create_checkpoint_table(engine)
+        create_consistency_marks(engine)
         return migrate(engine, all_projections())
     finally:
         store.close()

@@ -95,6 +95,9 @@ def clock() -> FixedClock:
 
 
 def make_settings(database_url: str, clock, **overrides) -> Settings:
+    # no projector runs beside these apps: tests catch the read models up themselves
+    # (h.project()); tests/test_session_consistency.py switches session consistency on
+    overrides.setdefault("session_consistency", False)
     return Settings(database_url=database_url, admin_api_key=ADMIN_KEY, clock=clock, **overrides)
 
 
