@@ -17,9 +17,10 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from ledger.settings import Settings
-from projections.consistency_marks import marks_of, raise_marks
+from projections.consistency_marks import consistency_marks, marks_of, raise_marks
 from projections.registry import setup_database
 from tests.conftest import ADMIN_KEY, PASSWORD, Harness, basic, make_settings, usage
 from tests.fakes import FakeServer, as_json
@@ -162,7 +163,7 @@ def test_one_mark_per_principal_however_many_requests(h):
     for i in range(3):
         assert h.post_events(agent, [usage(f"m-{i}")]).status_code == 202
     with h.engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT mark_key, position FROM consistency_marks WHERE mark_key LIKE 'client:%'").all()
+        rows = conn.execute(select(consistency_marks).where(consistency_marks.c.mark_key.startswith("client:"))).all()
     assert [position for _, position in rows] == [h.store.max_position()]
 
 
