@@ -171,3 +171,247 @@ def test_the_setting_reads_from_the_environment():
     assert Settings.from_env({}).session_consistency is True
     assert Settings.from_env({"SESSION_CONSISTENCY": "false"}).session_consistency is False
     assert Settings.from_env({"SESSION_CONSISTENCY": "0"}).session_consistency is False
+
+
+# across processes, PostgreSQL ----------------------------------------------------------------
+PROCESS_BOUND = 5.0  # READ_WAIT_SECONDS of the API processes
+ROUNDS = 20
+
+
+def call(base: str, method: str, path: str, body=None, headers=None):
+    """(status, headers, JSON body) of one request, as any HTTP client would send it."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers={
+        **({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw, status, answered = response.read(), response.status, response.headers
+    except urllib.error.HTTPError as error:
+        raw, status, answered = error.read(), error.code, error.headers
+    return status, answered, json.loads(raw) if raw else None
+
+
+class Deployment:
+    """Two API instances and one worker on one PostgreSQL database."""
+
+    def __init__(self, database_url: str, license_manager_url: str):
+        self.database_url = database_url
+        self.first, self.second = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+        env = dict(ADMIN_API_KEY=ADMIN_KEY, READ_WAIT_SECONDS=str(PROCESS_BOUND), LICENSE_MANAGER_URL=license_manager_url)
+        self.apis = [
+            start_cli(database_url, "api", "--port", base.rsplit(":", 1)[1], "--workers", "1", **env)
+            for base in (self.first, self.second)
+        ]
+        self.worker = self.start_worker()
+        for base in (self.first, self.second):
+            wait_until(lambda: self._up(base), 60, f"the API at {base}")
+
+    def start_worker(self):
+        return start_cli(self.database_url, "work")
+
+    @staticmethod
+    def _up(base: str) -> bool:
+        try:
+            return call(base, "GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def admin(self, base: str, method: str, path: str, body=None):
+        return call(base, method, path, body, {"X-Admin-API-Key": ADMIN_KEY})
+
+    def login(self, base: str, email: str) -> dict:
+        """The headers a browser sends after logging in (cookie and the CSRF header)."""
+        request = urllib.request.Request(base + "/api/v1/auth/login", method="POST",
+                                         data=json.dumps({"email": email, "password": PASSWORD}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        return {"Cookie": cookie, "X-Requested-With": "XMLHttpRequest"}
+
+    def close(self) -> None:
+        for process in [*self.apis, self.worker]:
+            stop(process)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    from tests.conftest import drop_database, new_database_url
+
+    url = new_database_url("postgres", tmp_path_factory.mktemp("session"))
+    setup_database(Settings(database_url=url))
+    license_manager = FakeServer(lambda method, path, headers, body: (200, as_json({
+        "license_key": path.rsplit("/", 1)[-1], "tier": "Enterprise", "nodes_total": 10, "credits_included": 1000,
+        "expires_at": "2027-06-30T00:00:00Z", "status": "active"})))
+    deployment = Deployment(url, license_manager.url)
+    try:
+        d = deployment
+        assert d.admin(d.first, "POST", "/api/v1/admin/tenants", {"tenant_id": "acme", "name": "Acme"})[0] == 201
+        for org in ["prod", *(f"org-{i}" for i in range(2 * ROUNDS))]:
+            assert d.admin(d.first, "POST", "/api/v1/admin/tenants/acme/orgs", {"org_id": org, "name": org})[0] == 201
+        yield deployment
+    finally:
+        deployment.close()
+        license_manager.stop()
+        drop_database(url)
+
+
+def new_agent(d: Deployment, org: str = "prod") -> dict:
+    status, _, body = d.admin(d.first, "POST", "/api/v1/admin/clients", {"tenant_id": "acme", "org_id": org, "name": "agent"})
+    assert status == 201, body
+    return basic(body["client_id"], body["client_secret"])
+
+
+def new_user(d: Deployment, email: str, org: str = "prod", permissions=()) -> None:
+    status, _, body = d.admin(d.first, "POST", "/api/v1/admin/users", {
+        "tenant_id": "acme", "org_id": org, "email": email, "password": PASSWORD, "permissions": list(permissions)})
+    assert status == 201, body
+
+
+def licence(org: str, key: str | None = None) -> dict:
+    return {"tenant_id": "acme", "org_id": org, "tier": "Enterprise", "nodes_total": 10,
+            "expires_at": "2027-12-31T00:00:00Z", **({"license_key": key} if key else {})}
+
+
+def recent_usage(event_id: str) -> dict:
+    at = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return usage(event_id, occurred_at=at)
+
+
+def test_a_key_created_through_one_process_is_read_through_another(deployment):
+    d = deployment
+    new_user(d, "keys@acme.test")
+    session = d.login(d.first, "keys@acme.test")
+    for i in range(ROUNDS):
+        status, _, created = call(d.first, "POST", "/api/v1/keys", {"name": f"k{i}"}, session)
+        assert status == 201, created
+        status, headers, key = call(d.second, "GET", f"/api/v1/keys/{created['id']}", headers=session)
+        assert (status, key["name"]) == (200, f"k{i}"), key
+        assert int(headers["X-Ledger-Position"]) >= created["position"]
+
+
+def test_a_licence_issued_with_the_admin_key_is_active_for_the_orgs_portal_session(deployment):
+    d = deployment
+    for i in range(ROUNDS):
+        org = f"org-{i}"
+        new_user(d, f"owner-{i}@acme.test", org)
+        session = d.login(d.first, f"owner-{i}@acme.test")
+        assert d.admin(d.first, "POST", "/api/v1/admin/licenses", licence(org))[0] == 201
+        status, _, report = call(d.second, "GET", "/api/v1/license/status", headers=session)
+        assert (status, report.get("status")) == (200, "ACTIVE"), report
+
+
+def test_a_policy_created_is_in_the_export_at_once(deployment):
+    d = deployment
+    new_user(d, "policies@acme.test")
+    session = d.login(d.second, "policies@acme.test")
+    for i in range(ROUNDS):
+        status, _, _ = d.admin(d.first, "POST", "/api/v1/admin/policies", {
+            "tenant_id": "acme", "org_id": "prod", "policy_id": f"p{i}", "name": f"Policy {i}", "rules": {"pii": ["ssn"]}})
+        assert status == 201
+        status, _, exported = call(d.second, "GET", "/api/v1/policies/export", headers=session)
+        assert status == 200 and f"p{i}" in {p["policy_id"] for p in exported["policies"]}
+
+
+def test_a_licence_issued_is_synced_by_sync_now_at_once(deployment):
+    d = deployment
+    for i in range(ROUNDS):
+        org, key = f"org-{ROUNDS + i}", f"LIC-{i}"
+        assert d.admin(d.first, "POST", "/api/v1/admin/licenses", licence(org, key))[0] == 201
+        status, _, body = d.admin(d.second, "POST", "/api/v1/admin/licenses/sync")
+        assert status == 200, body
+        outcome = {o["license_key"]: o for o in body["synced"]}.get(key)
+        assert outcome is not None and outcome["ok"], body
+
+
+def test_ingest_then_summary_through_another_process(deployment):
+    d = deployment
+    agent = new_agent(d)
+    for i in range(ROUNDS):
+        status, _, accepted = call(d.first, "POST", "/api/v1/events", {"events": [recent_usage(f"s-{i}")]}, agent)
+        assert status == 202, accepted
+        status, _, summary = call(d.second, "GET", "/api/v1/usage/summary", headers=agent)
+        assert status == 200 and summary["total_llm_requests"] == i + 1, summary
+
+
+def test_a_budget_created_by_one_agent_is_read_by_another_at_once(deployment):
+    d = deployment
+    creator, reader = new_agent(d), new_agent(d)
+    for i in range(ROUNDS):
+        body = {"id": f"b{i}", "name": f"b{i}", "limit_usd": 10, "period": "monthly"}
+        status, _, created = call(d.first, "POST", "/api/v1/budgets", body, creator)
+        assert status == 201, created
+        status, _, state = call(d.second, "GET", f"/api/v1/budgets/b{i}/status", headers=reader)
+        assert (status, state.get("status")) == (200, "ok"), state
+
+
+def test_a_user_created_logs_in_through_another_process(deployment):
+    d = deployment
+    for i in range(ROUNDS):
+        new_user(d, f"new-{i}@acme.test")
+        status, _, me = call(d.second, "GET", "/api/v1/auth/me", headers=d.login(d.second, f"new-{i}@acme.test"))
+        assert (status, me["email"]) == (200, f"new-{i}@acme.test")
+
+
+def test_one_agents_burst_does_not_hold_another_agents_reads(deployment):
+    d = deployment
+    burst, reader = new_agent(d, "org-1"), new_agent(d, "org-2")  # one org each: the summary is the org's
+    status, _, own = call(d.first, "POST", "/api/v1/events", {"events": [recent_usage("mine")]}, reader)
+    assert status == 202
+    head = {"position": own["position"]}
+    done = threading.Event()
+
+    def ingest():
+        try:
+            for batch in range(50):
+                events = [recent_usage(f"burst-{batch}-{i}") for i in range(1000)]
+                status, _, body = call(d.first, "POST", "/api/v1/events", {"events": events}, burst)
+                assert status == 202, body
+                head["position"] = body["position"]
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=ingest)
+    writer.start()
+    reads = []
+    try:
+        while not done.is_set():
+            a_position = head["position"]
+            started = time.monotonic()
+            status, headers, summary = call(d.second, "GET", "/api/v1/usage/summary", headers=reader)
+            took = time.monotonic() - started
+            assert status == 200 and summary["total_llm_requests"] == 1, summary  # its own write, not the burst
+            reads.append((took, a_position, int(headers["X-Ledger-Position"])))
+    finally:
+        writer.join()
+    assert head["position"] > own["position"] + 49_000
+    assert len(reads) >= 3
+    assert max(took for took, _, _ in reads) < PROCESS_BOUND / 2, reads
+    assert any(reflected < a_position for _, a_position, reflected in reads), reads  # it did not wait for A
+
+
+def test_with_the_worker_stopped_an_own_write_read_answers_503_within_the_bound(deployment):
+    d = deployment
+    new_user(d, "stopped@acme.test")
+    session = d.login(d.first, "stopped@acme.test")
+    stop(d.worker)
+    try:
+        status, _, created = call(d.first, "POST", "/api/v1/keys", {"name": "late"}, session)
+        assert status == 201
+        started = time.monotonic()
+        status, headers, body = call(d.second, "GET", f"/api/v1/keys/{created['id']}", headers=session)
+        took = time.monotonic() - started
+        assert (status, body["error"]["code"]) == (503, "NOT_CAUGHT_UP")
+        assert headers["Retry-After"]
+        assert PROCESS_BOUND - 0.5 <= took < PROCESS_BOUND + 3
+    finally:
+        d.worker = d.start_worker()
+    status, _, key = call(d.second, "GET", f"/api/v1/keys/{created['id']}", headers=session)
+    assert (status, key["name"]) == (200, "late")
+
+
+def test_min_position_beyond_the_head_answers_422_through_a_process(deployment):
+    d = deployment
+    agent = new_agent(d)
+    status, _, accepted = call(d.first, "POST", "/api/v1/events", {"events": [recent_usage("ahead")]}, agent)
+    status, _, body = call(d.second, "GET", f"/api/v1/usage/summary?min_position={accepted['position'] + 10**9}", headers=agent)
+    assert (status, body["error"]["code"]) == (422, "POSITION_AHEAD_OF_LEDGER")
