@@ -10,13 +10,13 @@ from datetime import timedelta, timezone
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import Principal, authenticate, portal, require_admin_key
+from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import Forbidden, Invalid, NotFound
 from ledger.licensing.rules import node_capacity_status, percentage
-from ledger.portal import INSTANCE_TYPES
+from ledger.licensing.rules import INSTANCE_TYPES
 from projections import portal_queries as q
 
 blp = Blueprint("nodes", __name__, url_prefix="/api/v1", description="Heartbeats and nodes")
@@ -111,7 +111,7 @@ def capacity(conn, tenant_id: str, org_id: str) -> dict:
 def heartbeat(body):
     """An agent or orchestrator reports that it is alive (Basic client auth)."""
     principal = authenticate("client")
-    position = portal().record_heartbeat(
+    position = services().ledger.licensing.record_heartbeat(
         principal.as_actor(), body["instance_id"], body["instance_type"],
         body.get("hostname"), body.get("port"), body.get("host_info"),
     )

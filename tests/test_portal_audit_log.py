@@ -56,7 +56,7 @@ def test_no_key_hash_password_or_secret_ever_reaches_the_log(h, agent):
         "expires_at": "2027-01-01T00:00:00Z", "license_key": "LK-SECRET-1",
     })
     text = json.dumps(log(h, "limit=500"))
-    from ledger.portal import sha256_hex
+    from ledger.keys.rules import sha256_hex
 
     for secret in (created["key"], sha256_hex(created["key"]), client["client_secret"], PASSWORD, "scrypt$", "LK-SECRET-1"):
         assert secret not in text
