@@ -15,7 +15,7 @@ from api.auth import Principal, authenticate, require_permission
 from api.consistency import appended
 from api.services import services
 from ledger.docs_access.cloudflare import CloudflareAccess
-from projections import portal_queries as q
+from projections import docs_access_queries as q
 
 blp = Blueprint("docs_access", __name__, url_prefix="/api/v1/docs/access", description="Docs access (Cloudflare Access)")
 

@@ -14,7 +14,7 @@ from api.formats import timestamp
 from api.services import services
 from ledger.errors import NotFound
 from ledger.keys.rules import DEFAULT_SCOPES, MAX_KEY_EXPIRY_DAYS, SCOPES
-from projections import portal_queries as q
+from projections import keys_queries as q
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1", description="Portal API keys")
 

@@ -12,7 +12,7 @@ from api.formats import timestamp
 from api.services import services
 from ledger.errors import Forbidden, NotFound
 from ledger.licensing.rules import TIERS, LicenseTerms, license_status, percentage
-from projections import portal_queries as q
+from projections import licenses_queries, nodes_queries
 
 blp = Blueprint("licenses", __name__, url_prefix="/api/v1", description="Licences")
 
@@ -76,12 +76,12 @@ def _org_of(principal: Principal, org_id: str | None) -> str:
 
 def license_report(conn, tenant_id: str, org_id: str) -> dict:
     settings = services().settings
-    licence = q.active_license(conn, tenant_id, org_id)
+    licence = licenses_queries.active_license(conn, tenant_id, org_id)
     if licence is None:
         raise NotFound("LICENSE_NOT_FOUND", f"Organization {org_id} has no licence")
     now = settings.clock.now()
     since = (now - timedelta(seconds=settings.node_active_window_seconds)).astimezone(timezone.utc).replace(tzinfo=None)
-    nodes_used = sum(q.active_node_counts(conn, tenant_id, org_id, since).values())
+    nodes_used = sum(nodes_queries.active_node_counts(conn, tenant_id, org_id, since).values())
     expires_at = licence["expires_at"].replace(tzinfo=timezone.utc)
     return {
         "org_id": org_id,

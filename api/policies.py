@@ -11,7 +11,7 @@ from api.consistency import appended, reflect
 from api.formats import csv_response, timestamp
 from api.services import services
 from ledger.policies.rules import POLICY_ACTIONS
-from projections import portal_queries as q
+from projections import policies_queries as q
 
 blp = Blueprint("policies", __name__, url_prefix="/api/v1", description="Policies")
 

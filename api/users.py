@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from api.auth import require_admin_key
 from api.consistency import appended, reflect
 from api.services import services
-from projections import portal_queries as q
+from projections import users_queries as q
 from ledger.actor import Actor
 from ledger.identity.rules import PERMISSIONS
 

@@ -141,15 +141,16 @@ def test_an_unknown_entry_answers_404(h, agent):
 
 
 def test_a_new_event_type_is_audited_by_adding_one_line(h, agent):
+    from ledger.licensing.events import HeartbeatReceived
     from projections import admin_audit
 
     before = admin_audit.AdminAuditProjection().version
-    admin_audit.AUDITED_EVENTS["HeartbeatReceived"] = "NODE_HEARTBEAT"
+    admin_audit.AUDITED_EVENTS[HeartbeatReceived] = "NODE_HEARTBEAT"
     try:
         projection = admin_audit.AdminAuditProjection()
         assert "HeartbeatReceived" in projection.topics and projection.version != before
     finally:
-        del admin_audit.AUDITED_EVENTS["HeartbeatReceived"]
+        del admin_audit.AUDITED_EVENTS[HeartbeatReceived]
 
 
 def test_budget_writes_and_refusals_are_in_the_audit_log_with_their_author(h, agent):
