@@ -272,13 +272,14 @@ def verify(from_position: int, public_keys: tuple[str, ...], file: str | None) -
         progress = _progress("verifying")
         extra: dict = {}
         if file:
-            from ledger.chain.verify import verify_export
+            from ledger.chain.export import verify_export
 
             with open(file, "rb") as handle:
                 report = verify_export(handle, keys, progress)
             extra["source"] = file
         else:
-            from projections.ledger_chain import served_public_key, signing_status, verify_database
+            from projections.ledger_chain import served_public_key, signing_status
+            from projections.ledger_snapshot import verify_database
 
             settings, store, engine = _open()
             extra = {"source": "database", **signing_status(settings)}
@@ -317,7 +318,7 @@ def _verdict(report) -> str:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="JSON Lines file to write.")
 def export_ledger(out: str) -> None:
     """Write events, chain hashes and checkpoints as JSON Lines, for offline verification."""
-    from projections.ledger_chain import export_ledger as write_export
+    from projections.ledger_snapshot import export_ledger as write_export
 
     settings, store, engine = _open()
     setup_database(settings)
