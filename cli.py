@@ -272,13 +272,14 @@ def verify(from_position: int, public_keys: tuple[str, ...], file: str | None) -
         progress = _progress("verifying")
         extra: dict = {}
         if file:
-            from ledger.chain.verify import verify_export
+            from ledger.chain.export import verify_export
 
             with open(file, "rb") as handle:
                 report = verify_export(handle, keys, progress)
             extra["source"] = file
         else:
-            from projections.ledger_chain import served_public_key, signing_status, verify_database
+            from projections.ledger_chain import served_public_key, signing_status
+            from projections.ledger_snapshot import verify_database
 
             settings, store, engine = _open()
             extra = {"source": "database", **signing_status(settings)}
@@ -317,7 +318,7 @@ def _verdict(report) -> str:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="JSON Lines file to write.")
 def export_ledger(out: str) -> None:
     """Write events, chain hashes and checkpoints as JSON Lines, for offline verification."""
-    from projections.ledger_chain import export_ledger as write_export
+    from projections.ledger_snapshot import export_ledger as write_export
 
     settings, store, engine = _open()
     setup_database(settings)
@@ -366,10 +367,9 @@ def create_client(tenant_id: str, org_id: str, name: str) -> None:
 def create_user(tenant_id: str, org_id: str, email: str, password: str, permissions: tuple[str, ...]) -> None:
     """Create a portal user (log in at POST /api/v1/auth/login)."""
     from ledger.errors import DomainError
-    from ledger.portal import Portal
 
     try:
-        user, position = Portal(_ledger()).create_user(tenant_id, org_id, email, password, list(permissions), "admin:cli")
+        user, position = _ledger().create_user(tenant_id, org_id, email, password, list(permissions), "admin:cli")
     except DomainError as error:
         click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
         sys.exit(1)
@@ -401,20 +401,24 @@ def _ledger():
     settings = _settings()
     setup_database(settings)
 
-    class CliLedger(Ledger):
-        def __getattribute__(self, name):
-            attr = super().__getattribute__(name)
-            if callable(attr) and not name.startswith("_"):
-                def guarded(*args, **kwargs):
-                    try:
-                        return attr(*args, **kwargs)
-                    except DomainError as error:
-                        click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
-                        sys.exit(1)
-                return guarded
-            return attr
+    class CliIdentity:
+        """The identity commands; a domain error prints one JSON line and exits 1."""
 
-    return CliLedger(LedgerStore(settings.database_url), settings)
+        def __init__(self, commands):
+            self.commands = commands
+
+        def __getattr__(self, name):
+            attr = getattr(self.commands, name)
+
+            def guarded(*args, **kwargs):
+                try:
+                    return attr(*args, **kwargs)
+                except DomainError as error:
+                    click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
+                    sys.exit(1)
+            return guarded
+
+    return CliIdentity(Ledger(LedgerStore(settings.database_url), settings).identity)
 
 
 if __name__ == "__main__":

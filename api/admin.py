@@ -43,7 +43,7 @@ class ClientOut(Schema):
 def create_tenant(body):
     """Create a tenant."""
     require_admin_key()
-    position = appended(services().ledger.create_tenant(body["tenant_id"], body["name"], "admin"))
+    position = appended(services().ledger.identity.create_tenant(body["tenant_id"], body["name"], "admin"))
     return {**body, "position": position}, 201
 
 
@@ -52,7 +52,7 @@ def create_tenant(body):
 def create_org(body, tenant_id):
     """Create an organization of a tenant."""
     require_admin_key()
-    position = appended(services().ledger.create_org(tenant_id, body["org_id"], body["name"], "admin"))
+    position = appended(services().ledger.identity.create_org(tenant_id, body["org_id"], body["name"], "admin"))
     return {"tenant_id": tenant_id, **body, "position": position}, 201
 
 
@@ -62,7 +62,7 @@ def create_org(body, tenant_id):
 def create_client(body):
     """Register an agent client; the secret is shown once."""
     require_admin_key()
-    client = services().ledger.register_client(body["tenant_id"], body["org_id"], body["name"], "admin")
+    client = services().ledger.identity.register_client(body["tenant_id"], body["org_id"], body["name"], "admin")
     appended(client.position)
     return client.__dict__
 
@@ -72,7 +72,7 @@ def create_client(body):
 def rotate_client(client_id):
     """Issue a new secret for a client; the old one stops working."""
     require_admin_key()
-    client = services().ledger.rotate_client_secret(client_id, "admin")
+    client = services().ledger.identity.rotate_client_secret(client_id, "admin")
     appended(client.position)
     return client.__dict__
 
@@ -82,4 +82,4 @@ def rotate_client(client_id):
 def disable_client(client_id):
     """Disable a client; its credentials are refused from now on."""
     require_admin_key()
-    appended(services().ledger.disable_client(client_id, "admin"))
+    appended(services().ledger.identity.disable_client(client_id, "admin"))

@@ -13,7 +13,8 @@ from api.consistency import reflect
 from api.services import services
 from ledger.chain.hashes import stream_hex
 from ledger.errors import NotFound, Unauthenticated
-from projections.ledger_chain import ledger_page, list_checkpoints, sealed_through, served_public_key
+from projections.ledger_chain import list_checkpoints, sealed_through, served_public_key
+from projections.ledger_snapshot import ledger_page
 
 blp = Blueprint("auditors", __name__, url_prefix="/api/v1/ledger", description="Ledger for auditors (hash chain, checkpoints)")
 

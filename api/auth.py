@@ -20,10 +20,10 @@ from typing import Any
 from flask import Flask, g, request
 
 from api.services import services
-from ledger.application import Actor
+from ledger.actor import Actor
 from ledger.errors import Forbidden, Unauthenticated, Unavailable
 from ledger.identity.rules import check_id, secret_matches
-from ledger.portal import Portal
+from ledger.identity.rules import Session
 
 SESSION_COOKIE = "ul_session"
 LOGIN_PATH = "/api/v1/auth/login"
@@ -58,8 +58,8 @@ class Principal:
         return self.kind == "admin" or permission in self.permissions
 
 
-def portal() -> Portal:
-    return Portal(services().ledger)
+def find_session(token: str) -> Session | None:
+    return services().ledger.identity.find_session(token)
 
 
 def authenticate(*kinds: str, scope: str | None = None) -> Principal:
@@ -89,7 +89,7 @@ def require_permission(principal: Principal, permission: str) -> Principal:
 
 
 def _user(token: str) -> Principal:
-    session = portal().find_session(token)
+    session = find_session(token)
     if session is None:
         raise Unauthenticated("SESSION_INVALID", "The session has expired or ended; log in again")
     user = session.user
@@ -100,9 +100,9 @@ def _user(token: str) -> Principal:
 
 
 def _key(presented: str) -> Principal:
-    svc_portal = portal()
-    key = svc_portal.authenticate_key(presented)
-    svc_portal.record_key_use(key)
+    keys = services().ledger.keys
+    key = keys.authenticate_key(presented)
+    keys.record_key_use(key)
     return Principal(
         "key", key.tenant_id, key.org_id, f"key:{key.key_id}", client_id=key.key_id,
         permissions=frozenset(key.scopes), key_id=key.key_id,
@@ -159,7 +159,7 @@ def _admin() -> Principal:
     if not tenant_id or not org_id:
         raise Forbidden("TENANT_REQUIRED", "With the admin key, name the tenant and org in X-Tenant-ID and X-Org-ID")
     ledger = services().ledger
-    if not ledger.org_exists(tenant_id, org_id):
+    if not ledger.identity.org_exists(tenant_id, org_id):
         raise Forbidden("ORG_FORBIDDEN", f"Organization {org_id} is not part of tenant {tenant_id}")
     return Principal("admin", tenant_id, org_id, "admin", permissions=frozenset({"usage:platform_wide"}))
 
@@ -170,13 +170,13 @@ def _client(encoded: str) -> Principal:
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthenticated("UNAUTHENTICATED", "Malformed Basic credentials") from None
     svc = services()
-    client = svc.ledger.find_client(client_id) if client_id and len(client_id) <= 64 else None
+    client = svc.ledger.identity.find_client(client_id) if client_id and len(client_id) <= 64 else None
     matches = secret_matches(secret, client.secret_hash if client else _DUMMY_HASH, svc.settings.secret_pepper)
     if client is None or not matches or client.disabled:
         raise Unauthenticated("UNAUTHENTICATED", "Unknown client, wrong secret or disabled client")
     org_id = request.headers.get("X-Org-ID") or client.org_id
     if org_id != client.org_id:
         check_id("X-Org-ID", org_id)
-        if not svc.ledger.org_exists(client.tenant_id, org_id):
+        if not svc.ledger.identity.org_exists(client.tenant_id, org_id):
             raise Forbidden("ORG_FORBIDDEN", f"Organization {org_id} is not part of this client's tenant")
     return Principal("client", client.tenant_id, org_id, f"client:{client.client_id}", client_id=client.client_id)

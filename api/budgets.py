@@ -169,7 +169,7 @@ def _audited(principal: Principal, action: str, target: str) -> Iterator[None]:
         yield
     except DomainError as error:
         if error.kind in ("invalid", "not_found", "conflict", "forbidden"):
-            services().ledger.record_access_attempt(
+            services().ledger.audit.record_access_attempt(
                 principal.tenant_id, principal.org_id, _author(principal), action, target, "failure", error.code
             )
         raise
@@ -312,7 +312,7 @@ def _check_org(principal: Principal, org_id: str) -> None:
     if org_id == principal.org_id or (principal.tenant_id, org_id) in known:
         return
     check_id("org_id", org_id)
-    if not services().ledger.org_exists(principal.tenant_id, org_id):
+    if not services().ledger.identity.org_exists(principal.tenant_id, org_id):
         raise NotFound("ORG_NOT_FOUND", f"Organization {org_id} not found")
     known.add((principal.tenant_id, org_id))
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import authenticate, portal, require_permission
+from api.auth import authenticate, require_permission
 from api.consistency import appended
+from api.services import services
 
 blp = Blueprint("corrections", __name__, url_prefix="/api/v1/events", description="Usage corrections")
 
@@ -37,7 +38,7 @@ def _corrector():
 def void(body, event_id):
     """Void a usage event: it no longer counts anywhere (voiding twice → 409)."""
     principal = _corrector()
-    position = portal().void_usage(principal.as_actor(), event_id, body["reason"])
+    position = services().ledger.corrections.void_usage(principal.as_actor(), event_id, body["reason"])
     return {"event_id": event_id, "voided": True, "position": appended(position)}
 
 
@@ -46,7 +47,7 @@ def void(body, event_id):
 def amend(body, event_id):
     """Replace some fields of a usage event (re-validated; totals and cost re-derived)."""
     principal = _corrector()
-    usage, position = portal().amend_usage(principal.as_actor(), event_id, body["replaced"], body["reason"])
+    usage, position = services().ledger.corrections.amend_usage(principal.as_actor(), event_id, body["replaced"], body["reason"])
     return {
         "event_id": event_id,
         "amended": sorted(body["replaced"]),

@@ -11,7 +11,7 @@ from api.auth import require_admin_key
 from api.consistency import appended, consult, reflect
 from api.formats import timestamp
 from api.services import services
-from ledger.pricing.credits import ENTITY_TYPES, register_entity, set_credit_rate
+from ledger.identity.rules import ENTITY_TYPES
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
 from projections import credits_queries as q
 
@@ -39,8 +39,8 @@ class EntityIn(Schema):
 def put_credit_rate(body):
     """Set the credits per unit of a resource type from effective_from on (history kept)."""
     require_admin_key()
-    position, event = set_credit_rate(
-        services().ledger, body["resource_type"], body["credits_per_unit"], "admin", body.get("effective_from")
+    position, event = services().ledger.pricing.set_credit_rate(
+        body["resource_type"], body["credits_per_unit"], "admin", body.get("effective_from")
     )
     appended(position)
     return {
@@ -77,8 +77,7 @@ def get_credit_rates():
 def post_entity(body):
     """Register an app, user or agent with its display names (EntityRegistered)."""
     require_admin_key()
-    position = register_entity(
-        services().ledger,
+    position = services().ledger.identity.register_entity(
         body["tenant_id"],
         body["entity_id"],
         body["entity_type"],

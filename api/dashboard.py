@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, make_response, render_template, request
 
-from api.auth import SESSION_COOKIE, portal
+from api.auth import SESSION_COOKIE, find_session
 
 STATIC = Path(__file__).parent / "static" / "dashboard"
 
@@ -48,7 +48,7 @@ def _session_state() -> str:
     if not token:
         return "no"
     try:
-        return "yes" if portal().find_session(token) is not None else "no"
+        return "yes" if find_session(token) is not None else "no"
     except Exception:  # noqa: BLE001 - a database outage must not turn the page into an error page
         return "unknown"
 

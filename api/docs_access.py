@@ -11,11 +11,11 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import Principal, authenticate, portal, require_permission
+from api.auth import Principal, authenticate, require_permission
 from api.consistency import appended, consult
 from api.services import services
 from ledger.docs_access.cloudflare import CloudflareAccess
-from projections import portal_queries as q
+from projections import docs_access_queries as q
 
 blp = Blueprint("docs_access", __name__, url_prefix="/api/v1/docs/access", description="Docs access (Cloudflare Access)")
 
@@ -56,7 +56,7 @@ def _refuse_foreign(principal: Principal, action: str, email: str) -> bool:
     """True (and the attempt recorded as denied) when another tenant granted this e-mail."""
     if email.strip().lower() not in _other_tenants_readers(principal):
         return False
-    services().ledger.record_access_attempt(
+    services().ledger.audit.record_access_attempt(
         principal.tenant_id, principal.org_id, principal.actor, action, email.strip().lower(), "denied",
         "not granted by this tenant",
     )
@@ -69,7 +69,7 @@ def list_access():
     """E-mails in the Access group."""
     principal = _admin_session()
     foreign = _other_tenants_readers(principal)
-    users = [u for u in portal().docs_access_users(CloudflareAccess.from_settings(services().settings)) if u not in foreign]
+    users = [u for u in services().ledger.docs_access.users(CloudflareAccess.from_settings(services().settings)) if u not in foreign]
     return {"users": users, "total": len(users)}
 
 
@@ -82,7 +82,7 @@ def grant(body):
     if _refuse_foreign(principal, "DOCS_ACCESS_GRANT", body["email"]):
         return _granted_message(body["email"].strip().lower())
     cloudflare = CloudflareAccess.from_settings(services().settings)
-    result = portal().grant_docs_access(principal.as_actor(), cloudflare, body["email"], body.get("reason", ""))
+    result = services().ledger.docs_access.grant(principal.as_actor(), cloudflare, body["email"], body.get("reason", ""))
     appended(result.position)
     return _granted_message(result.email)
 
@@ -108,6 +108,6 @@ def revoke(body):
         email = body["email"].strip().lower()
         return {"success": True, "message": f"Access revoked for {email}", "email": email}
     cloudflare = CloudflareAccess.from_settings(services().settings)
-    result = portal().revoke_docs_access(principal.as_actor(), cloudflare, body["email"])
+    result = services().ledger.docs_access.revoke(principal.as_actor(), cloudflare, body["email"])
     appended(result.position)
     return {"success": True, "message": f"Access revoked for {result.email}", "email": result.email}

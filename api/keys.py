@@ -8,13 +8,13 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import Principal, authenticate, portal
+from api.auth import Principal, authenticate
 from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import NotFound
-from ledger.portal import DEFAULT_SCOPES, MAX_KEY_EXPIRY_DAYS, SCOPES
-from projections import portal_queries as q
+from ledger.keys.rules import DEFAULT_SCOPES, MAX_KEY_EXPIRY_DAYS, SCOPES
+from projections import keys_queries as q
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1", description="Portal API keys")
 
@@ -88,7 +88,7 @@ def list_keys():
 def create_key(body):
     """Create a key; the full key is in this response only (SHA-256 is what is stored)."""
     principal = _manager()
-    created = portal().create_key(
+    created = services().ledger.keys.create_key(
         principal.as_actor(), body["name"], body.get("scopes"), body.get("expires_in_days"),
         may_grant=frozenset(p for p in ("usage:platform_wide",) if principal.can(p)),
     )
@@ -118,4 +118,4 @@ def get_key(key_id):
 def revoke_key(key_id):
     """Revoke a key: it answers 401 from now on. Revoking again answers 404."""
     principal = _manager()
-    appended(portal().revoke_key(principal.as_actor(), key_id))
+    appended(services().ledger.keys.revoke_key(principal.as_actor(), key_id))

@@ -6,14 +6,13 @@ from datetime import timedelta, timezone
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import Principal, authenticate, portal, require_admin_key
+from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import Forbidden, NotFound
-from ledger.licensing.rules import TIERS, license_status, percentage
-from ledger.portal import LicenseTerms
-from projections import portal_queries as q
+from ledger.licensing.rules import TIERS, LicenseTerms, license_status, percentage
+from projections import licenses_queries, nodes_queries
 
 blp = Blueprint("licenses", __name__, url_prefix="/api/v1", description="Licences")
 
@@ -77,12 +76,12 @@ def _org_of(principal: Principal, org_id: str | None) -> str:
 
 def license_report(conn, tenant_id: str, org_id: str) -> dict:
     settings = services().settings
-    licence = q.active_license(conn, tenant_id, org_id)
+    licence = licenses_queries.active_license(conn, tenant_id, org_id)
     if licence is None:
         raise NotFound("LICENSE_NOT_FOUND", f"Organization {org_id} has no licence")
     now = settings.clock.now()
     since = (now - timedelta(seconds=settings.node_active_window_seconds)).astimezone(timezone.utc).replace(tzinfo=None)
-    nodes_used = sum(q.active_node_counts(conn, tenant_id, org_id, since).values())
+    nodes_used = sum(nodes_queries.active_node_counts(conn, tenant_id, org_id, since).values())
     expires_at = licence["expires_at"].replace(tzinfo=timezone.utc)
     return {
         "org_id": org_id,
@@ -112,7 +111,7 @@ def license_status_view(args):
 def issue_license(body):
     """Issue an organization's licence (409 when it already has one: replace it with PUT)."""
     require_admin_key()
-    position = portal().issue_license(body["tenant_id"], body["org_id"], _terms(body), "admin")
+    position = services().ledger.licensing.issue_license(body["tenant_id"], body["org_id"], _terms(body), "admin")
     return {"tenant_id": body["tenant_id"], "org_id": body["org_id"], "position": appended(position)}, 201
 
 
@@ -121,7 +120,7 @@ def issue_license(body):
 def replace_license(body, org_id):
     """Replace the organization's licence terms."""
     require_admin_key()
-    position = portal().replace_license(body["tenant_id"], org_id, _terms(body), "admin")
+    position = services().ledger.licensing.replace_license(body["tenant_id"], org_id, _terms(body), "admin")
     return {"tenant_id": body["tenant_id"], "org_id": org_id, "position": appended(position)}
 
 
@@ -131,4 +130,4 @@ def replace_license(body, org_id):
 def revoke_license(args, org_id):
     """Revoke the organization's licence (?tenant_id=...)."""
     require_admin_key()
-    appended(portal().revoke_license(args["tenant_id"], org_id, "admin"))
+    appended(services().ledger.licensing.revoke_license(args["tenant_id"], org_id, "admin"))

@@ -10,14 +10,14 @@ from datetime import timedelta, timezone
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import Principal, authenticate, portal, require_admin_key
+from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import Forbidden, Invalid, NotFound
 from ledger.licensing.rules import node_capacity_status, percentage
-from ledger.portal import INSTANCE_TYPES
-from projections import portal_queries as q
+from ledger.licensing.rules import INSTANCE_TYPES
+from projections import licenses_queries, nodes_queries
 
 blp = Blueprint("nodes", __name__, url_prefix="/api/v1", description="Heartbeats and nodes")
 
@@ -92,8 +92,8 @@ def node_json(row: dict) -> dict:
 
 
 def capacity(conn, tenant_id: str, org_id: str) -> dict:
-    counts = q.active_node_counts(conn, tenant_id, org_id, _active_since())
-    licence = q.active_license(conn, tenant_id, org_id)
+    counts = nodes_queries.active_node_counts(conn, tenant_id, org_id, _active_since())
+    licence = licenses_queries.active_license(conn, tenant_id, org_id)
     max_allowed = licence["nodes_total"] if licence else 0
     total = counts["agent"] + counts["orchestrator"]
     return {
@@ -111,7 +111,7 @@ def capacity(conn, tenant_id: str, org_id: str) -> dict:
 def heartbeat(body):
     """An agent or orchestrator reports that it is alive (Basic client auth)."""
     principal = authenticate("client")
-    position = portal().record_heartbeat(
+    position = services().ledger.licensing.record_heartbeat(
         principal.as_actor(), body["instance_id"], body["instance_type"],
         body.get("hostname"), body.get("port"), body.get("host_info"),
     )
@@ -126,7 +126,7 @@ def nodes(args):
     principal = _invpc_reader("NODE_METRICS_UNAVAILABLE", "Node metrics")
     reflect("node_status")
     with services().engine.connect() as conn:
-        rows = q.active_nodes(conn, principal.tenant_id, principal.org_id, _active_since())
+        rows = nodes_queries.active_nodes(conn, principal.tenant_id, principal.org_id, _active_since())
     by_type = {kind: sum(1 for r in rows if r["instance_type"] == kind) for kind in INSTANCE_TYPES}
     return {"total_active": len(rows), "nodes": [node_json(r) for r in rows], "by_type": by_type}
 
@@ -151,7 +151,7 @@ def node(args, instance_id):
     principal = _invpc_reader("NODE_METRICS_UNAVAILABLE", "Node metrics")
     reflect("node_status")
     with services().engine.connect() as conn:
-        row = q.node(conn, principal.tenant_id, principal.org_id, instance_id)
+        row = nodes_queries.node(conn, principal.tenant_id, principal.org_id, instance_id)
     if row is None:
         raise NotFound("NODE_NOT_FOUND", f"Node {instance_id} not found")
     return node_json(row)
@@ -167,7 +167,7 @@ def admin_nodes_status(args):
     with services().engine.connect() as conn:
         tenant_id = args.get("tenant_id")
         if tenant_id is None:
-            tenants = q.tenants_with_org(conn, args["org_id"])
+            tenants = nodes_queries.tenants_with_org(conn, args["org_id"])
             if len(tenants) > 1:
                 raise Invalid("AMBIGUOUS_ORG", "Several tenants use this org_id; add tenant_id", field="tenant_id")
             tenant_id = tenants[0] if tenants else ""

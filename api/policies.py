@@ -6,12 +6,12 @@ import json
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import authenticate, portal, require_admin_key
+from api.auth import authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import csv_response, timestamp
 from api.services import services
-from ledger.portal import POLICY_ACTIONS
-from projections import portal_queries as q
+from ledger.policies.rules import POLICY_ACTIONS
+from projections import policies_queries as q
 
 blp = Blueprint("policies", __name__, url_prefix="/api/v1", description="Policies")
 
@@ -71,7 +71,7 @@ def create_policy(body):
     """Create a policy of an organization (duplicate policy_id → 409)."""
     require_admin_key()
     definition = {k: body[k] for k in ("name", "description", "category", "action", "enabled", "rules") if k in body}
-    policy_id, position = portal().create_policy(body["tenant_id"], body["org_id"], definition, "admin", body.get("policy_id", ""))
+    policy_id, position = services().ledger.policies.create_policy(body["tenant_id"], body["org_id"], definition, "admin", body.get("policy_id", ""))
     return {"policy_id": policy_id, "tenant_id": body["tenant_id"], "org_id": body["org_id"], "position": appended(position)}, 201
 
 
@@ -81,7 +81,7 @@ def update_policy(body, policy_id):
     """Change some of a policy's fields (the others keep their values)."""
     require_admin_key()
     changes = {k: v for k, v in body.items() if k != "tenant_id"}
-    position = portal().update_policy(body["tenant_id"], policy_id, changes, "admin")
+    position = services().ledger.policies.update_policy(body["tenant_id"], policy_id, changes, "admin")
     return {"policy_id": policy_id, "tenant_id": body["tenant_id"], "position": appended(position)}
 
 
@@ -91,7 +91,7 @@ def update_policy(body, policy_id):
 def delete_policy(args, policy_id):
     """Delete a policy (?tenant_id=...)."""
     require_admin_key()
-    appended(portal().delete_policy(args["tenant_id"], policy_id, "admin"))
+    appended(services().ledger.policies.delete_policy(args["tenant_id"], policy_id, "admin"))
 
 
 @blp.route("/policies/export", methods=["GET"])

@@ -5,7 +5,7 @@ from flask import jsonify, make_response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import SESSION_COOKIE, authenticate, portal
+from api.auth import SESSION_COOKIE, authenticate
 from api.consistency import appended
 from api.formats import timestamp
 from api.services import services
@@ -37,7 +37,7 @@ def _session_json(session) -> dict:
 @blp.alt_response(401, description="Unknown e-mail or wrong password")
 def login(body):
     """Log in with e-mail and password; sets an HttpOnly, SameSite=Strict session cookie."""
-    session = portal().login(body["email"], body["password"])
+    session = services().ledger.identity.login(body["email"], body["password"])
     appended(session.position)
     settings = services().settings
     response = _response(_session_json(session))
@@ -59,7 +59,7 @@ def login(body):
 def logout():
     """End the session everywhere and clear the cookie."""
     principal = authenticate("user")
-    appended(portal().logout(principal.session))
+    appended(services().ledger.identity.logout(principal.session))
     response = _response(None, status=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
     return response

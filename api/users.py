@@ -4,12 +4,12 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from api.auth import portal, require_admin_key
+from api.auth import require_admin_key
 from api.consistency import appended, reflect
 from api.services import services
-from projections import portal_queries as q
-from ledger.application import Actor
-from ledger.portal import PERMISSIONS
+from projections import users_queries as q
+from ledger.actor import Actor
+from ledger.identity.rules import PERMISSIONS
 
 blp = Blueprint("admin_users", __name__, url_prefix="/api/v1/admin", description="Portal users (X-Admin-API-Key)")
 
@@ -60,7 +60,7 @@ class UserOut(Schema):
 def create_user(body):
     """Create a portal user (e-mails are unique; a duplicate answers 409)."""
     require_admin_key()
-    user, position = portal().create_user(
+    user, position = services().ledger.identity.create_user(
         body["tenant_id"], body["org_id"], body["email"], body["password"], body["permissions"], "admin"
     )
     return {**user.public(), "position": appended(position)}
@@ -72,7 +72,7 @@ def create_user(body):
 def change_permissions(body, email):
     """Replace a user's permissions; effective on the user's next request."""
     require_admin_key()
-    user, position = portal().change_permissions(email, body["permissions"], Actor("", "", "admin"))
+    user, position = services().ledger.identity.change_permissions(email, body["permissions"], Actor("", "", "admin"))
     return {**user.public(), "position": appended(position)}
 
 

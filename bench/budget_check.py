@@ -46,9 +46,9 @@ def prepare(database_url: str) -> None:
     setup_database(settings)
     store = LedgerStore(database_url)
     ledger = Ledger(store, settings)
-    ledger.create_tenant(TENANT, "Bench", "system:bench")
-    ledger.create_org(TENANT, ORG, "Bench org", "system:bench")
-    ledger.register_client(TENANT, ORG, "bench", "system:bench", client_id=CLIENT, secret=SECRET)
+    ledger.identity.create_tenant(TENANT, "Bench", "system:bench")
+    ledger.identity.create_org(TENANT, ORG, "Bench org", "system:bench")
+    ledger.identity.register_client(TENANT, ORG, "bench", "system:bench", client_id=CLIENT, secret=SECRET)
     actor = Actor(TENANT, ORG, f"client:{CLIENT}", CLIENT)
     periods = ("daily", "weekly", "monthly", "quarterly", "yearly")
     scopes = (

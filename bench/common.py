@@ -152,9 +152,9 @@ def provision(database_url: str) -> tuple[str, str]:
     store = LedgerStore(database_url)
     try:
         ledger = Ledger(store, settings)
-        ledger.create_tenant("bench", "Bench", "bench")
-        ledger.create_org("bench", "main", "Main", "bench")
-        client = ledger.register_client("bench", "main", "bench agent", "bench")
+        ledger.identity.create_tenant("bench", "Bench", "bench")
+        ledger.identity.create_org("bench", "main", "Main", "bench")
+        client = ledger.identity.register_client("bench", "main", "bench agent", "bench")
         return client.client_id, client.client_secret
     finally:
         store.close()

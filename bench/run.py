@@ -148,7 +148,7 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
     """HTTP ingest of 1,000-event batches from several clients vs raw insert_events."""
     from eventsourcing.persistence import StoredEvent
 
-    from ledger.application import usage_stream
+    from ledger.usage.streams import usage_stream
     from ledger.codec import encode_event
     from ledger.usage.events import UsageRecorded
     from ledger.usage.rules import split_batch, validate_batch

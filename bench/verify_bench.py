@@ -27,9 +27,9 @@ from ledger.chain.hashes import PublicKey, generate_key_files
 from ledger.clock import SystemClock
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from ledger.chain.verify import verify_export
+from ledger.chain.export import verify_export
 from projections.db import make_engine
-from projections.ledger_chain import LedgerSnapshot, export_ledger, verify_database
+from projections.ledger_snapshot import LedgerSnapshot, export_ledger, verify_database
 from projections.registry import setup_database
 from tests.chain_support import append_events, seal
 

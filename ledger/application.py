@@ -1,84 +1,47 @@
-"""The ledger application: commands that check their rules and append events.
+"""The ledger application: one object composing the commands of every concept.
 
-Handlers call these; nothing else appends. Each command returns the ledger position it
-reached so that callers can read their own writes.
+Handlers and workers call `ledger.identity`, `ledger.keys`, `ledger.licensing`,
+`ledger.policies`, `ledger.docs_access`, `ledger.pricing`, `ledger.budgets`,
+`ledger.corrections`, `ledger.audit` and `ledger.record_usage`; each concept's commands live
+in `ledger/<concept>/commands.py` and append through the one Journal built here. Each
+command returns the ledger position it reached so that callers can read their own writes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
-from dataclasses import replace
 from uuid import UUID
 
-from ledger.errors import Conflict, NotFound, Unavailable
-from ledger.audit.events import AccessAttempted
-from ledger.events import LedgerEvent
-from ledger.identity.events import (
-    ClientDisabled,
-    ClientRegistered,
-    ClientSecretRotated,
-    OrganizationCreated,
-    TenantCreated,
-)
-from ledger.usage.events import Usage, UsageRecorded
-from ledger.identity.rules import (
-    Client,
-    check_id,
-    hash_secret,
-    new_client_id,
-    new_client_secret,
-)
+from ledger.actor import Actor
+from ledger.audit.commands import AuditCommands
+from ledger.budgets.commands import CostControls
+from ledger.docs_access.commands import DocsAccessCommands
+from ledger.errors import Conflict, Unavailable
+from ledger.identity.commands import IdentityCommands
+from ledger.journal import Journal
+from ledger.keys.commands import KeyCommands
+from ledger.licensing.commands import LicensingCommands
+from ledger.policies.commands import PolicyCommands
+from ledger.pricing.commands import PricingCommands
 from ledger.pricing.credits import CreditRateBook
-from ledger.usage.rules import split_batch, validate_batch
 from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
-from ledger.journal import Journal
-from ledger.store import LedgerStore, NewEvent, StreamConflict, stream_id
+from ledger.store import LedgerStore, NewEvent, StreamConflict
+from ledger.usage.corrections import UsageCorrections
+from ledger.usage.events import Usage, UsageRecorded
+from ledger.usage.rules import split_batch, validate_batch
+from ledger.usage.streams import usage_stream
+
+__all__ = ["Actor", "IngestResult", "Ledger", "usage_stream"]
 
 APPEND_ATTEMPTS = 3
-
-
-def tenant_stream(tenant_id: str) -> UUID:
-    return stream_id("tenant", tenant_id)
-
-
-def org_stream(tenant_id: str, org_id: str) -> UUID:
-    return stream_id("org", tenant_id, org_id)
-
-
-def client_stream(client_id: str) -> UUID:
-    return stream_id("client", client_id)
-
-
-def usage_stream(tenant_id: str, event_id: str) -> UUID:
-    return stream_id("usage", tenant_id, event_id)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting, within which tenant and organization."""
-
-    tenant_id: str
-    org_id: str
-    name: str  # e.g. "client:cli_123", "admin", "user:a@b.c"
-    client_id: str = ""
 
 
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
     duplicates: int
-    position: int
-
-
-@dataclass(frozen=True)
-class NewClient:
-    client_id: str
-    client_secret: str
-    tenant_id: str
-    org_id: str
-    name: str
     position: int
 
 
@@ -95,97 +58,24 @@ class Ledger:
         self.journal = Journal(store, settings.clock)
         self.price_book = price_book
         self.credit_rates = credit_rates
+        self.audit = AuditCommands(self.journal)
+        self.identity = IdentityCommands(self.journal, settings, self.audit)
+        self.keys = KeyCommands(self.journal, settings, self.audit)
+        self.licensing = LicensingCommands(self.journal, settings, self.audit, self.identity)
+        self.policies = PolicyCommands(self.journal, settings, self.audit, self.identity)
+        self.docs_access = DocsAccessCommands(self.journal, settings, self.audit)
+        self.pricing = PricingCommands(self.journal, settings)
+        self.corrections = UsageCorrections(self.journal, settings, self.audit, price_book)
+        self.budgets = CostControls(self)
 
     @property
     def now(self) -> datetime:
         return self.settings.clock.now()
 
-    # identity -----------------------------------------------------------------------
-    def create_tenant(self, tenant_id: str, name: str, actor: str) -> int:
-        check_id("tenant_id", tenant_id)
-        event = TenantCreated(tenant_id=tenant_id, recorded_at=self.now, actor=actor, name=name)
-        return self.journal.start_stream(tenant_stream(tenant_id), event, "TENANT_EXISTS", f"Tenant {tenant_id} already exists")
-
-    def create_org(self, tenant_id: str, org_id: str, name: str, actor: str) -> int:
-        check_id("org_id", org_id)
-        self.require_tenant(tenant_id)
-        event = OrganizationCreated(
-            tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor, name=name
-        )
-        return self.journal.start_stream(
-            org_stream(tenant_id, org_id), event, "ORG_EXISTS", f"Organization {org_id} already exists"
-        )
-
-    def register_client(
-        self, tenant_id: str, org_id: str, name: str, actor: str, client_id: str = "", secret: str = ""
-    ) -> NewClient:
-        """Register an agent client. Ids and secrets are generated unless given (demo, CLI)."""
-        self.require_org(tenant_id, org_id)
-        client_id = check_id("client_id", client_id) if client_id else new_client_id()
-        secret = secret or new_client_secret()
-        event = ClientRegistered(
-            tenant_id=tenant_id,
-            org_id=org_id,
-            recorded_at=self.now,
-            actor=actor,
-            client_id=client_id,
-            name=name,
-            secret_hash=hash_secret(secret, self.settings.secret_pepper),
-        )
-        position = self.journal.start_stream(client_stream(client_id), event, "CLIENT_EXISTS", f"Client {client_id} already exists")
-        return NewClient(client_id, secret, tenant_id, org_id, name, position)
-
-    def rotate_client_secret(self, client_id: str, actor: str) -> NewClient:
-        client = self.require_client(client_id)
-        secret = new_client_secret()
-        event = ClientSecretRotated(
-            tenant_id=client.tenant_id,
-            org_id=client.org_id,
-            recorded_at=self.now,
-            actor=actor,
-            client_id=client_id,
-            secret_hash=hash_secret(secret, self.settings.secret_pepper),
-        )
-        position = self.journal.extend_stream(client_stream(client_id), event, client.version)
-        return NewClient(client_id, secret, client.tenant_id, client.org_id, client.name, position)
-
-    def disable_client(self, client_id: str, actor: str) -> int:
-        client = self.require_client(client_id)
-        event = ClientDisabled(
-            tenant_id=client.tenant_id, org_id=client.org_id, recorded_at=self.now, actor=actor, client_id=client_id
-        )
-        return self.journal.extend_stream(client_stream(client_id), event, client.version)
-
-    def require_tenant(self, tenant_id: str) -> None:
-        if not self.store.stream(tenant_stream(tenant_id)):
-            raise NotFound("TENANT_NOT_FOUND", f"Tenant {tenant_id} not found")
-
-    def org_exists(self, tenant_id: str, org_id: str) -> bool:
-        return bool(self.store.stream(org_stream(tenant_id, org_id)))
-
-    def require_org(self, tenant_id: str, org_id: str) -> None:
-        self.require_tenant(tenant_id)
-        if not self.org_exists(tenant_id, org_id):
-            raise NotFound("ORG_NOT_FOUND", f"Organization {org_id} not found")
-
-    def find_client(self, client_id: str) -> Client | None:
-        """The client as its event stream says it is now (None when unknown)."""
-        client: Client | None = None
-        for recorded in self.store.stream(client_stream(client_id)):
-            event = recorded.event
-            if isinstance(event, ClientRegistered):
-                client = Client(event.client_id, event.tenant_id, event.org_id, event.name, event.secret_hash, False, recorded.version)
-            elif client is not None and isinstance(event, ClientSecretRotated):
-                client = replace(client, secret_hash=event.secret_hash, version=recorded.version)
-            elif client is not None and isinstance(event, ClientDisabled):
-                client = replace(client, disabled=True, version=recorded.version)
-        return client
-
-    def require_client(self, client_id: str) -> Client:
-        client = self.find_client(client_id)
-        if client is None:
-            raise NotFound("CLIENT_NOT_FOUND", f"Client {client_id} not found")
-        return client
+    @property
+    def cost_controls(self) -> CostControls:
+        """The budget commands under the name their callers use."""
+        return self.budgets
 
     # usage --------------------------------------------------------------------------
     def record_usage(self, actor: Actor, body: bytes) -> IngestResult:
@@ -240,38 +130,6 @@ class Ledger:
             )
         new = [(s, u) for s, u in streams.items() if s not in stored]
         return new, len(streams) - len(new)
-
-    # audit --------------------------------------------------------------------------
-    def record_access_attempt(
-        self,
-        tenant_id: str,
-        org_id: str,
-        actor: str,
-        action: str,
-        target: str,
-        outcome: str,
-        reason: str = "",
-        details: dict | None = None,
-    ) -> int:
-        event = AccessAttempted(
-            tenant_id=tenant_id,
-            org_id=org_id,
-            recorded_at=self.now,
-            actor=actor,
-            action=action,
-            target=target,
-            outcome=outcome,
-            reason=reason,
-            details=details,
-        )
-        return self.journal.record_fact(event)
-
-    # cost controls (ledger/budgets/commands.py) ---------------------------------------------
-    @property
-    def cost_controls(self):
-        from ledger.budgets.commands import CostControls
-
-        return CostControls(self)
 
 
 def _dedupe_within_batch(usages: list[Usage]) -> tuple[list[Usage], int]:

@@ -2,7 +2,8 @@
 
 Every command of every concept appends through a Journal: a new stream (`start_stream`),
 the next event of a stream (`extend_stream`), a one-off fact (`record_fact`) or a batch of
-new events (`append`). Each returns the ledger position it reached, so that callers can
+new events (`append`); `try_append` is for commands that decide themselves what a lost race
+means (draw another key, skip a duplicate record). Each returns the ledger position it reached, so that callers can
 read their own writes.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from uuid import UUID, uuid4
 
 from ledger.errors import Conflict
 from ledger.events import LedgerEvent
-from ledger.store import LedgerStore, NewEvent, StreamConflict
+from ledger.store import LedgerStore, NewEvent, Recorded, StreamConflict
 
 
 class Journal:
@@ -24,6 +25,13 @@ class Journal:
     @property
     def now(self) -> datetime:
         return self.clock.now()
+
+    def stream(self, stream: UUID) -> list[Recorded]:
+        """The events of one stream, oldest first (what commands fold their state from)."""
+        return self.store.stream(stream)
+
+    def last_in_stream(self, stream: UUID) -> Recorded | None:
+        return self.store.last_in_stream(stream)
 
     def append(self, new_events: Sequence[NewEvent]) -> list[int]:
         """Append atomically; StreamConflict when one of the streams moved on meanwhile."""
@@ -42,6 +50,13 @@ class Journal:
             return self.store.append_to_stream(stream, event, version)
         except StreamConflict as error:
             raise Conflict("CONCURRENT_UPDATE", "Changed by someone else meanwhile; retry") from error
+
+    def try_append(self, stream: UUID, event: LedgerEvent, version: int) -> int | None:
+        """The event after `version` of a stream; None when the stream moved on meanwhile."""
+        try:
+            return self.store.append_to_stream(stream, event, version)
+        except StreamConflict:
+            return None
 
     def record_fact(self, event: LedgerEvent) -> int:
         """A fact that belongs to no stream of its own (an access attempt, a delivery)."""

@@ -1,6 +1,6 @@
 """The admin audit log: one row per admin-relevant event, successes and failures alike.
 
-`AUDITED_EVENTS` maps an event type to the action name shown in the log; following a new
+`AUDITED_EVENTS` maps an event class to the action name shown in the log; following a new
 event type is one line there (the projection's schema version is derived from the
 mapping, so `usage-ledger migrate` replays the log when it changes). Failed or denied
 attempts arrive as AccessAttempted with their own action name. Details never include a
@@ -18,44 +18,69 @@ import msgspec
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, Text
 
 from ledger.audit.events import AccessAttempted
+from ledger.budgets.events import (
+    BudgetAlertDelivered,
+    BudgetAlertDeliveryFailed,
+    BudgetCreated,
+    BudgetDeleted,
+    BudgetThresholdCrossed,
+    BudgetUpdated,
+)
+from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.events import LedgerEvent
+from ledger.identity.events import (
+    ClientDisabled,
+    ClientRegistered,
+    ClientSecretRotated,
+    OrganizationCreated,
+    TenantCreated,
+    UserCreated,
+    UserLoggedIn,
+    UserLoggedOut,
+    UserPermissionsChanged,
+)
+from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked
+from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevoked
+from ledger.policies.events import PolicyCreated, PolicyDeleted, PolicyUpdated
+from ledger.pricing.events import ModelPriceSet
+from ledger.usage.events import UsageAmended, UsageVoided
 from ledger.store import Recorded
-from projections.framework import Projection
+from projections.framework import Projection, topics_of
 from projections.sql import insert_ignore
 from projections.usage import naive_utc
 
-AUDITED_EVENTS: dict[str, str] = {
-    "TenantCreated": "TENANT_CREATE",
-    "OrganizationCreated": "ORG_CREATE",
-    "ClientRegistered": "CLIENT_CREATE",
-    "ClientSecretRotated": "CLIENT_SECRET_ROTATE",
-    "ClientDisabled": "CLIENT_DISABLE",
-    "UserCreated": "USER_CREATE",
-    "UserPermissionsChanged": "USER_PERMISSIONS_CHANGE",
-    "UserLoggedIn": "USER_LOGIN",
-    "UserLoggedOut": "USER_LOGOUT",
-    "ApiKeyCreated": "API_KEY_CREATE",
-    "ApiKeyRevoked": "API_KEY_REVOKE",
-    "LicenseIssued": "LICENSE_ISSUE",
-    "LicenseReplaced": "LICENSE_REPLACE",
-    "LicenseRevoked": "LICENSE_REVOKE",
-    "PolicyCreated": "POLICY_CREATE",
-    "PolicyUpdated": "POLICY_UPDATE",
-    "PolicyDeleted": "POLICY_DELETE",
-    "DocsAccessGranted": "DOCS_ACCESS_GRANT",
-    "DocsAccessRevoked": "DOCS_ACCESS_REVOKE",
-    "UsageVoided": "USAGE_VOID",
-    "UsageAmended": "USAGE_AMEND",
-    "BudgetCreated": "BUDGET_CREATE",
-    "BudgetUpdated": "BUDGET_UPDATE",
-    "BudgetDeleted": "BUDGET_DELETE",
-    "BudgetThresholdCrossed": "BUDGET_THRESHOLD_CROSSED",
-    "BudgetAlertDelivered": "BUDGET_ALERT_DELIVERY",
-    "BudgetAlertDeliveryFailed": "BUDGET_ALERT_DELIVERY",
-    "ModelPriceSet": "PRICING_SET",
+AUDITED_EVENTS: dict[type[LedgerEvent], str] = {
+    TenantCreated: "TENANT_CREATE",
+    OrganizationCreated: "ORG_CREATE",
+    ClientRegistered: "CLIENT_CREATE",
+    ClientSecretRotated: "CLIENT_SECRET_ROTATE",
+    ClientDisabled: "CLIENT_DISABLE",
+    UserCreated: "USER_CREATE",
+    UserPermissionsChanged: "USER_PERMISSIONS_CHANGE",
+    UserLoggedIn: "USER_LOGIN",
+    UserLoggedOut: "USER_LOGOUT",
+    ApiKeyCreated: "API_KEY_CREATE",
+    ApiKeyRevoked: "API_KEY_REVOKE",
+    LicenseIssued: "LICENSE_ISSUE",
+    LicenseReplaced: "LICENSE_REPLACE",
+    LicenseRevoked: "LICENSE_REVOKE",
+    PolicyCreated: "POLICY_CREATE",
+    PolicyUpdated: "POLICY_UPDATE",
+    PolicyDeleted: "POLICY_DELETE",
+    DocsAccessGranted: "DOCS_ACCESS_GRANT",
+    DocsAccessRevoked: "DOCS_ACCESS_REVOKE",
+    UsageVoided: "USAGE_VOID",
+    UsageAmended: "USAGE_AMEND",
+    BudgetCreated: "BUDGET_CREATE",
+    BudgetUpdated: "BUDGET_UPDATE",
+    BudgetDeleted: "BUDGET_DELETE",
+    BudgetThresholdCrossed: "BUDGET_THRESHOLD_CROSSED",
+    BudgetAlertDelivered: "BUDGET_ALERT_DELIVERY",
+    BudgetAlertDeliveryFailed: "BUDGET_ALERT_DELIVERY",
+    ModelPriceSet: "PRICING_SET",
 }
 # Events whose outcome is not a success although they record what happened.
-FAILED_EVENTS = frozenset({"BudgetAlertDeliveryFailed"})
+FAILED_EVENTS: frozenset[type[LedgerEvent]] = frozenset({BudgetAlertDeliveryFailed})
 
 # What an entry is about: the first of these fields the event has (else its org, tenant).
 TARGET_FIELDS = ("key_id", "budget_id", "alert_id", "client_id", "email", "policy_id", "event_id", "instance_id")
@@ -72,7 +97,8 @@ def is_secret_field(name: str) -> bool:
 
 
 def _mapping_version() -> int:
-    digest = hashlib.sha256(json.dumps(sorted(AUDITED_EVENTS.items())).encode()).hexdigest()
+    mapping = sorted((event_class.__name__, action) for event_class, action in AUDITED_EVENTS.items())
+    digest = hashlib.sha256(json.dumps(mapping).encode()).hexdigest()
     return int(digest[:6], 16)
 
 
@@ -96,9 +122,9 @@ def audit_entry(position: int, event: LedgerEvent) -> dict | None:
         action, target, outcome = event.action, event.target, event.outcome
         details = _plain(event.details or {})
         reason = event.reason
-    elif event.type in AUDITED_EVENTS:
-        action, reason = AUDITED_EVENTS[event.type], ""
-        outcome = "failure" if event.type in FAILED_EVENTS else "success"
+    elif type(event) in AUDITED_EVENTS:
+        action, reason = AUDITED_EVENTS[type(event)], ""
+        outcome = "failure" if type(event) in FAILED_EVENTS else "success"
         fields = {f: getattr(event, f) for f in event.__struct_fields__ if f not in _BASE_FIELDS}
         if isinstance(fields.get("budget"), msgspec.Struct):  # budget terms: flatten for the log
             fields.update(msgspec.structs.asdict(fields.pop("budget")))
@@ -128,7 +154,7 @@ class AdminAuditProjection(Projection):
     def __init__(self, prefix: str = ""):
         super().__init__(prefix)
         self.version = _mapping_version()
-        self.topics = tuple(AUDITED_EVENTS) + ("AccessAttempted",)
+        self.topics = topics_of(*AUDITED_EVENTS, AccessAttempted)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.log = Table(

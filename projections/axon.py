@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData
 from ledger.clock import SystemClock
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
-from projections.framework import Projection
+from projections.framework import Projection, topics_of
 from projections.sql import upsert_replace
 from projections.usage import naive_utc
 
@@ -32,7 +32,7 @@ def is_axon_record(usage: Usage) -> bool:
 class AxonAuditProjection(Projection):
     name = "axon_audit"
     version = 1
-    topics = ("UsageRecorded", "UsageVoided", "UsageAmended")
+    topics = topics_of(UsageRecorded, UsageVoided, UsageAmended)
 
     def __init__(self, prefix: str = "", retention_days: int | None = None, clock: Any = None):
         super().__init__(prefix)

@@ -43,7 +43,7 @@ from ledger.pricing.credits import CreditRate, CreditRateBook, gauge_credits, is
 from ledger.pricing.events import CreditRateSet
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
-from projections.framework import Projection
+from projections.framework import Projection, topics_of
 from projections.sql import insert_ignore, upsert_replace
 from projections.usage import MILLI, NANO, naive_utc
 
@@ -68,7 +68,7 @@ def split_days(start: datetime, end: datetime):
 class CreditsProjection(Projection):
     name = "credits"
     version = 1
-    topics = ("UsageRecorded", "UsageVoided", "UsageAmended", "CreditRateSet")
+    topics = topics_of(UsageRecorded, UsageVoided, UsageAmended, CreditRateSet)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.rates = Table(

@@ -8,7 +8,7 @@ from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, an
 
 from ledger.identity.events import EntityRegistered
 from ledger.store import Recorded
-from projections.framework import Projection
+from projections.framework import Projection, topics_of
 from projections.sql import upsert_replace
 from projections.usage import naive_utc
 
@@ -16,7 +16,7 @@ from projections.usage import naive_utc
 class EntitiesProjection(Projection):
     name = "entities"
     version = 1
-    topics = ("EntityRegistered",)
+    topics = topics_of(EntityRegistered)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.entities = Table(

@@ -28,12 +28,12 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    func,
     select,
     update,
 )
 
 from ledger.errors import Unavailable
+from ledger.events import LedgerEvent
 from ledger.store import LedgerStore, Recorded, Stored, decode_notification
 from projections.sql import insert_ignore
 
@@ -59,8 +59,15 @@ projection_errors = Table(
 )
 
 
+def topics_of(*event_classes: type[LedgerEvent]) -> tuple[str, ...]:
+    """The stored topics of these event classes (a topic is the class name), so that a
+    projection names the classes it follows and a renamed class cannot drop silently."""
+    return tuple(cls.__name__ for cls in event_classes)
+
+
 class Projection:
-    """One read model. Subclasses set name, version, topics and implement define/apply."""
+    """One read model. Subclasses set name, version, topics (`topics_of(...)`) and
+    implement define/apply."""
 
     name: str = ""
     version: int = 1
@@ -390,8 +397,3 @@ class _Bounded:
 
     def read_window(self, after, stop, topics=()):
         return self._store.read_window(after, min(stop, self._stop), topics)
-
-
-
-def count_rows(conn: Connection, table: Table) -> int:
-    return conn.execute(select(func.count()).select_from(table)).scalar_one()

@@ -3,10 +3,10 @@ credits it includes, and the License Manager sync state (seed 003's `creditPool`
 `sync`).
 
 Fed by LicenseSynced / LicenseSyncFailed (workers/license_sync.py). Licences themselves
-(LicenseIssued, LicenseReplaced, LicenseRevoked) belong to the licence read model of the
-portal surface; this projection already subscribes to them by name and reads the fields
-it needs (`license_key`, `credits_included`) when those events exist, so that the sync
-job finds the keys of issued licences without further wiring.
+(LicenseIssued, LicenseReplaced, LicenseRevoked) belong to the licences read model
+(projections/licenses.py); this projection also follows them for the fields it needs
+(`license_key`, `credits_included`), so that the sync job finds the keys of issued
+licences.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Sequence
 
 from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Integer, MetaData, String, Table, select
 
-from ledger.licensing.events import LicenseSynced, LicenseSyncFailed
+from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevoked, LicenseSynced, LicenseSyncFailed
 from ledger.store import Recorded
-from projections.framework import Projection
+from projections.framework import Projection, topics_of
 from projections.sql import upsert_replace
 from projections.usage import naive_utc, to_nanos
 
@@ -29,7 +29,7 @@ CRITICAL_AFTER = timedelta(days=7)
 class LicenseSyncProjection(Projection):
     name = "license_sync"
     version = 1
-    topics = ("LicenseIssued", "LicenseReplaced", "LicenseRevoked", "LicenseSynced", "LicenseSyncFailed")
+    topics = topics_of(LicenseIssued, LicenseReplaced, LicenseRevoked, LicenseSynced, LicenseSyncFailed)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.licenses = Table(
@@ -63,19 +63,18 @@ class LicenseSyncProjection(Projection):
                     c.name: None for c in t.columns
                 } | {"tenant_id": e.tenant_id, "org_id": e.org_id, "revoked": False}
             row = rows[key]
-            kind = e.type
-            if kind in ("LicenseIssued", "LicenseReplaced"):
-                license_key = getattr(e, "license_key", None)
+            if isinstance(e, (LicenseIssued, LicenseReplaced)):
+                license_key = e.license_key
                 if license_key != row["license_key"]:
                     row.update(synced_at=None, last_failed_at=None, last_failure_code=None, last_failure_message=None,
                                synced_credits_nanos=None)
-                credits = getattr(e, "credits_included", None)
+                credits = e.credits_included
                 row.update(
                     license_key=license_key,
                     revoked=False,
                     issued_credits_nanos=None if credits is None else to_nanos(Decimal(credits)),
                 )
-            elif kind == "LicenseRevoked":
+            elif isinstance(e, LicenseRevoked):
                 row["revoked"] = True
             elif isinstance(e, LicenseSynced):
                 row.update(

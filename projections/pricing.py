@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData
 
 from ledger.pricing.events import ModelPriceSet
 from ledger.store import Recorded
-from projections.framework import Projection
+from projections.framework import Projection, topics_of
 from projections.sql import insert_ignore
 from projections.usage import naive_utc, to_nanos
 
@@ -18,7 +18,7 @@ from projections.usage import naive_utc, to_nanos
 class PricingProjection(Projection):
     name = "pricing"
     version = 1
-    topics = ("ModelPriceSet",)
+    topics = topics_of(ModelPriceSet)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.prices = Table(

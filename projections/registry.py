@@ -4,14 +4,12 @@ from __future__ import annotations
 from projections.framework import Projection
 from projections.admin_audit import AdminAuditProjection
 from projections.ledger_chain import SealingProjection
-from projections.portal import (
-    ApiKeysProjection,
-    DocsAccessProjection,
-    LicensesProjection,
-    NodeStatusProjection,
-    PoliciesProjection,
-    UsersProjection,
-)
+from projections.docs_access import DocsAccessProjection
+from projections.keys import ApiKeysProjection
+from projections.licenses import LicensesProjection
+from projections.nodes import NodeStatusProjection
+from projections.policies import PoliciesProjection
+from projections.users import UsersProjection
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
 from projections.budgets import BudgetStatusProjection
 from projections.pricing import PricingProjection

@@ -25,7 +25,7 @@ from ledger.chain.hashes import (
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.db import make_engine
-from projections.ledger_chain import verify_database
+from projections.ledger_snapshot import verify_database
 from projections.registry import setup_database
 from tests import chain_support as damage
 from tests.chain_support import append_events, seal, usage_event

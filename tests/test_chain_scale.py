@@ -9,7 +9,7 @@ import pytest
 from ledger.chain.hashes import PublicKey, generate_key_files
 from ledger.store import LedgerStore
 from projections.db import make_engine
-from projections.ledger_chain import verify_database
+from projections.ledger_snapshot import verify_database
 from projections.registry import setup_database
 from tests.chain_support import append_events, edit_state, seal
 from tests.conftest import make_settings

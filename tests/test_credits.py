@@ -178,7 +178,7 @@ def test_gauge_credits_do_not_depend_on_arrival_order(h, agent):
 
 
 def test_voiding_a_gauge_reading_merges_its_neighbours(h, agent):
-    from ledger.application import usage_stream
+    from ledger.usage.streams import usage_stream
     from ledger.usage.events import UsageRecorded, UsageVoided
     from ledger.store import NewEvent
 

@@ -36,10 +36,10 @@ def test_the_page_still_loads_when_the_database_cannot_be_asked(h, monkeypatch):
     """The script then finds out from /api/v1/auth/me and shows the service's error."""
     import api.dashboard
 
-    def unreachable():
+    def unreachable(token):
         raise OSError("database down")
 
-    monkeypatch.setattr(api.dashboard, "portal", unreachable)
+    monkeypatch.setattr(api.dashboard, "find_session", unreachable)
     h.http.set_cookie("ul_session", "some-token")
     response = h.http.get("/")
     assert response.status_code == 200 and 'data-session="unknown"' in response.get_data(as_text=True)

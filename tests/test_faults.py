@@ -19,7 +19,7 @@ from projections.usage import USAGE_PROJECTIONS, UsageTables
 from tests.conftest import PG_SERVER, Harness, basic, make_settings, usage
 from tests.processes import run_cli, start_cli, stop, wait_until
 from tests.tcp_proxy import TcpProxy
-from workers.projector import advisory_key
+from workers.leadership import advisory_key
 
 USAGE = UsageTables()
 

@@ -88,7 +88,7 @@ def test_an_export_verifies_on_a_machine_with_only_the_file_and_the_public_key(s
 
 
 def test_an_export_cut_short_or_with_lines_dropped_is_caught(sealed, tmp_path, key_file):
-    from ledger.chain.verify import verify_export
+    from ledger.chain.export import verify_export
 
     export = tmp_path / "ledger.jsonl"
     assert _cli(sealed.settings, "export-ledger", "--out", str(export)).exit_code == 0

@@ -2,7 +2,7 @@
 the original stays in the ledger."""
 from __future__ import annotations
 
-from ledger.application import usage_stream
+from ledger.usage.streams import usage_stream
 from tests.conftest import ADMIN_KEY, usage
 
 ADMIN = {"X-Admin-API-Key": ADMIN_KEY, "X-Tenant-ID": "acme", "X-Org-ID": "prod"}

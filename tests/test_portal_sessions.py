@@ -64,13 +64,13 @@ def test_a_wrong_password_and_an_unknown_email_answer_the_same_401(h, agent):
 
 def test_the_password_is_stored_with_a_slow_kdf_never_in_clear(h, agent):
     h.user("ada@acme.test")
-    from ledger.portal import Portal, user_stream
     from ledger.application import Ledger
+    from ledger.identity.commands import user_stream
 
     (created,) = h.store.stream(user_stream("ada@acme.test"))
     assert created.event.password_hash.startswith("scrypt$16384$")
     assert PASSWORD not in created.event.password_hash
-    assert Portal(Ledger(h.store, h.settings)).find_user("ada@acme.test").email == "ada@acme.test"
+    assert Ledger(h.store, h.settings).identity.find_user("ada@acme.test").email == "ada@acme.test"
 
 
 def test_me_answers_the_logged_in_user(h, agent):

@@ -10,10 +10,11 @@ from typing import Callable
 
 import msgspec
 
-from ledger.application import Actor, Ledger
+from ledger.actor import Actor
+from ledger.application import Ledger
 from ledger.budgets.commands import period_bounds
 from ledger.errors import Conflict
-from ledger.portal import LicenseTerms, Portal
+from ledger.licensing.rules import LicenseTerms
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 
@@ -48,14 +49,14 @@ def load_demo(
             ("acme", "Acme Corp", (("acme-prod", "Production"), ("acme-research", "Research"))),
             ("globex", "Globex", (("globex-main", "Main"),)),
         ):
-            _ignore_existing(lambda: ledger.create_tenant(tenant_id, name, "system:demo"))
+            _ignore_existing(lambda: ledger.identity.create_tenant(tenant_id, name, "system:demo"))
             for org_id, org_name in orgs:
-                _ignore_existing(lambda: ledger.create_org(tenant_id, org_id, org_name, "system:demo"))
-        if ledger.find_client(DEMO_CLIENT_ID) is None:
-            ledger.register_client("acme", "acme-prod", "Demo agent", "system:demo",
+                _ignore_existing(lambda: ledger.identity.create_org(tenant_id, org_id, org_name, "system:demo"))
+        if ledger.identity.find_client(DEMO_CLIENT_ID) is None:
+            ledger.identity.register_client("acme", "acme-prod", "Demo agent", "system:demo",
                                    client_id=DEMO_CLIENT_ID, secret=DEMO_CLIENT_SECRET)
-        if ledger.find_client("globex-agent") is None:
-            ledger.register_client(
+        if ledger.identity.find_client("globex-agent") is None:
+            ledger.identity.register_client(
                 "globex", "globex-main", "Globex agent", "system:demo", client_id="globex-agent", secret="globex-secret"
             )
         rng = random.Random(42)
@@ -159,11 +160,9 @@ ENTITY_NAMES = {
 
 def _demo_credits(ledger: Ledger, settings: Settings, days: int) -> None:
     """Names for the demo apps and users, daily storage levels and agent runs (seed 003)."""
-    from ledger.pricing.credits import register_entity
-
     for (kind, entity_id), (name, owner, display) in ENTITY_NAMES.items():
-        _ignore_existing(lambda: register_entity(
-            ledger, "acme", entity_id, kind, name, "system:demo",
+        _ignore_existing(lambda: ledger.identity.register_entity(
+            "acme", entity_id, kind, name, "system:demo",
             slug=entity_id if kind == "app" else None, owner_id=owner, display_name=display,
         ))
     rng = random.Random(7)
@@ -201,19 +200,18 @@ def _demo_portal(ledger: Ledger, settings: Settings, month_spend: dict[str, Deci
     """What the dashboard shows beyond usage: a portal admin to log in with, acme-prod's
     licence, its nodes' heartbeats, and budgets in each state (ok, warning, exceeded).
     Each is created only when missing, so running the demo again adds nothing twice."""
-    portal = Portal(ledger)
-    if portal.find_user(DEMO_USER_EMAIL) is None:
-        portal.create_user("acme", "acme-prod", DEMO_USER_EMAIL, DEMO_USER_PASSWORD, DEMO_USER_PERMISSIONS, "system:demo")
-    licence = portal.find_license("acme", "acme-prod")
+    if ledger.identity.find_user(DEMO_USER_EMAIL) is None:
+        ledger.identity.create_user("acme", "acme-prod", DEMO_USER_EMAIL, DEMO_USER_PASSWORD, DEMO_USER_PERMISSIONS, "system:demo")
+    licence = ledger.licensing.find_license("acme", "acme-prod")
     if licence is None or not licence.active:
         expires = (settings.clock.now() + timedelta(days=365)).replace(hour=0, minute=0, second=0, microsecond=0)
-        portal.issue_license(
+        ledger.licensing.issue_license(
             "acme", "acme-prod", LicenseTerms("Enterprise", 10, expires, credits_included=Decimal(250_000)), "system:demo"
         )
     actor = Actor("acme", "acme-prod", f"client:{DEMO_CLIENT_ID}", DEMO_CLIENT_ID)
     nodes = [(f"agent-{n:02d}", "agent") for n in range(1, 7)] + [("orchestrator-01", "orchestrator")]
     for instance_id, instance_type in nodes:  # active for NODE_ACTIVE_WINDOW_SECONDS after loading
-        portal.record_heartbeat(
+        ledger.licensing.record_heartbeat(
             actor, instance_id, instance_type, hostname=f"{instance_id}.acme.internal", port=8080,
             host_info={"os": "linux", "version": "1.4.2"},
         )

@@ -15,6 +15,7 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ledger.settings import Settings
+from workers.leadership import Leadership
 
 log = logging.getLogger("usage_ledger.jobs")
 
@@ -42,8 +43,6 @@ def all_jobs(settings: Settings) -> list[Job]:
 
 
 def start_scheduler(settings: Settings, jobs: list[Job]) -> BackgroundScheduler:
-    from workers.projector import Leadership
-
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in jobs:
         leadership = Leadership(settings, f"job:{job.name}")

@@ -25,7 +25,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from ledger.application import Ledger
-from ledger.pricing.credits import LicenseTerms, record_license_sync_failed, record_license_synced
+from ledger.licensing.rules import ReportedLicense
 from ledger.errors import Unavailable
 from ledger.settings import Settings
 from ledger.store import LedgerStore
@@ -70,7 +70,7 @@ def license_keys_to_sync(settings: Settings, engine: Engine) -> list[LicenseRef]
     return [refs[k] for k in sorted(refs)]
 
 
-def fetch_license(base_url: str, token: str | None, license_key: str, timeout: float = TIMEOUT_SECONDS) -> LicenseTerms:
+def fetch_license(base_url: str, token: str | None, license_key: str, timeout: float = TIMEOUT_SECONDS) -> ReportedLicense:
     """The licence as the License Manager reports it; SyncFailure with a code otherwise."""
     url = f"{base_url.rstrip('/')}/api/v1/licenses/{urllib.parse.quote(license_key, safe='')}"
     headers = {"Accept": "application/json", "User-Agent": "usage-ledger-license-sync"}
@@ -92,7 +92,7 @@ def fetch_license(base_url: str, token: str | None, license_key: str, timeout: f
     return parse_terms(body, license_key)
 
 
-def parse_terms(body: bytes, license_key: str) -> LicenseTerms:
+def parse_terms(body: bytes, license_key: str) -> ReportedLicense:
     try:
         data = json.loads(body)
         if not isinstance(data, dict):
@@ -102,7 +102,7 @@ def parse_terms(body: bytes, license_key: str) -> LicenseTerms:
         credits = data.get("credits_included")
         expires = data.get("expires_at")
         nodes = data.get("nodes_total")
-        terms = LicenseTerms(
+        terms = ReportedLicense(
             tier=None if data.get("tier") is None else str(data["tier"]),
             nodes_total=None if nodes is None else int(nodes),
             credits_included=None if credits is None else Decimal(str(credits)),
@@ -122,7 +122,7 @@ def sync_licenses(
     settings: Settings,
     store: LedgerStore | None = None,
     engine: Engine | None = None,
-    fetch: Callable[[str, str | None, str], LicenseTerms] | None = None,
+    fetch: Callable[[str, str | None, str], ReportedLicense] | None = None,
 ) -> list[SyncOutcome]:
     """One pass over every licence key; one event per licence."""
     if not settings.license_manager_url:
@@ -138,13 +138,13 @@ def sync_licenses(
             try:
                 terms = fetch(settings.license_manager_url, settings.license_manager_token, ref.license_key)
             except SyncFailure as failure:
-                position = record_license_sync_failed(
-                    ledger, ref.tenant_id, ref.org_id, ref.license_key, failure.code, failure.message, failure.http_status
+                position = ledger.licensing.record_sync_failed(
+                    ref.tenant_id, ref.org_id, ref.license_key, failure.code, failure.message, failure.http_status
                 )
                 log.warning("licence sync failed", extra={"fields": {"org_id": ref.org_id, "code": failure.code}})
                 outcomes.append(SyncOutcome(ref.tenant_id, ref.org_id, ref.license_key, False, failure.code, failure.message, position))
                 continue
-            position = record_license_synced(ledger, ref.tenant_id, ref.org_id, ref.license_key, terms)
+            position = ledger.licensing.record_synced(ref.tenant_id, ref.org_id, ref.license_key, terms)
             outcomes.append(SyncOutcome(ref.tenant_id, ref.org_id, ref.license_key, True, None, "synced", position))
         return outcomes
     finally:

@@ -1,11 +1,7 @@
 """Audit events (stored topic = class name; never rename one)."""
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
-
-import msgspec
 
 from ledger.events import LedgerEvent
 

@@ -108,10 +108,6 @@ def format_signed_at(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_signed_at(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-
-
 def checkpoint_message(position: int, entry_hash_hex: str, signed_at: str, key_id: str) -> bytes:
     """What a checkpoint signature covers: a fixed prefix, then sorted compact JSON."""
     body = json.dumps(

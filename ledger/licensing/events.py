@@ -5,8 +5,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import msgspec
-
 from ledger.events import LedgerEvent
 
 

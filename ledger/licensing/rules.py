@@ -1,13 +1,92 @@
-"""Licence and node-capacity rules (seed 000): pure functions of the terms, the count of
-active nodes and the current time, so every boundary is easy to test with a fixed clock."""
+"""Licence, heartbeat and node-capacity rules (seed 000): pure functions of the terms, the
+count of active nodes and the current time, so every boundary is easy to test with a
+fixed clock."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from ledger.errors import Invalid
+from ledger.identity.rules import EXTERNAL_ID
+from ledger.usage.rules import MAX_METADATA_DEPTH, json_depth
 
 TIERS = ("Developer", "Professional", "Enterprise", "Plus")
 EXPIRING_SOON_WITHIN = timedelta(days=30)
 CAUTION_PERCENT = 80
 WARNING_PERCENT = 90
+INSTANCE_TYPES = ("agent", "orchestrator")
+MAX_HOST_INFO_BYTES = 8 * 1024
+LICENSE_SYNC_FAILURE_CODES = ("lm_unreachable", "lm_unavailable", "license_not_recognized", "lm_error")
+
+
+@dataclass(frozen=True)
+class LicenseTerms:
+    """The terms an organization's licence is issued (or replaced) with."""
+
+    tier: str
+    nodes_total: int
+    expires_at: datetime
+    credits_included: Decimal | None = None
+    license_key: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "nodes_total": self.nodes_total,
+            "expires_at": self.expires_at,
+            "credits_included": self.credits_included,
+            "license_key": self.license_key,
+        }
+
+
+@dataclass(frozen=True)
+class License:
+    tenant_id: str
+    org_id: str
+    tier: str
+    nodes_total: int
+    expires_at: datetime
+    credits_included: Decimal | None
+    license_key: str | None
+    active: bool
+    version: int
+
+
+@dataclass(frozen=True)
+class ReportedLicense:
+    """What the License Manager answered for one licence key (every field may be missing)."""
+
+    tier: str | None
+    nodes_total: int | None
+    credits_included: Decimal | None
+    expires_at: datetime | None
+    status: str | None
+
+
+def check_terms(terms: LicenseTerms) -> None:
+    if terms.tier not in TIERS:
+        raise Invalid("VALIDATION_FAILED", f"tier must be one of {', '.join(TIERS)}", field="tier")
+    if not isinstance(terms.nodes_total, int) or not 1 <= terms.nodes_total <= 1_000_000:
+        raise Invalid("VALIDATION_FAILED", "nodes_total must be an integer from 1 to 1,000,000", field="nodes_total")
+    if terms.expires_at.tzinfo is None:
+        raise Invalid("VALIDATION_FAILED", "expires_at needs a time zone offset", field="expires_at")
+    if terms.credits_included is not None and (not terms.credits_included.is_finite() or terms.credits_included < 0):
+        raise Invalid("VALIDATION_FAILED", "credits_included must be a number ≥ 0", field="credits_included")
+
+
+def check_heartbeat(instance_id: str, instance_type: str, host_info: dict[str, Any] | None) -> None:
+    if not EXTERNAL_ID.match(instance_id or ""):
+        raise Invalid("VALIDATION_FAILED", "instance_id must be 1-128 characters of [A-Za-z0-9._:-]", field="instance_id")
+    if instance_type not in INSTANCE_TYPES:
+        raise Invalid("VALIDATION_FAILED", "instance_type must be agent or orchestrator", field="instance_type")
+    if host_info is not None and len(msgspec.json.encode(host_info)) > MAX_HOST_INFO_BYTES:
+        raise Invalid("VALIDATION_FAILED", "host_info must be at most 8 KiB of JSON", field="host_info")
+    if host_info is not None and json_depth(host_info) > MAX_METADATA_DEPTH:
+        raise Invalid("VALIDATION_FAILED", f"host_info must be nested at most {MAX_METADATA_DEPTH} levels deep", field="host_info")
 
 
 def percentage(used: int, total: int) -> float | int:
