@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ledger.budgets.commands import period_bounds
+from ledger.budgets.rules import period_bounds
 
 UTC = timezone.utc
 

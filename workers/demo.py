@@ -11,7 +11,7 @@ from typing import Callable
 import msgspec
 
 from ledger.application import Actor, Ledger
-from ledger.budgets.commands import period_bounds
+from ledger.budgets.rules import period_bounds
 from ledger.errors import Conflict
 from ledger.portal import LicenseTerms, Portal
 from ledger.settings import Settings
