@@ -1,9 +1,11 @@
-"""Budgets of the cost controls surface (seed 002, SPEC.md §5.2): CRUD, the pre-flight
-check, status and alerts. Basic client auth; the tenant comes from the credentials,
-X-Org-ID picks an org of the tenant, X-User-ID is recorded as the author of writes.
+"""Budgets of the cost controls surface: CRUD, the pre-flight check, status and alerts.
+The handlers decode (`api.budget_schemas`), call the commands and rules of
+`ledger.budgets` and the budget queries, and encode with `projections.budget_views`.
 
-Reads (list, one budget, status, alerts) also accept a portal session with
-permission.billing.manage, so the dashboard reads budgets like any other client."""
+Basic client auth; the tenant comes from the credentials, X-Org-ID picks an org of the
+tenant, X-User-ID is recorded as the author of writes. Reads (list, one budget, status,
+alerts) also accept a portal session with permission.billing.manage, so the dashboard
+reads budgets like any other client."""
 from __future__ import annotations
 
 import os

@@ -1,5 +1,5 @@
-"""Budgets of seed 002 (SPEC.md §5.2) on both backends: CRUD with its defaults, the
-pre-flight check, period status, tenant isolation."""
+"""Budgets on both backends: CRUD with its defaults, the pre-flight check, period status,
+tenant isolation."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
