@@ -4,27 +4,14 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable, Iterator, Sequence
 
 from flask import Response, stream_with_context
 
 from ledger.errors import Invalid
+from projections.wire import money, timestamp  # noqa: F401  (shared with the webhooks)
 
-_SIX = Decimal("0.000001")
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def money(value: Decimal) -> float:
-    return float(value.quantize(_SIX, rounding=ROUND_HALF_EVEN))
-
-
-def timestamp(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def day_start(day: date) -> datetime:

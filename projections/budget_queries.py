@@ -6,9 +6,10 @@ the one spend row of its current period (a primary-key lookup), never raw events
 from __future__ import annotations
 
 from datetime import datetime
+
 from sqlalchemy import Connection, case, func, literal, or_, select
 
-from ledger.budgets.commands import PERIODS, period_bounds
+from ledger.budgets.rules import period_starts
 from projections.budgets import BudgetStatusProjection
 from projections.framework import projection_positions
 from projections.usage import naive_utc
@@ -47,7 +48,8 @@ def list_budgets(
 
 
 def current_period_starts(now: datetime) -> dict[str, datetime]:
-    return {period: naive_utc(period_bounds(period, now)[0]) for period in PERIODS}
+    """Every period kind's current start, as the read model stores it (naive UTC)."""
+    return {period: naive_utc(start) for period, start in period_starts(now).items()}
 
 
 def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:

@@ -1,5 +1,5 @@
-"""Threshold alerts (SPEC.md §5.2): raised once per budget, period and threshold, also
-across replays and rebuilds; delivered to webhooks with a signature, retried with backoff.
+"""Threshold alerts: raised once per budget, period and threshold, also across replays and
+rebuilds; delivered to webhooks with a signature, retried with backoff.
 The alerts job is driven directly with the injected clock; nothing sleeps."""
 from __future__ import annotations
 
@@ -222,6 +222,11 @@ def test_a_webhook_that_fails_twice_is_retried_with_backoff_and_delivered(h, age
         assert payload["attempt"] == attempt
         assert payload["alert_id"] == alert["alert_id"] == headers["X-Usage-Ledger-Delivery"]
         assert (payload["budget_id"], payload["threshold"], payload["used"], payload["limit"]) == ("b", 50, 60, 100)
+        # the webhook sends the alert as the API shows it, plus whose it is and the attempt
+        assert set(payload) - set(alert) == {"type", "attempt", "tenant_id", "org_id"}
+        assert {k: v for k, v in alert.items() if k in payload} == {k: v for k, v in payload.items() if k in alert}
+        assert set(alert) - set(payload) == {"raised", "delivery_status", "delivery_attempts", "last_attempt_at",
+                                             "next_attempt_at", "delivered_at", "last_error"}
     assert flaky_receiver.requests[0][0][TIMESTAMP_HEADER] == str(int(clock.now().timestamp()) - 90)
 
 

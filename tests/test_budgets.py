@@ -1,5 +1,5 @@
-"""Budgets of seed 002 (SPEC.md §5.2) on both backends: CRUD with its defaults, the
-pre-flight check, period status, tenant isolation."""
+"""Budgets on both backends: CRUD with its defaults, the pre-flight check, period status,
+tenant isolation."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -496,3 +496,32 @@ def test_the_check_snapshot_is_refreshed_for_min_position(h, author, agent):
     h.project()
     fresh = h.http.post(f"/api/v1/budgets/check?min_position={position}", json={"org_id": "prod"}, headers=agent)
     assert fresh.json["allowed"] is False and int(fresh.headers["X-Ledger-Position"]) >= position
+
+
+@pytest.mark.parametrize("unit", ["usd", "credits"])
+def test_at_exactly_100_percent_the_check_refuses_and_the_status_says_exceeded(h, author, agent, unit):
+    limit = {"limit_usd": 100} if unit == "usd" else {"limit_usd": None, "unit": "credits", "limit_credits": 100}
+    create(h, author, id="full", name="Full", on_exceed="block", **limit)
+    spend = {"cost_usd": "99.5", "credits": "99.5"}
+    h.post_events(agent, [usage("most", **spend)])
+    h.project()
+    if unit == "usd":  # a request that fits exactly is allowed
+        assert check(h, agent, estimated_cost_usd=0.5).json == {"allowed": True}
+    assert check(h, agent).json == {"allowed": True}
+    assert h.http.get("/api/v1/budgets/full/status", headers=agent).json["status"] == "warning"
+    h.post_events(agent, [usage("rest", cost_usd="0.5", credits="0.5")])
+    h.project()
+    status = h.http.get("/api/v1/budgets/full/status", headers=agent).json
+    assert (status["used"], status["limit"], status["percentage"], status["status"]) == (100, 100, 100, "exceeded")
+    assert status["remaining"] == 0 and status["thresholds_crossed"] == [50, 80, 100]
+    assert check(h, agent).json == {
+        "allowed": False,
+        "action": "block",
+        "budget_id": "full",
+        "budget_name": "Full",
+        f"used_{unit}": 100,
+        f"limit_{unit}": 100,
+        "percentage": 100,
+        "message": "Budget exceeded",
+    }
+    assert check(h, agent, estimated_cost_usd=0).json["allowed"] is False

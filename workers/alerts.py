@@ -21,16 +21,18 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.application import Ledger
 from ledger.budgets.commands import CostControls
+from ledger.budgets.rules import as_utc
 from ledger.budgets.events import BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetThresholdCrossed
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections import budget_queries as q
-from projections.budgets import from_basis_points
+from projections.budget_rows import from_basis_points
+from projections.budget_views import alert_json
 from projections.db import make_engine
 from projections.usage import from_nanos
 
@@ -185,10 +187,6 @@ class BudgetAlerts:
         return "failed"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
 def threshold_event(row: dict, now: datetime) -> BudgetThresholdCrossed:
     return BudgetThresholdCrossed(
         tenant_id=row["tenant_id"],
@@ -199,39 +197,27 @@ def threshold_event(row: dict, now: datetime) -> BudgetThresholdCrossed:
         budget_id=row["budget_id"],
         budget_name=row["budget_name"],
         period=row["period"],
-        period_start=_aware(row["period_start"]),
-        period_end=_aware(row["period_end"]),
+        period_start=as_utc(row["period_start"]),
+        period_end=as_utc(row["period_end"]),
         unit=row["unit"],
         threshold=from_basis_points(row["threshold_bp"]).normalize(),
         percentage=from_basis_points(row["percentage_bp"]),
         used=from_nanos(row["used_nanos"]),
         limit=from_nanos(row["limit_nanos"]),
-        crossed_at=_aware(row["crossed_at"]),
+        crossed_at=as_utc(row["crossed_at"]),
         webhook_url=row["webhook_url"],
     )
 
 
 def webhook_payload(row: dict, attempt: int) -> dict[str, Any]:
-    def number(value):
-        return int(value) if value == value.to_integral_value() else float(value)
-
+    """What the webhook receives: the alert as the API shows it, plus whose it is and which
+    attempt this is."""
     return {
         "type": "budget.threshold_crossed",
-        "alert_id": row["alert_id"],
         "attempt": attempt,
         "tenant_id": row["tenant_id"],
         "org_id": row["org_id"],
-        "budget_id": row["budget_id"],
-        "budget_name": row["budget_name"],
-        "threshold": number(from_basis_points(row["threshold_bp"])),
-        "percentage": number(from_basis_points(row["percentage_bp"])),
-        "unit": row["unit"],
-        "used": float(from_nanos(row["used_nanos"])),
-        "limit": float(from_nanos(row["limit_nanos"])),
-        "period": row["period"],
-        "period_start": _aware(row["period_start"]).isoformat().replace("+00:00", "Z"),
-        "period_end": _aware(row["period_end"]).isoformat().replace("+00:00", "Z"),
-        "created_at": _aware(row["crossed_at"]).isoformat().replace("+00:00", "Z"),
+        **alert_json(row),
     }
 
 

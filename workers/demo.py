@@ -12,7 +12,7 @@ import msgspec
 
 from ledger.actor import Actor
 from ledger.application import Ledger
-from ledger.budgets.commands import period_bounds
+from ledger.budgets.rules import period_bounds
 from ledger.errors import Conflict
 from ledger.licensing.rules import LicenseTerms
 from ledger.settings import Settings

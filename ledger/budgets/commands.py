@@ -1,5 +1,6 @@
-"""Cost controls on the write side: budget rules, budget periods and the commands that
-append budget, pricing and alert events (SPEC.md §5.2).
+"""Cost controls on the write side: checking a budget's terms, and the commands that
+append budget, pricing and alert events. The budget rules themselves (periods, scopes,
+exceeded, the check's decision) are pure functions in `ledger.budgets.rules`.
 
 Budgets are event streams (`stream_id("budget", tenant, budget_id)`), so a duplicate id is
 a stream conflict. A threshold alert lives in the stream of its (tenant, budget, period
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -29,74 +30,26 @@ from ledger.budgets.events import (
     BudgetUpdated,
 )
 from ledger.pricing.events import ModelPriceSet
-from ledger.usage.events import Usage
 from ledger.identity.rules import check_id
+from ledger.budgets.rules import ON_EXCEED, PERIODS, SCOPES, UNITS, as_utc, sorted_thresholds
 from ledger.store import StreamConflict, stream_id
 
 if TYPE_CHECKING:
     from ledger.application import Actor, Ledger
 
-SCOPES = ("organization", "team", "agent", "workflow", "user", "app")
-PERIODS = ("daily", "weekly", "monthly", "quarterly", "yearly")
-ON_EXCEED = ("warn", "block", "downgrade")
-UNITS = ("usd", "credits")
 DEFAULT_THRESHOLDS = (Decimal(50), Decimal(80), Decimal(100))
 MAX_THRESHOLDS = 20
 MAX_LIMIT = Decimal(10) ** 12
-HUNDRED = Decimal(100)
 EDITABLE = (
     "name", "scope", "scope_id", "unit", "limit", "period", "on_exceed", "alert_thresholds",
     "enabled", "webhook_url", "downgrade_model",
 )
-# the usage attribute that each scope's scope_id is compared with
-SCOPE_ATTRIBUTES = {"team": "team_id", "agent": "agent_id", "workflow": "workflow_id", "user": "user_id", "app": "app_id"}
 _SCOPE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
-# periods ------------------------------------------------------------------------------
-def period_bounds(period: str, moment: datetime) -> tuple[datetime, datetime]:
-    """The [start, end) of the UTC period containing `moment`; weeks start on Monday (ISO)."""
-    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "daily":
-        return day, day + timedelta(days=1)
-    if period == "weekly":
-        start = day - timedelta(days=day.weekday())
-        return start, start + timedelta(days=7)
-    if period == "monthly":
-        start = day.replace(day=1)
-        return start, _add_months(start, 1)
-    if period == "quarterly":
-        start = day.replace(day=1, month=(day.month - 1) // 3 * 3 + 1)
-        return start, _add_months(start, 3)
-    if period == "yearly":
-        start = day.replace(day=1, month=1)
-        return start, start.replace(year=start.year + 1)
-    raise ValueError(f"unknown period {period!r}")
-
-
-def _add_months(first_of_month: datetime, months: int) -> datetime:
-    index = first_of_month.month - 1 + months
-    return first_of_month.replace(year=first_of_month.year + index // 12, month=index % 12 + 1)
-
-
-def usage_scopes(usage: Usage) -> list[tuple[str, str]]:
-    """The (scope, scope_id) pairs whose budgets a usage event counts against."""
-    pairs = [("organization", "")]
-    for scope, attribute in SCOPE_ATTRIBUTES.items():
-        value = getattr(usage, attribute)
-        if value:
-            pairs.append((scope, value))
-    return pairs
-
-
-def percentage(used: Decimal, limit: Decimal) -> Decimal:
-    return used * HUNDRED / limit if limit else Decimal(0)
-
-
+# streams ------------------------------------------------------------------------------
 def alert_stream(tenant_id: str, budget_id: str, period_start: datetime, threshold: Decimal) -> UUID:
-    start = period_start.astimezone(timezone.utc) if period_start.tzinfo else period_start.replace(tzinfo=timezone.utc)
-    return stream_id("budget-alert", tenant_id, budget_id, start.isoformat(), str(threshold.normalize()))
+    return stream_id("budget-alert", tenant_id, budget_id, as_utc(period_start).isoformat(), str(threshold.normalize()))
 
 
 def delivery_stream(alert_id: str) -> UUID:
@@ -167,7 +120,7 @@ def check_terms(terms: dict[str, Any], org_id: str) -> BudgetTerms:
     for t in thresholds:
         if not Decimal(0) < t <= Decimal(1000) or t != t.quantize(Decimal("0.01")):
             raise _invalid("alert_thresholds", "values must be percentages above 0 and at most 1000, with at most 2 decimals")
-    thresholds = tuple(sorted({t.normalize() for t in thresholds}))
+    thresholds = sorted_thresholds(thresholds)
     webhook_url = terms.get("webhook_url") or None
     if webhook_url is not None:
         parsed = urlparse(webhook_url)
