@@ -11,7 +11,7 @@ from typing import Callable
 from dataclasses import replace
 from uuid import UUID
 
-from ledger.errors import Conflict, NotFound, Unavailable
+from ledger.errors import NotFound
 from ledger.audit.events import AccessAttempted
 from ledger.events import LedgerEvent
 from ledger.identity.events import (
@@ -21,7 +21,6 @@ from ledger.identity.events import (
     OrganizationCreated,
     TenantCreated,
 )
-from ledger.usage.events import Usage, UsageRecorded
 from ledger.identity.rules import (
     Client,
     check_id,
@@ -30,13 +29,11 @@ from ledger.identity.rules import (
     new_client_secret,
 )
 from ledger.pricing.credits import CreditRateBook
-from ledger.usage.rules import split_batch, validate_batch
+from ledger.usage.commands import UsageCommands, usage_stream  # noqa: F401 (usage_stream is re-exported)
 from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
 from ledger.journal import Journal
-from ledger.store import LedgerStore, NewEvent, StreamConflict, stream_id
-
-APPEND_ATTEMPTS = 3
+from ledger.store import LedgerStore, stream_id
 
 
 def tenant_stream(tenant_id: str) -> UUID:
@@ -51,10 +48,6 @@ def client_stream(client_id: str) -> UUID:
     return stream_id("client", client_id)
 
 
-def usage_stream(tenant_id: str, event_id: str) -> UUID:
-    return stream_id("usage", tenant_id, event_id)
-
-
 @dataclass(frozen=True)
 class Actor:
     """Who is acting, within which tenant and organization."""
@@ -63,13 +56,6 @@ class Actor:
     org_id: str
     name: str  # e.g. "client:cli_123", "admin", "user:a@b.c"
     client_id: str = ""
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    accepted: int
-    duplicates: int
-    position: int
 
 
 @dataclass(frozen=True)
@@ -95,6 +81,7 @@ class Ledger:
         self.journal = Journal(store, settings.clock)
         self.price_book = price_book
         self.credit_rates = credit_rates
+        self.usage = UsageCommands(self.journal, settings, price_book, credit_rates)
 
     @property
     def now(self) -> datetime:
@@ -187,60 +174,6 @@ class Ledger:
             raise NotFound("CLIENT_NOT_FOUND", f"Client {client_id} not found")
         return client
 
-    # usage --------------------------------------------------------------------------
-    def record_usage(self, actor: Actor, body: bytes) -> IngestResult:
-        """Validate every item, then append the new ones atomically (SPEC.md §3 batch rules)."""
-        items = split_batch(body)
-        usages = validate_batch(
-            items,
-            client_id=actor.client_id,
-            now=self.now,
-            backdating_days=self.settings.backdating_days,
-            prices=self.price_book(),
-            credit_rates=self.credit_rates(),
-        )
-        fresh, duplicates = _dedupe_within_batch(usages)
-        streams = {usage_stream(actor.tenant_id, u.event_id): u for u in fresh}
-        for _ in range(APPEND_ATTEMPTS):
-            new, stored_duplicates = self._not_yet_stored(streams)
-            if not new:
-                return IngestResult(0, duplicates + stored_duplicates, self.store.max_position())
-            now = self.now
-            try:
-                positions = self.store.append(
-                    [
-                        NewEvent(
-                            stream,
-                            1,
-                            UsageRecorded(
-                                tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=now, actor=actor.name, usage=u
-                            ),
-                        )
-                        for stream, u in new
-                    ]
-                )
-            except StreamConflict:
-                continue  # a concurrent writer stored some of these ids first: look again
-            return IngestResult(len(new), duplicates + stored_duplicates, max(positions))
-        raise Unavailable("INGEST_CONTENDED", "Too many concurrent writers for the same event ids; retry")
-
-    def _not_yet_stored(self, streams: dict[UUID, Usage]) -> tuple[list[tuple[UUID, Usage]], int]:
-        """The usages whose streams hold nothing yet; 409 when a stored one differs."""
-        stored = self.store.first_events(streams)
-        conflicts = sorted(
-            u.event_id
-            for s, u in streams.items()
-            if s in stored and stored[s].usage.body_sha256 != u.body_sha256  # type: ignore[attr-defined]
-        )
-        if conflicts:
-            raise Conflict(
-                "IDEMPOTENCY_CONFLICT",
-                "These event ids were already recorded with different content: " + ", ".join(conflicts),
-                event_ids=conflicts,
-            )
-        new = [(s, u) for s, u in streams.items() if s not in stored]
-        return new, len(streams) - len(new)
-
     # audit --------------------------------------------------------------------------
     def record_access_attempt(
         self,
@@ -272,26 +205,3 @@ class Ledger:
         from ledger.budgets.commands import CostControls
 
         return CostControls(self)
-
-
-def _dedupe_within_batch(usages: list[Usage]) -> tuple[list[Usage], int]:
-    seen: dict[str, Usage] = {}
-    conflicts: set[str] = set()
-    duplicates = 0
-    for usage in usages:
-        earlier = seen.get(usage.event_id)
-        if earlier is None:
-            seen[usage.event_id] = usage
-        elif earlier.body_sha256 == usage.body_sha256:
-            duplicates += 1
-        else:
-            conflicts.add(usage.event_id)
-    if conflicts:
-        ids = sorted(conflicts)
-        raise Conflict(
-            "IDEMPOTENCY_CONFLICT",
-            "These event ids appear more than once with different content: " + ", ".join(ids),
-            event_ids=ids,
-        )
-    return list(seen.values()), duplicates
-

@@ -33,7 +33,7 @@ from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
 from ledger.licensing.events import HeartbeatReceived, LicenseIssued, LicenseReplaced, LicenseRevoked
 from ledger.policies.events import PolicyCreated, PolicyDeleted, PolicyUpdated
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
-from ledger.usage.rules import MAX_METADATA_DEPTH, json_depth, validate_batch
+from ledger.usage.rules import MAX_METADATA_DEPTH, amended, json_depth
 from ledger.licensing.rules import TIERS
 from ledger.identity.passwords import dummy_hash, hash_password, password_matches
 from ledger.store import NewEvent, StreamConflict, stream_id
@@ -62,7 +62,6 @@ AMENDABLE_FIELDS = frozenset(
         "policies_evaluated", "policy_violations", "success", "metadata",
     }
 )
-_PRICING_INPUTS = frozenset({"llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens"})
 
 
 # streams --------------------------------------------------------------------------------
@@ -675,7 +674,9 @@ class Portal:
                     f"These fields cannot be amended: {', '.join(refused)}",
                     field="fields", fields=refused,
                 )
-            current = self._revalidate(state.usage, fields)
+            current = amended(
+                state.usage, fields, backdating_days=self.settings.backdating_days, prices=self.ledger.price_book()
+            )
             event = UsageAmended(
                 tenant_id=actor.tenant_id, org_id=state.org_id, recorded_at=self.now, actor=actor.name,
                 event_id=event_id, reason=reason, fields=fields, previous=state.usage, current=current,
@@ -698,28 +699,6 @@ class Portal:
             return self.store.append_to_stream(usage_stream(actor.tenant_id, event_id), event, version)
         except StreamConflict:
             raise Conflict("CONCURRENT_UPDATE", f"Usage event {event_id} changed meanwhile; retry") from None
-
-    def _revalidate(self, usage: Usage, fields: dict[str, Any]) -> Usage:
-        """Apply the replaced fields to the current facts and run the ingest rules again.
-        Totals, success and cost that followed from replaced inputs are derived anew."""
-        base = msgspec.to_builtins(usage)
-        for derived in ("client_id", "unpriced", "body_sha256"):
-            base.pop(derived, None)
-        if {"prompt_tokens", "completion_tokens"} & set(fields) and "total_tokens" not in fields:
-            base.pop("total_tokens", None)
-        if _PRICING_INPUTS & set(fields) and "cost_usd" not in fields:
-            base.pop("cost_usd", None)
-        if "http_status_code" in fields and "success" not in fields:
-            base.pop("success", None)
-        base.update(fields)
-        base = {k: v for k, v in base.items() if v is not None}
-        items = [msgspec.Raw(msgspec.json.encode(base))]
-        # the event keeps its occurred_at, so the backdating window is measured from it
-        (amended,) = validate_batch(
-            items, client_id=usage.client_id, now=usage.occurred_at, backdating_days=self.settings.backdating_days,
-            prices=self.ledger.price_book(),
-        )
-        return msgspec.structs.replace(amended, body_sha256=usage.body_sha256)
 
 
 def _terms(terms: LicenseTerms) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""Usage ingest bodies, decoded at the edge: JSON bytes in, typed `UsageIn` items out.
+
+A body is one event object or {"events": [...]}. This is the hot path, so it decodes with
+msgspec rather than marshmallow (about 40× cheaper per event): each item is decoded into
+`UsageIn`, whose declared types and bounds msgspec checks as it goes. An item that does
+not decode becomes its `ItemError`, so the rules can name every bad item in one answer.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from ledger.errors import Invalid, TooLarge
+from ledger.usage.rules import MAX_BATCH_EVENTS, MAX_BODY_BYTES, ItemError, UsageIn, type_error
+
+
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+_item_decoder = msgspec.json.Decoder(UsageIn)
+_batch_decoder = msgspec.json.Decoder(_Batch)
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def decode_usage_body(body: bytes) -> list[UsageIn | ItemError]:
+    """The items of an ingest body, in order; 413 or 422 for a body that is not one."""
+    return [decode_item(index, raw) for index, raw in enumerate(split_batch(body))]
+
+
+def split_batch(body: bytes) -> list[msgspec.Raw]:
+    """A body is one event object or {"events": [...]}; returns the raw items."""
+    if len(body) > MAX_BODY_BYTES:
+        raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        top = _object_decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise Invalid("MALFORMED_JSON", f"Request body is not a JSON object: {error}") from error
+    if "events" not in top:
+        return [msgspec.Raw(body)]
+    try:
+        items = _batch_decoder.decode(body).events
+    except (msgspec.ValidationError, RecursionError) as error:
+        raise Invalid("VALIDATION_FAILED", f"Invalid batch: {error}") from error
+    if not items:
+        raise Invalid("VALIDATION_FAILED", "A batch needs at least one event")
+    if len(items) > MAX_BATCH_EVENTS:
+        raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(items)}")
+    return items
+
+
+def decode_item(index: int, raw: msgspec.Raw | bytes) -> UsageIn | ItemError:
+    try:
+        return _item_decoder.decode(raw)
+    except msgspec.ValidationError as error:
+        return type_error(index, _event_id_of(raw), str(error))
+    except (msgspec.DecodeError, RecursionError) as error:
+        return ItemError(index, None, None, f"Malformed or too deeply nested JSON: {error}")
+
+
+def _event_id_of(raw: msgspec.Raw | bytes) -> str | None:
+    """The item's event_id when it has a readable one, to name the item in errors."""
+    try:
+        candidate = _object_decoder.decode(raw).get("event_id")
+        event_id = None if candidate is None else msgspec.json.decode(candidate)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return event_id if isinstance(event_id, str) else None
