@@ -1,4 +1,5 @@
-"""Usage ingest bodies, decoded at the edge: JSON bytes in, typed `UsageIn` items out.
+"""The usage wire format: ingest bodies decoded into typed `UsageIn` items, and usage
+rows encoded as JSON and CSV values.
 
 A body is one event object or {"events": [...]}. This is the hot path, so it decodes with
 msgspec rather than marshmallow (about 40× cheaper per event): each item is decoded into
@@ -7,10 +8,14 @@ not decode becomes its `ItemError`, so the rules can name every bad item in one 
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import msgspec
 
+from api.formats import money, timestamp
 from ledger.errors import Invalid, TooLarge
 from ledger.usage.rules import MAX_BATCH_EVENTS, MAX_BODY_BYTES, ItemError, UsageIn, type_error
+from projections.usage import FIELD_COLUMNS, MILLI, from_nanos
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,3 +70,44 @@ def _event_id_of(raw: msgspec.Raw | bytes) -> str | None:
     except (msgspec.DecodeError, RecursionError):
         return None
     return event_id if isinstance(event_id, str) else None
+
+
+# reading --------------------------------------------------------------------------------
+def _quantity(milli: int) -> float:
+    return float(milli / MILLI)
+
+
+def _money(nanos: int) -> float:
+    return money(from_nanos(nanos))
+
+
+_JSON_VALUES: dict[str, Callable[[Any], Any]] = {  # stored form → JSON, for fields not shown as stored
+    "occurred_at": timestamp,
+    "quantity": _quantity,
+    "cost_usd": _money,
+    "credits": _money,
+    "unpriced": bool,
+    "success": bool,
+}
+_LEADING = ("event_id", "event_type", "occurred_at")  # the order clients know, then Usage's order
+_JSON_FIELDS = (*_LEADING, *(f for f in FIELD_COLUMNS if f not in _LEADING and f != "metadata"))
+_JSON_SHAPE = tuple((f, FIELD_COLUMNS[f], _JSON_VALUES.get(f)) for f in _JSON_FIELDS)
+
+
+def usage_event_json(row: dict) -> dict:
+    """A usage_events row as JSON: every kept Usage field but metadata, when it was
+    recorded (created_at) and its ledger position."""
+    out: dict[str, Any] = {}
+    for field, column, to_json in _JSON_SHAPE:
+        value = row[column]
+        out[field] = value if to_json is None or value is None else to_json(value)
+        if field == "occurred_at":
+            out["created_at"] = timestamp(row["recorded_at"])
+    out["position"] = row["position"]
+    return out
+
+
+def usage_csv_row(row: dict, header: tuple[str, ...]) -> list:
+    """A usage_events row as the CSV values of `header` (names as in usage_event_json)."""
+    shown = usage_event_json(row)
+    return [shown[name] for name in header]
