@@ -1,4 +1,4 @@
-"""Usage ingest: judge every item, then append the new ones atomically (SPEC.md §3 batch rules).
+"""Usage ingest: judge every item, then append the new ones atomically (the batch rules of ingest).
 
 Each usage event has its own stream keyed by (tenant, event_id), so a repeated event id is
 a duplicate when its content matches what is stored and a conflict (409) when it does not.

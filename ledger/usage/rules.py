@@ -1,4 +1,4 @@
-"""Ingest rules for usage events (SPEC.md §3): validate and normalize typed input items.
+"""Ingest rules for usage events: validate and normalize typed input items.
 
 The edge decodes a request into `UsageIn` items (msgspec checks each field's type and
 bounds as it decodes, which keeps the hot path cheap); the rules below decide the rest and
