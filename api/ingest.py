@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from api.auth import authenticate
 from api.consistency import appended
 from api.services import services
+from api.usage_codec import decode_usage_body
 from ledger.errors import TooLarge
 from ledger.usage.rules import MAX_BODY_BYTES
 
@@ -57,7 +58,7 @@ def post_events():
     principal = authenticate("client", "key", scope="write:logs")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
-    body = request.get_data(cache=False)
-    result = services().ledger.record_usage(principal.as_actor(), body)
+    items = decode_usage_body(request.get_data(cache=False))
+    result = services().ledger.usage.record(principal.as_actor(), items)
     appended(result.position)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "position": result.position}, 202

@@ -12,9 +12,10 @@ from api.auth import Principal, authenticate
 from api.consistency import reflect
 from api.formats import csv_response, day_start, money, parse_moment, timestamp
 from api.services import services
+from api.usage_codec import usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
 from projections import usage_queries as q
-from projections.usage import MILLI, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
+from projections.usage import USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
@@ -108,7 +109,7 @@ def get_usage(args):
             "granularity": "raw",
             "start_date": start.date().isoformat(),
             "end_date": (end - timedelta(days=1)).date().isoformat(),
-            "data": [_event_json(r) for r in rows],
+            "data": [usage_event_json(r) for r in rows],
             "next_cursor": _encode_cursor(rows[-1]) if more else None,
             "position": position,
         }
@@ -190,53 +191,11 @@ def export_usage(args):
 def _raw_csv_rows(engine, scope, start, end):
     with engine.connect() as conn:
         for r in q.stream_events(conn, scope, start, end, limit=None):
-            yield [
-                r["event_id"], r["event_type"], r["instance_id"], r["instance_type"], r["http_method"], r["http_path"],
-                r["http_status_code"], r["llm_provider"], r["llm_model"], r["prompt_tokens"], r["completion_tokens"],
-                r["total_tokens"], money(from_nanos(r["cost_nanos"])), r["latency_ms"], r["policies_evaluated"],
-                r["policy_violations"], timestamp(r["recorded_at"]),
-            ]
+            yield usage_csv_row(r, RAW_CSV_HEADER)
 
 
 def _cents(nanos: int) -> str:
     return format((from_nanos(nanos) * 100).quantize(from_nanos(1000)).normalize(), "f")
-
-
-def _event_json(r: dict) -> dict:
-    return {
-        "event_id": r["event_id"],
-        "event_type": r["event_type"],
-        "occurred_at": timestamp(r["occurred_at"]),
-        "created_at": timestamp(r["recorded_at"]),
-        "client_id": r["client_id"],
-        "operation": r["operation"],
-        "resource_type": r["resource_type"],
-        "quantity": None if r["quantity_milli"] is None else float(r["quantity_milli"] / MILLI),
-        "instance_id": r["instance_id"],
-        "instance_type": r["instance_type"],
-        "user_id": r["user_id"],
-        "team_id": r["team_id"],
-        "agent_id": r["agent_id"],
-        "workflow_id": r["workflow_id"],
-        "app_id": r["app_id"],
-        "knowledge_base_id": r["knowledge_base_id"],
-        "http_method": r["http_method"],
-        "http_path": r["http_path"],
-        "http_status_code": r["http_status_code"],
-        "llm_provider": r["llm_provider"],
-        "llm_model": r["llm_model"],
-        "prompt_tokens": r["prompt_tokens"],
-        "completion_tokens": r["completion_tokens"],
-        "total_tokens": r["total_tokens"],
-        "latency_ms": r["latency_ms"],
-        "cost_usd": money(from_nanos(r["cost_nanos"])),
-        "unpriced": bool(r["unpriced"]),
-        "credits": None if r["credits_nanos"] is None else money(from_nanos(r["credits_nanos"])),
-        "policies_evaluated": r["policies_evaluated"],
-        "policy_violations": r["policy_violations"],
-        "success": bool(r["success"]),
-        "position": r["position"],
-    }
 
 
 def _encode_cursor(row: dict) -> str:

@@ -13,7 +13,7 @@ from api.consistency import reflect
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
 from api.formats import day_start, money, parse_moment, timestamp
 from api.services import services
-from api.usage import _event_json as event_json
+from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
 from projections import usage_analytics_queries as q
 from projections.usage import from_nanos
@@ -125,7 +125,7 @@ def usage_records(args):
         rows = q.records(conn, scope, start, end, filters, args["limit"] + 1, args["offset"])
     more = len(rows) > args["limit"]
     return {
-        "records": [event_json(r) for r in rows[: args["limit"]]],
+        "records": [usage_event_json(r) for r in rows[: args["limit"]]],
         "limit": args["limit"],
         "offset": args["offset"],
         "has_more": more,

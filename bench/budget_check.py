@@ -38,6 +38,7 @@ def prepare(database_url: str) -> None:
     from ledger.application import Actor, Ledger
     from ledger.settings import Settings
     from ledger.store import LedgerStore
+    from ledger.usage.rules import UsageIn
     from projections.db import make_engine
     from projections.framework import catch_up
     from projections.registry import all_projections, setup_database
@@ -73,7 +74,7 @@ def prepare(database_url: str) -> None:
              "occurred_at": (now - timedelta(minutes=i)).isoformat()}
             for i in range(1000)
         ]
-        ledger.record_usage(actor, msgspec.json.encode({"events": events}))
+        ledger.usage.record(actor, msgspec.convert(events, list[UsageIn]))
     engine = make_engine(database_url, writer=True)
     for projection in all_projections():
         catch_up(engine, store, projection)

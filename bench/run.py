@@ -49,6 +49,7 @@ def record(name: str, figure: float, unit: str, baseline: float | None = None, b
 # --- ledger filling -------------------------------------------------------------------
 def fill_ledger(url: str, count: int, prefix: str, combos: int = 160) -> None:
     """Append `count` usage events straight through the ledger application in batches of 1,000."""
+    from api.usage_codec import decode_usage_body
     from ledger.application import Actor, Ledger
     from ledger.settings import Settings
     from ledger.store import LedgerStore
@@ -63,7 +64,7 @@ def fill_ledger(url: str, count: int, prefix: str, combos: int = 160) -> None:
     try:
         for b in range(batches):
             events = event_dicts(1000, f"{prefix}{b}", now, days=30 - b * step, span=step, seed=b, combos=combos)
-            ledger.record_usage(actor, dumps({"events": events}))
+            ledger.usage.record(actor, decode_usage_body(dumps({"events": events})))
             if b % 100 == 0:
                 print(f"  filled {b * 1000}/{count}", file=sys.stderr, flush=True)
     finally:
@@ -151,7 +152,8 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
     from ledger.usage.streams import usage_stream
     from ledger.codec import encode_event
     from ledger.usage.events import UsageRecorded
-    from ledger.usage.rules import split_batch, validate_batch
+    from api.usage_codec import decode_usage_body
+    from ledger.usage.rules import validate_items
     from ledger.pricing.prices import PriceBook
     from ledger.store import LedgerStore
 
@@ -181,7 +183,7 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
         store = LedgerStore(url)
         stored_batches = []
         for body in bodies:
-            usages = validate_batch(split_batch(body), client_id="bench", now=utcnow(), backdating_days=40, prices=PriceBook())
+            usages = validate_items(decode_usage_body(body), client_id="bench", now=utcnow(), backdating_days=40, prices=PriceBook())
             stored_batches.append([
                 StoredEvent(usage_stream("bench", u.event_id), 1, "UsageRecorded",
                             encode_event(UsageRecorded(tenant_id="bench", org_id="main", recorded_at=now, actor="b", usage=u)))

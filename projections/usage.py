@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
-from operator import add, neg
-from typing import Callable, Sequence
+from operator import add, attrgetter, neg
+from typing import Any, Callable, Sequence
 
 import msgspec
 from sqlalchemy import (
@@ -104,7 +105,80 @@ def dims_key(dims: tuple) -> uuid.UUID:
     return uuid.UUID(bytes=hashlib.blake2b("\x1f".join(dims).encode(), digest_size=16).digest())
 
 
-USAGE_TOPICS = ("UsageRecorded", "UsageVoided", "UsageAmended")
+USAGE_EVENTS = (UsageRecorded, UsageVoided, UsageAmended)
+USAGE_TOPICS = tuple(e.__name__ for e in USAGE_EVENTS)  # the stored topic is the class name
+
+
+@dataclass(frozen=True)
+class UsageColumn:
+    """How a Usage field is kept in usage_events."""
+
+    type: Any
+    nullable: bool = True
+    name: str = ""  # the column, when it is not named like the field
+    store: Callable[[Any], Any] | None = None  # the value → its stored form (None stays None)
+
+
+def _milli(value: Decimal) -> int:
+    return int(value * MILLI)
+
+
+def _json_text(value: dict) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+# Every Usage field, keyed by name; usage_events holds them in Usage's order after the
+# envelope columns (tenant_id, org_id, position, recorded_at). A field not listed is not kept.
+USAGE_COLUMNS: dict[str, UsageColumn] = {
+    "event_id": UsageColumn(String(128), nullable=False),
+    "occurred_at": UsageColumn(DateTime, nullable=False, store=naive_utc),
+    "event_type": UsageColumn(String(64), nullable=False),
+    "client_id": UsageColumn(String(64), nullable=False),
+    "operation": UsageColumn(String(32)),
+    "resource_type": UsageColumn(String(32)),
+    "quantity": UsageColumn(BigInteger, name="quantity_milli", store=_milli),
+    "instance_id": UsageColumn(String(128)),
+    "instance_type": UsageColumn(String(256)),
+    "user_id": UsageColumn(String(128)),
+    "team_id": UsageColumn(String(128)),
+    "agent_id": UsageColumn(String(128)),
+    "workflow_id": UsageColumn(String(128)),
+    "app_id": UsageColumn(String(128)),
+    "knowledge_base_id": UsageColumn(String(128)),
+    "http_method": UsageColumn(String(16)),
+    "http_path": UsageColumn(Text),
+    "http_status_code": UsageColumn(Integer),
+    "llm_provider": UsageColumn(String(256)),
+    "llm_model": UsageColumn(String(256)),
+    "prompt_tokens": UsageColumn(BigInteger, nullable=False),
+    "completion_tokens": UsageColumn(BigInteger, nullable=False),
+    "total_tokens": UsageColumn(BigInteger, nullable=False),
+    "latency_ms": UsageColumn(BigInteger),
+    "cost_usd": UsageColumn(BigInteger, nullable=False, name="cost_nanos", store=to_nanos),
+    "unpriced": UsageColumn(Boolean, nullable=False),
+    "credits": UsageColumn(BigInteger, name="credits_nanos", store=to_nanos),
+    "policies_evaluated": UsageColumn(BigInteger, nullable=False),
+    "policy_violations": UsageColumn(BigInteger, nullable=False),
+    "success": UsageColumn(Boolean, nullable=False),
+    "metadata": UsageColumn(Text, name="metadata_json", store=_json_text),
+}
+STORED_FIELDS = tuple(f.name for f in msgspec.structs.fields(Usage) if f.name in USAGE_COLUMNS)
+"""The Usage fields usage_events keeps, in Usage's order."""
+FIELD_COLUMNS = {f: USAGE_COLUMNS[f].name or f for f in STORED_FIELDS}
+"""Usage field → its usage_events column."""
+ENVELOPE_COLUMNS = ("tenant_id", "org_id", "position", "recorded_at")
+EVENT_COLUMNS = (*ENVELOPE_COLUMNS, *FIELD_COLUMNS.values())
+_stored_values = attrgetter(*STORED_FIELDS)
+_conversions = tuple((i, USAGE_COLUMNS[f].store) for i, f in enumerate(STORED_FIELDS) if USAGE_COLUMNS[f].store)
+
+
+def event_row(event, position: int, u: Usage) -> tuple:
+    """One usage_events row, in the order of EVENT_COLUMNS."""
+    values = list(_stored_values(u))
+    for i, store in _conversions:
+        if values[i] is not None:
+            values[i] = store(values[i])
+    return (event.tenant_id, event.org_id, position, naive_utc(event.recorded_at), *values)
 
 
 def usage_events_table(metadata: MetaData, prefix: str = "") -> Table:
@@ -112,40 +186,13 @@ def usage_events_table(metadata: MetaData, prefix: str = "") -> Table:
         f"{prefix}usage_events",
         metadata,
         Column("tenant_id", String(64), primary_key=True),
-        Column("event_id", String(128), primary_key=True),
         Column("org_id", String(64), nullable=False),
         Column("position", BigInteger, nullable=False),
-        Column("occurred_at", DateTime, nullable=False),
         Column("recorded_at", DateTime, nullable=False),
-        Column("client_id", String(64), nullable=False),
-        Column("event_type", String(64), nullable=False),
-        Column("operation", String(32)),
-        Column("resource_type", String(32)),
-        Column("quantity_milli", BigInteger),
-        Column("instance_id", String(128)),
-        Column("instance_type", String(256)),
-        Column("user_id", String(128)),
-        Column("team_id", String(128)),
-        Column("agent_id", String(128)),
-        Column("workflow_id", String(128)),
-        Column("app_id", String(128)),
-        Column("knowledge_base_id", String(128)),
-        Column("http_method", String(16)),
-        Column("http_path", Text),
-        Column("http_status_code", Integer),
-        Column("llm_provider", String(256)),
-        Column("llm_model", String(256)),
-        Column("prompt_tokens", BigInteger, nullable=False),
-        Column("completion_tokens", BigInteger, nullable=False),
-        Column("total_tokens", BigInteger, nullable=False),
-        Column("latency_ms", BigInteger),
-        Column("cost_nanos", BigInteger, nullable=False),
-        Column("unpriced", Boolean, nullable=False),
-        Column("credits_nanos", BigInteger),
-        Column("policies_evaluated", BigInteger, nullable=False),
-        Column("policy_violations", BigInteger, nullable=False),
-        Column("success", Boolean, nullable=False),
-        Column("metadata_json", Text),
+        *[
+            Column(FIELD_COLUMNS[f], USAGE_COLUMNS[f].type, nullable=USAGE_COLUMNS[f].nullable, primary_key=f == "event_id")
+            for f in STORED_FIELDS
+        ],
         Index(f"ix_{prefix}usage_events_org_time", "tenant_id", "org_id", "occurred_at", "position"),
         Index(f"ix_{prefix}usage_events_client_time", "tenant_id", "org_id", "client_id", "occurred_at"),
     )
@@ -169,9 +216,9 @@ class UsageEventsProjection(Projection):
             if isinstance(event, UsageRecorded):
                 key = (event.tenant_id, event.usage.event_id)
                 new.add(key)
-                rows[key] = _event_row(event, recorded.position, event.usage)
+                rows[key] = event_row(event, recorded.position, event.usage)
             elif isinstance(event, UsageAmended):
-                rows[(event.tenant_id, event.event_id)] = _event_row(event, recorded.position, event.current)
+                rows[(event.tenant_id, event.event_id)] = event_row(event, recorded.position, event.current)
             elif isinstance(event, UsageVoided):
                 rows[(event.tenant_id, event.event_id)] = None
         for tenant_id, event_id in (key for key, row in rows.items() if row is None):
@@ -295,84 +342,4 @@ def _measures(u: Usage) -> tuple[int, ...]:
         u.policies_evaluated,
         u.policy_violations,
         int((u.quantity or 0) * MILLI),
-    )
-
-
-EVENT_COLUMNS = (
-    "tenant_id",
-    "event_id",
-    "org_id",
-    "position",
-    "occurred_at",
-    "recorded_at",
-    "client_id",
-    "event_type",
-    "operation",
-    "resource_type",
-    "quantity_milli",
-    "instance_id",
-    "instance_type",
-    "user_id",
-    "team_id",
-    "agent_id",
-    "workflow_id",
-    "app_id",
-    "knowledge_base_id",
-    "http_method",
-    "http_path",
-    "http_status_code",
-    "llm_provider",
-    "llm_model",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "latency_ms",
-    "cost_nanos",
-    "unpriced",
-    "credits_nanos",
-    "policies_evaluated",
-    "policy_violations",
-    "success",
-    "metadata_json",
-)
-
-
-def _event_row(event, position: int, u: Usage) -> tuple:
-    """One usage_events row, in the order of EVENT_COLUMNS."""
-    return (
-        event.tenant_id,
-        u.event_id,
-        event.org_id,
-        position,
-        naive_utc(u.occurred_at),
-        naive_utc(event.recorded_at),
-        u.client_id,
-        u.event_type,
-        u.operation,
-        u.resource_type,
-        None if u.quantity is None else int(u.quantity * MILLI),
-        u.instance_id,
-        u.instance_type,
-        u.user_id,
-        u.team_id,
-        u.agent_id,
-        u.workflow_id,
-        u.app_id,
-        u.knowledge_base_id,
-        u.http_method,
-        u.http_path,
-        u.http_status_code,
-        u.llm_provider,
-        u.llm_model,
-        u.prompt_tokens,
-        u.completion_tokens,
-        u.total_tokens,
-        u.latency_ms,
-        to_nanos(u.cost_usd),
-        u.unpriced,
-        None if u.credits is None else to_nanos(u.credits),
-        u.policies_evaluated,
-        u.policy_violations,
-        u.success,
-        None if u.metadata is None else msgspec.json.encode(u.metadata).decode(),
     )

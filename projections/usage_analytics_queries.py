@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
-from projections.usage_queries import USAGE, Scope, _where
+from projections.usage_queries import USAGE, Scope, in_scope
 
 GROUPS = {
     "provider": ("provider",),
@@ -44,7 +44,7 @@ def breakdown(conn: Connection, scope: Scope, start: datetime, end: datetime, gr
     table = USAGE.daily if group_by == "day" or (_day_aligned(start) and _day_aligned(end)) else USAGE.hourly
     keys = [table.c[k] for k in GROUPS[group_by]]
     sums = [func.sum(table.c[m]).label(m) for m in BREAKDOWN_MEASURES]
-    query = select(*keys, *sums).where(_where(table, scope, start, end, "bucket")).group_by(*keys)
+    query = select(*keys, *sums).where(in_scope(table, scope, start, end, "bucket")).group_by(*keys)
     rows = [dict(r) for r in conn.execute(query).mappings()]
     for row in rows:
         for m in BREAKDOWN_MEASURES:
@@ -61,7 +61,7 @@ def records(
 ) -> list[dict]:
     """Newest first; `limit` rows from `offset`."""
     t = USAGE.events
-    query = select(t).where(_where(t, scope, start, end, "occurred_at"))
+    query = select(t).where(in_scope(t, scope, start, end, "occurred_at"))
     for name, value in filters.items():
         query = query.where(t.c[RECORD_FILTERS[name]] == value)
     query = query.order_by(t.c.occurred_at.desc(), t.c.position.desc()).limit(limit).offset(offset)

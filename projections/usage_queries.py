@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Iterator
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -22,7 +21,8 @@ class Scope:
     client_id: str | None = None
 
 
-def _where(table, scope: Scope, start: datetime, end: datetime, time_column: str):
+def in_scope(table, scope: Scope, start: datetime, end: datetime, time_column: str):
+    """Rows of the scope whose `time_column` falls in [start, end)."""
     conditions = [table.c.tenant_id == scope.tenant_id, table.c[time_column] >= start, table.c[time_column] < end]
     if scope.org_id is not None:
         conditions.append(table.c.org_id == scope.org_id)
@@ -43,7 +43,7 @@ def summary(conn: Connection, scope: Scope, start: datetime, end: datetime) -> d
         table = _rollup("daily" if day_aligned else "hourly")
     sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in MEASURES]
     rows = conn.execute(
-        select(table.c.event_type, *sums).where(_where(table, scope, start, end, "bucket")).group_by(table.c.event_type)
+        select(table.c.event_type, *sums).where(in_scope(table, scope, start, end, "bucket")).group_by(table.c.event_type)
     ).mappings().all()
     totals = dict.fromkeys(MEASURES, 0)
     event_types: dict[str, int] = {}
@@ -73,7 +73,7 @@ def aggregates(conn: Connection, scope: Scope, start: datetime, end: datetime, g
     sums = [func.sum(table.c[m]).label(m) for m in MEASURES]
     rows = conn.execute(
         select(table.c.event_type, table.c.bucket, *sums)
-        .where(_where(table, scope, start, end, "bucket"))
+        .where(in_scope(table, scope, start, end, "bucket"))
         .group_by(table.c.event_type, table.c.bucket)
         .order_by(table.c.bucket, table.c.event_type)
     ).mappings()
@@ -102,7 +102,7 @@ def raw_page(
 ) -> list[dict]:
     """Newest first, keyset-paginated by (occurred_at, position)."""
     t = USAGE.events
-    query = select(t).where(_where(t, scope, start, end, "occurred_at"))
+    query = select(t).where(in_scope(t, scope, start, end, "occurred_at"))
     if after is not None:
         moment, position = after
         query = query.where(or_(t.c.occurred_at < moment, and_(t.c.occurred_at == moment, t.c.position < position)))
@@ -115,7 +115,7 @@ def stream_events(conn: Connection, scope: Scope, start: datetime, end: datetime
     t = USAGE.events
     result = conn.execution_options(stream_results=True, yield_per=2000).execute(
         select(t)
-        .where(_where(t, scope, start, end, "occurred_at"))
+        .where(in_scope(t, scope, start, end, "occurred_at"))
         .order_by(t.c.occurred_at.desc(), t.c.position.desc())
         .limit(limit)
     )
@@ -125,7 +125,3 @@ def stream_events(conn: Connection, scope: Scope, start: datetime, end: datetime
 
 def _ratio(numerator: int, denominator: int) -> float:
     return round(numerator / denominator, 2) if denominator else 0.0
-
-
-def money(nanos: int | None) -> Decimal:
-    return from_nanos(nanos)

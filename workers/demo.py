@@ -17,6 +17,7 @@ from ledger.errors import Conflict
 from ledger.licensing.rules import LicenseTerms
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from ledger.usage.rules import UsageIn
 
 DEMO_CLIENT_ID = "demo-agent"
 DEMO_CLIENT_SECRET = "demo-secret-change-me"
@@ -85,13 +86,13 @@ def load_demo(
                         cost = _cost(prices, event, moment)
                         month_spend[event["agent_id"]] = month_spend.get(event["agent_id"], Decimal(0)) + cost
                     if len(batch) == 1000:
-                        ledger.record_usage(actor, msgspec.json.encode({"events": batch}))
+                        ledger.usage.record(actor, msgspec.convert(batch, list[UsageIn]))
                         done += len(batch)
                         batch = []
                         if progress:
                             progress(min(done, total), total)
             if batch:
-                ledger.record_usage(actor, msgspec.json.encode({"events": batch}))
+                ledger.usage.record(actor, msgspec.convert(batch, list[UsageIn]))
                 done += len(batch)
         _demo_credits(ledger, settings, days)
         _demo_portal(ledger, settings, month_spend)
@@ -185,7 +186,7 @@ def _demo_credits(ledger: Ledger, settings: Settings, days: int) -> None:
             })
     events = [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= settings.clock.now()]
     for start in range(0, len(events), 1000):
-        ledger.record_usage(actor, msgspec.json.encode({"events": events[start:start + 1000]}))
+        ledger.usage.record(actor, msgspec.convert(events[start:start + 1000], list[UsageIn]))
 
 
 def _cost(prices, event: dict, moment: datetime) -> Decimal:

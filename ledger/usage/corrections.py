@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
-import msgspec
 
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
@@ -18,7 +17,7 @@ from ledger.journal import Journal
 from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
-from ledger.usage.rules import validate_batch
+from ledger.usage.rules import amended
 from ledger.usage.streams import usage_stream
 
 # Usage fields an amendment may replace; identity and provenance (event_id, occurred_at,
@@ -31,7 +30,6 @@ AMENDABLE_FIELDS = frozenset(
         "policies_evaluated", "policy_violations", "success", "metadata",
     }
 )
-PRICING_INPUTS = frozenset({"llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens"})
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,9 @@ class UsageCorrections:
                     f"These fields cannot be amended: {', '.join(refused)}",
                     field="fields", fields=refused,
                 )
-            current = self._revalidate(state.usage, fields)
+            current = amended(
+                state.usage, fields, backdating_days=self.settings.backdating_days, prices=self.price_book()
+            )
             event = UsageAmended(
                 tenant_id=actor.tenant_id, org_id=state.org_id, recorded_at=self.now, actor=actor.name,
                 event_id=event_id, reason=reason, fields=fields, previous=state.usage, current=current,
@@ -111,25 +111,3 @@ class UsageCorrections:
         if position is None:
             raise Conflict("CONCURRENT_UPDATE", f"Usage event {event_id} changed meanwhile; retry")
         return position
-
-    def _revalidate(self, usage: Usage, fields: dict[str, Any]) -> Usage:
-        """Apply the replaced fields to the current facts and run the ingest rules again.
-        Totals, success and cost that followed from replaced inputs are derived anew."""
-        base = msgspec.to_builtins(usage)
-        for derived in ("client_id", "unpriced", "body_sha256"):
-            base.pop(derived, None)
-        if {"prompt_tokens", "completion_tokens"} & set(fields) and "total_tokens" not in fields:
-            base.pop("total_tokens", None)
-        if PRICING_INPUTS & set(fields) and "cost_usd" not in fields:
-            base.pop("cost_usd", None)
-        if "http_status_code" in fields and "success" not in fields:
-            base.pop("success", None)
-        base.update(fields)
-        base = {k: v for k, v in base.items() if v is not None}
-        items = [msgspec.Raw(msgspec.json.encode(base))]
-        # the event keeps its occurred_at, so the backdating window is measured from it
-        (amended,) = validate_batch(
-            items, client_id=usage.client_id, now=usage.occurred_at, backdating_days=self.settings.backdating_days,
-            prices=self.price_book(),
-        )
-        return msgspec.structs.replace(amended, body_sha256=usage.body_sha256)

@@ -1,8 +1,9 @@
-"""Ingest rules for usage events (SPEC.md §3): decode, validate, normalize.
+"""Ingest rules for usage events: validate and normalize typed input items.
 
-This is the hot path, so it decodes with msgspec rather than marshmallow (NOTES.md: about
-40× cheaper per event). Every item is validated before anything is appended; errors are
-collected per item with its index, event_id and field.
+The edge decodes a request into `UsageIn` items (msgspec checks each field's type and
+bounds as it decodes, which keeps the hot path cheap); the rules below decide the rest and
+turn an item into the `Usage` fact that is stored. Every item is judged before anything
+is appended; errors are collected per item with its index, event_id and field.
 """
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Sequence
 
 import msgspec
 
-from ledger.errors import Invalid, TooLarge
-from ledger.usage.events import Usage
+from ledger.errors import Invalid
 from ledger.pricing.prices import PriceBook
+from ledger.usage.events import Usage
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +30,9 @@ MAX_METADATA_BYTES = 8 * 1024
 MAX_METADATA_DEPTH = 8
 MAX_FUTURE = timedelta(minutes=5)
 MAX_MONEY = Decimal(1_000_000)
+MAX_QUANTITY = Decimal(10) ** 15
 MONEY_EXPONENT = -9  # money is kept to the nano-dollar
+QUANTITY_EXPONENT = -3
 OPERATIONS = ("completion", "embedding", "rag_query")
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -71,22 +74,18 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
 
 
-class _Batch(msgspec.Struct, forbid_unknown_fields=True):
-    events: list[msgspec.Raw]
-
-
-_item_decoder = msgspec.json.Decoder(UsageIn)
-_batch_decoder = msgspec.json.Decoder(_Batch)
-_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
 _canonical = msgspec.json.Encoder(order="sorted")
 _FIELD_IN_MESSAGE = re.compile(r"`\$\.([A-Za-z_]+)")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 _REQUIRED_FIELD = re.compile(r"required field `([^`]+)`")
-_SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
 
 
 @dataclass(frozen=True)
 class ItemError:
+    """What is wrong with one item of a request; an item the edge could not decode arrives
+    at the rules as its ItemError, so that one answer names every bad item."""
+
     index: int
     event_id: str | None
     field: str | None
@@ -96,29 +95,22 @@ class ItemError:
         return {"index": self.index, "event_id": self.event_id, "field": self.field, "message": self.message}
 
 
-def split_batch(body: bytes) -> list[msgspec.Raw]:
-    """A body is one event object or {"events": [...]}; returns the raw items."""
-    if len(body) > MAX_BODY_BYTES:
-        raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
-    try:
-        top = _object_decoder.decode(body)
-    except (msgspec.DecodeError, RecursionError) as error:
-        raise Invalid("MALFORMED_JSON", f"Request body is not a JSON object: {error}") from error
-    if "events" not in top:
-        return [msgspec.Raw(body)]
-    try:
-        items = _batch_decoder.decode(body).events
-    except (msgspec.ValidationError, RecursionError) as error:
-        raise Invalid("VALIDATION_FAILED", f"Invalid batch: {error}") from error
-    if not items:
-        raise Invalid("VALIDATION_FAILED", "A batch needs at least one event")
-    if len(items) > MAX_BATCH_EVENTS:
-        raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(items)}")
-    return items
+def type_error(index: int, event_id: str | None, message: str) -> ItemError:
+    """An item whose fields do not have the declared types or bounds (a msgspec
+    ValidationError message), with the field it names."""
+    field = None
+    for pattern in (_FIELD_IN_MESSAGE, _UNKNOWN_FIELD, _REQUIRED_FIELD):
+        match = pattern.search(message)
+        if match:
+            field = match.group(1)
+            break
+    if field in SERVER_SET_FIELDS:
+        message = f"`{field}` is set from the credentials and may not be sent in the body"
+    return ItemError(index, event_id, field, message)
 
 
-def validate_batch(
-    items: list[msgspec.Raw],
+def validate_items(
+    items: Sequence[UsageIn | ItemError],
     *,
     client_id: str,
     now: datetime,
@@ -130,16 +122,11 @@ def validate_batch(
     accepted: list[Usage] = []
     errors: list[ItemError] = []
     oldest = now - timedelta(days=backdating_days)
-    for index, raw in enumerate(items):
-        try:
-            item = _item_decoder.decode(raw)
-        except msgspec.ValidationError as error:
-            errors.append(_decode_error(index, raw, str(error)))
+    for index, item in enumerate(items):
+        if isinstance(item, ItemError):
+            errors.append(item)
             continue
-        except (msgspec.DecodeError, RecursionError) as error:
-            errors.append(ItemError(index, None, None, f"Malformed or too deeply nested JSON: {error}"))
-            continue
-        usage, item_errors = _normalize(index, item, client_id, now, oldest, prices, credit_rates)
+        usage, item_errors = normalize(index, item, client_id, now, oldest, prices, credit_rates)
         errors.extend(item_errors)
         if usage is not None:
             accepted.append(usage)
@@ -152,27 +139,81 @@ def validate_batch(
     return accepted
 
 
-def _decode_error(index: int, raw: msgspec.Raw, message: str) -> ItemError:
-    field = None
-    for pattern in (_FIELD_IN_MESSAGE, _UNKNOWN_FIELD, _REQUIRED_FIELD):
-        match = pattern.search(message)
-        if match:
-            field = match.group(1)
-            break
-    if field in _SERVER_SET_FIELDS:
-        message = f"`{field}` is set from the credentials and may not be sent in the body"
-    event_id = None
-    try:
-        candidate = _object_decoder.decode(raw).get("event_id")
-        if candidate is not None:
-            event_id = msgspec.json.decode(candidate)
-            event_id = event_id if isinstance(event_id, str) else None
-    except (msgspec.DecodeError, RecursionError):
-        pass
-    return ItemError(index, event_id, field, message)
+# one rule per field: each returns the problem as a message, or None --------------------
+def occurred_at_problem(moment: datetime, now: datetime, oldest: datetime) -> str | None:
+    if moment > now + MAX_FUTURE:
+        return "is more than 5 minutes in the future"
+    if moment < oldest:
+        return f"is older than the backdating window ({(now - oldest).days} days)"
+    return None
 
 
-def _normalize(
+def operation_problem(operation: str | None) -> str | None:
+    if operation is not None and operation not in OPERATIONS:
+        return f"must be one of {', '.join(OPERATIONS)}"
+    return None
+
+
+def default_resource_type(resource_type: str | None, has_llm_fields: bool) -> str | None:
+    """An event that speaks of a model or tokens and names no resource type is `ai`."""
+    return "ai" if resource_type is None and has_llm_fields else resource_type
+
+
+def resource_type_problem(resource_type: str | None) -> str | None:
+    if resource_type is not None and resource_type not in RESOURCE_TYPE_SLUGS:
+        return f"must be one of {', '.join(sorted(RESOURCE_TYPE_SLUGS))}"
+    return None
+
+
+def quantity_problem(quantity: Decimal | None) -> str | None:
+    if quantity is not None and not is_amount(quantity, MAX_QUANTITY, QUANTITY_EXPONENT):
+        return "must be a number ≥ 0, below 10^15, with at most 3 decimals"
+    return None
+
+
+def money_problem(value: Decimal | None) -> str | None:
+    """cost_usd and credits."""
+    if value is not None and not is_amount(value, MAX_MONEY, MONEY_EXPONENT):
+        return "must be a number ≥ 0, below 1,000,000, with at most 9 decimals"
+    return None
+
+
+def total_tokens_problem(prompt: int, completion: int, total: int | None) -> str | None:
+    if total is not None and total != prompt + completion:
+        return f"must equal prompt_tokens + completion_tokens ({prompt + completion})"
+    return None
+
+
+def metadata_problem(metadata: dict[str, Any] | None) -> str | None:
+    if metadata is None:
+        return None
+    if len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
+        return f"must be at most {MAX_METADATA_BYTES} bytes of JSON"
+    if json_depth(metadata) > MAX_METADATA_DEPTH:
+        return f"must be nested at most {MAX_METADATA_DEPTH} levels deep"
+    return None
+
+
+def success_of(success: bool | None, http_status_code: int | None) -> bool:
+    """Not sent: a status code below 400 (or no status code) is a success."""
+    if success is not None:
+        return success
+    return http_status_code < 400 if http_status_code is not None else True
+
+
+def price_of(
+    provider: str | None, model: str | None, prompt: int, completion: int, total: int, at: datetime, prices: PriceBook
+) -> tuple[Decimal, bool]:
+    """(cost, unpriced) of an event that states no cost, at the price in force at `at`."""
+    if not (provider or model or total):
+        return Decimal(0), False
+    price = prices.price_for(provider, model, at)
+    if price is None:
+        return Decimal(0), True
+    return price.cost(prompt, completion), False
+
+
+def normalize(
     index: int,
     item: UsageIn,
     client_id: str,
@@ -181,81 +222,58 @@ def _normalize(
     prices: PriceBook,
     credit_rates: "CreditRateBook | None" = None,
 ) -> tuple[Usage | None, list[ItemError]]:
+    """The Usage fact an item stands for, or the item's problems."""
     errors: list[ItemError] = []
 
-    def fail(field: str, message: str) -> None:
-        errors.append(ItemError(index, item.event_id, field, message))
+    def check(field: str, problem: str | None) -> None:
+        if problem is not None:
+            errors.append(ItemError(index, item.event_id, field, problem))
 
     def given(value: Any) -> Any:
         return None if value is msgspec.UNSET else value
 
     occurred_at = given(item.occurred_at) or now
     if occurred_at.tzinfo is None:
-        fail("occurred_at", "must be an RFC3339 timestamp with a time zone offset")
+        check("occurred_at", "must be an RFC3339 timestamp with a time zone offset")
         occurred_at = occurred_at.replace(tzinfo=timezone.utc)
     occurred_at = occurred_at.astimezone(timezone.utc)
-    if occurred_at > now + MAX_FUTURE:
-        fail("occurred_at", "is more than 5 minutes in the future")
-    elif occurred_at < oldest:
-        fail("occurred_at", f"is older than the backdating window ({(now - oldest).days} days)")
+    check("occurred_at", occurred_at_problem(occurred_at, now, oldest))
 
     operation = given(item.operation)
-    if operation is not None and operation not in OPERATIONS:
-        fail("operation", f"must be one of {', '.join(OPERATIONS)}")
+    check("operation", operation_problem(operation))
 
     has_llm_fields = any(
         given(v) is not None
         for v in (item.llm_provider, item.llm_model, item.prompt_tokens, item.completion_tokens, item.total_tokens)
     )
-    resource_type = given(item.resource_type)
-    if resource_type is None and has_llm_fields:
-        resource_type = "ai"
-    if resource_type is not None and resource_type not in RESOURCE_TYPE_SLUGS:
-        fail("resource_type", f"must be one of {', '.join(sorted(RESOURCE_TYPE_SLUGS))}")
+    resource_type = default_resource_type(given(item.resource_type), has_llm_fields)
+    check("resource_type", resource_type_problem(resource_type))
 
     quantity = given(item.quantity)
-    if quantity is not None and not _is_amount(quantity, Decimal(10) ** 15, -3):
-        fail("quantity", "must be a number ≥ 0, below 10^15, with at most 3 decimals")
+    check("quantity", quantity_problem(quantity))
 
     prompt = given(item.prompt_tokens) or 0
     completion = given(item.completion_tokens) or 0
     total = given(item.total_tokens)
+    check("total_tokens", total_tokens_problem(prompt, completion, total))
     if total is None:
         total = prompt + completion
-    elif total != prompt + completion:
-        fail("total_tokens", f"must equal prompt_tokens + completion_tokens ({prompt + completion})")
 
     for name in ("cost_usd", "credits"):
-        value = given(getattr(item, name))
-        if value is not None and not _is_amount(value, MAX_MONEY, MONEY_EXPONENT):
-            fail(name, "must be a number ≥ 0, below 1,000,000, with at most 9 decimals")
+        check(name, money_problem(given(getattr(item, name))))
 
     metadata = given(item.metadata)
-    if metadata is not None:
-        if len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES:
-            fail("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
-        elif json_depth(metadata) > MAX_METADATA_DEPTH:
-            fail("metadata", f"must be nested at most {MAX_METADATA_DEPTH} levels deep")
+    check("metadata", metadata_problem(metadata))
 
     if errors:
         return None, errors
 
     status = given(item.http_status_code)
-    success = given(item.success)
-    if success is None:
-        success = status < 400 if status is not None else True
-
     provider, model = given(item.llm_provider), given(item.llm_model)
     cost = given(item.cost_usd)
     unpriced = False
     if cost is None:
-        cost = Decimal(0)
-        if provider or model or total:
-            price = prices.price_for(provider, model, occurred_at)
-            if price is None:
-                unpriced = True
-            else:
-                cost = price.cost(prompt, completion)
+        cost, unpriced = price_of(provider, model, prompt, completion, total, occurred_at, prices)
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
@@ -290,11 +308,41 @@ def _normalize(
         credits=credits,
         policies_evaluated=given(item.policies_evaluated) or 0,
         policy_violations=given(item.policy_violations) or 0,
-        success=success,
+        success=success_of(given(item.success), status),
         metadata=metadata,
         body_sha256=fingerprint(item),
     )
     return usage, []
+
+
+# amendments ------------------------------------------------------------------------------
+_PRICING_INPUTS = frozenset({"llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens"})
+
+
+def amended(usage: Usage, fields: dict[str, Any], *, backdating_days: int, prices: PriceBook) -> Usage:
+    """The usage with some fields replaced, judged by the ingest rules again. Totals,
+    success and cost that followed from replaced inputs are derived anew; the event keeps
+    its occurred_at, so the backdating window is measured from it."""
+    base = msgspec.to_builtins(usage)  # what was stated (fields at their default are left out)
+    for derived in ("client_id", "unpriced", "body_sha256"):
+        base.pop(derived, None)
+    if {"prompt_tokens", "completion_tokens"} & set(fields) and "total_tokens" not in fields:
+        base.pop("total_tokens", None)
+    if _PRICING_INPUTS & set(fields) and "cost_usd" not in fields:
+        base.pop("cost_usd", None)
+    if "http_status_code" in fields and "success" not in fields:
+        base.pop("success", None)
+    base.update(fields)
+    try:
+        item: UsageIn | ItemError = msgspec.convert(
+            {k: v for k, v in base.items() if v is not None}, UsageIn
+        )
+    except msgspec.ValidationError as error:
+        item = type_error(0, usage.event_id, str(error))
+    (current,) = validate_items(
+        [item], client_id=usage.client_id, now=usage.occurred_at, backdating_days=backdating_days, prices=prices
+    )
+    return msgspec.structs.replace(current, body_sha256=usage.body_sha256)
 
 
 def fingerprint(item: UsageIn) -> str:
@@ -306,7 +354,8 @@ def fingerprint(item: UsageIn) -> str:
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 
 
-def _is_amount(value: Decimal, below: Decimal, exponent: int) -> bool:
+def is_amount(value: Decimal, below: Decimal, exponent: int) -> bool:
+    """≥ 0, below `below`, with no more decimals than 10**exponent allows."""
     if not value.is_finite() or value < 0 or value >= below:
         return False
     return value == value.quantize(Decimal(10) ** exponent) if value.as_tuple().exponent < exponent else True

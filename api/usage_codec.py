@@ -1,0 +1,113 @@
+"""The usage wire format: ingest bodies decoded into typed `UsageIn` items, and usage
+rows encoded as JSON and CSV values.
+
+A body is one event object or {"events": [...]}. This is the hot path, so it decodes with
+msgspec rather than marshmallow (about 40× cheaper per event): each item is decoded into
+`UsageIn`, whose declared types and bounds msgspec checks as it goes. An item that does
+not decode becomes its `ItemError`, so the rules can name every bad item in one answer.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+from api.formats import money, timestamp
+from ledger.errors import Invalid, TooLarge
+from ledger.usage.rules import MAX_BATCH_EVENTS, MAX_BODY_BYTES, ItemError, UsageIn, type_error
+from projections.usage import FIELD_COLUMNS, MILLI, from_nanos
+
+
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+_item_decoder = msgspec.json.Decoder(UsageIn)
+_batch_decoder = msgspec.json.Decoder(_Batch)
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def decode_usage_body(body: bytes) -> list[UsageIn | ItemError]:
+    """The items of an ingest body, in order; 413 or 422 for a body that is not one."""
+    return [decode_item(index, raw) for index, raw in enumerate(split_batch(body))]
+
+
+def split_batch(body: bytes) -> list[msgspec.Raw]:
+    """A body is one event object or {"events": [...]}; returns the raw items."""
+    if len(body) > MAX_BODY_BYTES:
+        raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        top = _object_decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise Invalid("MALFORMED_JSON", f"Request body is not a JSON object: {error}") from error
+    if "events" not in top:
+        return [msgspec.Raw(body)]
+    try:
+        items = _batch_decoder.decode(body).events
+    except (msgspec.ValidationError, RecursionError) as error:
+        raise Invalid("VALIDATION_FAILED", f"Invalid batch: {error}") from error
+    if not items:
+        raise Invalid("VALIDATION_FAILED", "A batch needs at least one event")
+    if len(items) > MAX_BATCH_EVENTS:
+        raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(items)}")
+    return items
+
+
+def decode_item(index: int, raw: msgspec.Raw | bytes) -> UsageIn | ItemError:
+    try:
+        return _item_decoder.decode(raw)
+    except msgspec.ValidationError as error:
+        return type_error(index, _event_id_of(raw), str(error))
+    except (msgspec.DecodeError, RecursionError) as error:
+        return ItemError(index, None, None, f"Malformed or too deeply nested JSON: {error}")
+
+
+def _event_id_of(raw: msgspec.Raw | bytes) -> str | None:
+    """The item's event_id when it has a readable one, to name the item in errors."""
+    try:
+        candidate = _object_decoder.decode(raw).get("event_id")
+        event_id = None if candidate is None else msgspec.json.decode(candidate)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return event_id if isinstance(event_id, str) else None
+
+
+# reading --------------------------------------------------------------------------------
+def _quantity(milli: int) -> float:
+    return float(milli / MILLI)
+
+
+def _money(nanos: int) -> float:
+    return money(from_nanos(nanos))
+
+
+_JSON_VALUES: dict[str, Callable[[Any], Any]] = {  # stored form → JSON, for fields not shown as stored
+    "occurred_at": timestamp,
+    "quantity": _quantity,
+    "cost_usd": _money,
+    "credits": _money,
+    "unpriced": bool,
+    "success": bool,
+}
+_LEADING = ("event_id", "event_type", "occurred_at")  # the order clients know, then Usage's order
+_JSON_FIELDS = (*_LEADING, *(f for f in FIELD_COLUMNS if f not in _LEADING and f != "metadata"))
+_JSON_SHAPE = tuple((f, FIELD_COLUMNS[f], _JSON_VALUES.get(f)) for f in _JSON_FIELDS)
+
+
+def usage_event_json(row: dict) -> dict:
+    """A usage_events row as JSON: every kept Usage field but metadata, when it was
+    recorded (created_at) and its ledger position."""
+    out: dict[str, Any] = {}
+    for field, column, to_json in _JSON_SHAPE:
+        value = row[column]
+        out[field] = value if to_json is None or value is None else to_json(value)
+        if field == "occurred_at":
+            out["created_at"] = timestamp(row["recorded_at"])
+    out["position"] = row["position"]
+    return out
+
+
+def usage_csv_row(row: dict, header: tuple[str, ...]) -> list:
+    """A usage_events row as the CSV values of `header` (names as in usage_event_json)."""
+    shown = usage_event_json(row)
+    return [shown[name] for name in header]
