@@ -470,6 +470,8 @@
     });
   }
 
+  const NARROW = window.matchMedia('(max-width: 600px)');
+
   // a doughnut's legend names each slice with its value and its share of the whole
   function legendWithShares(chart) {
     const labels = Chart.overrides.doughnut.plugins.legend.labels.generateLabels(chart);
@@ -501,7 +503,7 @@
         maintainAspectRatio: false,
         animation: false,
         plugins: {
-          legend: { position: 'right', labels: { boxWidth: 12, generateLabels: legendWithShares } },
+          legend: { position: NARROW.matches ? 'bottom' : 'right', labels: { boxWidth: 12, generateLabels: legendWithShares } },
           tooltip: { callbacks: { label: (ctx) => `${ctx.label}: ${fmtCredits(ctx.parsed)} credits` } },
         },
       },
