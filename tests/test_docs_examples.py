@@ -10,11 +10,13 @@ unless the block checks for it), the files one after another against the same se
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,8 @@ SERVER_ENV = {  # `make run`, plus the settings the examples tell the reader to 
     "SECRET_PEPPER": "demo-pepper-change-me",
     "BUDGET_WEBHOOK_SECRET": "change-me",
     "BUDGET_ALERTS_INTERVAL_SECONDS": "1",
+    # reads after writes wait for the read models; a shared test machine may lag longer than 2 s
+    "READ_WAIT_SECONDS": "15",
 }
 
 
@@ -74,21 +78,22 @@ def server(database_url, tmp_path):
     process = start_cli(database_url, "serve", "--port", str(port), **SERVER_ENV)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(f"{base}/healthz") or process.poll() is not None, 60, "the server")
+        wait_until(lambda: _caught_up(base) or process.poll() is not None, 120, "the server to project the demo data")
         assert process.poll() is None, process.stdout.read().decode()[-2000:]
         yield base
     finally:
         stop(process)
 
 
-def _answers(url: str) -> bool:
-    import urllib.request
-
+def _caught_up(base: str) -> bool:
+    """The server answers and its read models have reached the end of the ledger (as when
+    the reader of the README opens the URL `make run` printed)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError):
         return False
+    return all(p["position"] >= body["ledger_position"] for p in body["projections"].values())
 
 
 def test_the_runnable_examples_succeed_against_a_fresh_server(server, database_url, tmp_path):
