@@ -15,21 +15,24 @@ CHARTJS_DIR := api/static/dashboard/vendor/chart.js
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@command -v $(PYTHON) >/dev/null || (apt-get update && apt-get install -y python3 python3-venv)
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+	@command -v $(PYTHON) >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null)
+	@echo "installing dependencies… (log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@( $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]' ) >$(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; exit 1; }
+	@touch $@
 
 # The dashboard's browser tests drive Debian's Chromium; no browser is ever downloaded.
 browser:
 	@test -x $(CHROMIUM) || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# A demo pepper for the agent client secrets of `make run`; production sets its own.
+run: export SECRET_PEPPER ?= demo-pepper-change-me
 run: setup
-	$(BIN)/usage-ledger demo --if-empty
+	@$(BIN)/usage-ledger demo --if-empty
 	@echo "Dashboard: http://$(HOST):$(PORT)/ - log in as admin@acme.example / demo-password-change-me"
 	@echo "Demo agent: client_id=demo-agent client_secret=demo-secret-change-me; admin key: $$ADMIN_API_KEY"
-	$(BIN)/usage-ledger serve --host $(HOST) --port $(PORT)
+	@$(BIN)/usage-ledger serve --host $(HOST) --port $(PORT)
 
 test: setup browser
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,9 +1,11 @@
-"""The admin dashboard (SPEC.md §5.5): one HTML page at `/` and its static files.
+"""The admin dashboard: one HTML page at `/` and its static files.
 
 The page holds no data. Its script reads the same JSON endpoints as any other client, with
 the session cookie, and renders them (charts with the vendored Chart.js). The server only
 decides whether the page opens on the login form or on the dashboard (a valid session
-cookie), so a first visit makes no request that is bound to answer 401.
+cookie), so a first visit makes no request that is bound to answer 401, and tells the page
+whether documentation access is configured, so that it never asks for a list that is bound
+to answer 503 (a browser logs every failed request as a console error).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from flask import Blueprint, make_response, render_template, request
 
 from api.auth import SESSION_COOKIE, find_session
+from api.services import services
 
 STATIC = Path(__file__).parent / "static" / "dashboard"
 
@@ -53,10 +56,18 @@ def _session_state() -> str:
         return "unknown"
 
 
+def _docs_access_configured() -> bool:
+    settings = services().settings
+    return bool(settings.cf_api_token and settings.cf_account_id and settings.cf_access_group_id)
+
+
 @blp.route("/", methods=["GET"])
 def dashboard_page():
     """The dashboard (or the login form)."""
-    html = render_template("dashboard.html", session_state=_session_state(), version=asset_version())
+    html = render_template(
+        "dashboard.html", session_state=_session_state(), version=asset_version(),
+        docs_access="configured" if _docs_access_configured() else "unconfigured",
+    )
     response = make_response(html)
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

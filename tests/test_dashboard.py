@@ -256,6 +256,9 @@ def test_login_then_the_usage_chart_shows_the_api_figures_and_follows_the_range(
     start, end = page.input_value("#start-date"), page.input_value("#end-date")
     assert end == datetime.now(timezone.utc).date().isoformat() and start == (
         datetime.fromisoformat(end) - timedelta(days=29)).date().isoformat()
+    # the date inputs show what the charts show: YYYY-MM-DD, whatever the browser's locale
+    assert page.get_attribute("#start-date", "type") == "text" and page.get_attribute("#start-date", "placeholder") == "YYYY-MM-DD"
+    assert [r for r in tab.requests if r.endswith("/dashboard/static/favicon.svg")]
     tab.screenshot("dashboard-laptop.png")
 
     # the chart holds, day by day, what GET /api/v1/usage answers for the same range
@@ -317,6 +320,20 @@ def test_login_then_the_usage_chart_shows_the_api_figures_and_follows_the_range(
     assert "in-house-llm" in tab.text("#models-note")  # the unpriced model is named, not shown as $0
     resources = tab.chart("resource-chart")
     assert resources["type"] == "doughnut" and "ai" in resources["labels"] and "app_storage" in resources["labels"]
+    # its legend names each slice with its value and its share
+    legend = page.evaluate("() => Chart.getChart(document.getElementById('resource-chart')).legend.legendItems.map((i) => i.text)")
+    total = sum(resources["data"])
+    one_decimal = lambda x: f"{x:,.1f}".removesuffix(".0")  # noqa: E731 - as the page formats
+    assert legend == [f"{label}: {one_decimal(value)} ({one_decimal(100 * value / total)} %)"
+                      for label, value in zip(resources["labels"], resources["data"])]
+
+    # a date that is not YYYY-MM-DD is refused with a message, and nothing is asked
+    page.fill("#start-date", "11/02/2026")
+    page.click("#apply-range")
+    assert "YYYY-MM-DD" in tab.text("#range-error")
+    page.fill("#start-date", week_start)
+    tab.refresh_with(lambda: page.click("#apply-range"))
+    assert page.is_hidden("#range-error")
 
 
 def test_a_key_is_created_with_its_secret_shown_once_and_revoked(service, tabs):
@@ -404,6 +421,15 @@ def test_licence_nodes_audit_and_docs_access_in_vpc(service, tabs):
 
     audit = tab.text("#audit-table")
     assert "USER_LOGIN" in audit and f"user:{EMAIL}" in audit
+    # at 1366 px an actor (an e-mail address) is never broken mid-word: one line each
+    lines = page.evaluate("""() => [...document.querySelectorAll('#audit-table td.actor')].map((td) => {
+        const range = document.createRange();
+        range.selectNodeContents(td);
+        return new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.bottom))).size;
+    })""")
+    page.locator("#panel-audit").screenshot(path=str(ARTIFACTS / "dashboard-audit-laptop.png"))
+    assert lines and set(lines) == {1}, lines
+    assert page.evaluate("() => { const w = document.querySelector('#panel-audit .table-wrap'); return w.scrollWidth <= w.clientWidth; }")
 
     page.wait_for_selector("#docs-users li:has-text('first@reader.test')")
     page.fill("#docs-email", "new.reader@example.com")
@@ -428,11 +454,13 @@ def test_saas_mode_on_a_narrow_screen_shows_what_is_not_available(service, tabs)
     page = tab.page
     page.fill("#login-email", EMAIL)
     page.fill("#login-password", PASSWORD)
-    tab.expect_http_error("/api/v1/docs/access", 503)  # not configured: the panel says so
     page.press("#login-password", "Enter")
     tab.wait_refreshed()
     page.uncheck("#auto-refresh")
     assert "not available in SaaS mode" in tab.text("#panel-licence")
+    facts = tab.text("#licence-facts")  # no "7 of 10 active" beside "node metrics are not available"
+    assert "active" not in facts and "Nodes licensed" in facts
+    assert not [url for url in tab.requests if "/api/v1/docs/access" in url]  # not configured: not asked
     assert not [url for url in tab.requests if "/api/v1/nodes" in url]  # not even asked
     assert "not configured" in tab.text("#docs-not-configured")
     assert page.is_hidden("#docs-form")
@@ -474,3 +502,23 @@ def test_refresh_shows_the_license_manager_banner_and_a_failing_panel(service, t
     assert page.query_selector("#panel-budgets button:has-text('Retry')")
     assert tab.chart("usage-chart") is not None
     assert page.evaluate("() => window.notReloaded") is True
+
+
+def test_signing_out_is_announced_as_information_not_as_an_error(service, tabs):
+    tab = logged_in(tabs, service.saas)
+    page = tab.page
+    page.click("#logout")
+    page.wait_for_selector("#login-notice:not([hidden])")
+    assert tab.text("#login-notice") == "You have signed out."
+    assert page.get_attribute("#login-notice", "role") == "status" and page.is_hidden("#login-error")
+    background = page.evaluate("() => getComputedStyle(document.getElementById('login-notice')).backgroundColor")
+    info = page.evaluate("() => getComputedStyle(document.documentElement).getPropertyValue('--info-bg').trim()")
+    assert background == _rgb(info)
+    tab.screenshot("dashboard-signed-out.png")
+    # a failed sign-in afterwards is an error again, and the notice goes away
+    tab.expect_http_error("/api/v1/auth/login", 401)
+    page.fill("#login-email", EMAIL)
+    page.fill("#login-password", "not the password")
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert page.is_hidden("#login-notice")

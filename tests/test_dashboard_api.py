@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from api.dashboard import CONTENT_SECURITY_POLICY
-from tests.conftest import usage
+from tests.conftest import Harness, make_settings, usage
 from tests.processes import ROOT
 from workers.demo import DEMO_USER_EMAIL, DEMO_USER_PASSWORD, DEMO_USER_PERMISSIONS, load_demo
 
@@ -55,6 +55,29 @@ def test_everything_the_page_loads_is_served_locally(h):
         response.close()
     licence = h.http.get("/dashboard/static/vendor/chart.js/LICENSE.md")
     assert licence.status_code == 200 and b"MIT License" in licence.data
+
+
+def test_the_page_knows_whether_docs_access_is_configured_so_it_never_asks_in_vain(h, database_url, clock):
+    """Unconfigured, the docs access list answers 503 (which a browser logs as a console
+    error): the page learns from its own HTML not to ask."""
+    assert 'data-docs-access="unconfigured"' in h.http.get("/").get_data(as_text=True)
+    h.tenant("acme", ("prod",))
+    assert h.portal_user("ada@acme.test", permissions=["admin"]).get("/api/v1/docs/access").status_code == 503
+    configured = Harness(make_settings(
+        database_url, clock, cf_api_token="cf-token", cf_account_id="account", cf_access_group_id="group",
+    ))
+    try:
+        assert 'data-docs-access="configured"' in configured.http.get("/").get_data(as_text=True)
+    finally:
+        configured.close()
+
+
+def test_the_favicon_is_served_and_named_by_the_page(h):
+    html = h.http.get("/").get_data(as_text=True)
+    href = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)"', html).group(1)
+    response = h.http.get(href)
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml" and b"<svg" in response.data
+    response.close()
 
 
 def test_the_vendored_chart_js_is_the_version_the_makefile_names():

@@ -49,7 +49,12 @@
     return h('time', { datetime: iso, title: fmtTime(iso), class: 'nowrap' }, iso.slice(5, 10) + ' ' + iso.slice(11, 16));
   }
 
+  // identifiers (user:ada@example.com, key:key_…) may wrap only after ':' or '@' and before '.'
+  const breakable = (text) => String(text).split(/(?<=[:@])|(?=\.)/).flatMap((part, i) => (i ? [h('wbr', {}), part] : [part]));
+
   // dates are UTC calendar days, like the API's
+  const ISO_DAY = /^\d{4}-\d{2}-\d{2}$/;
+  const isIsoDay = (d) => ISO_DAY.test(d || '') && new Date(d + 'T00:00:00Z').toISOString().slice(0, 10) === d;
   const todayUtc = () => new Date().toISOString().slice(0, 10);
   function addDays(day, n) {
     const d = new Date(day + 'T00:00:00Z');
@@ -204,6 +209,7 @@
     const end = $('#end-date').value;
     const granularity = $('#granularity').value;
     if (!start || !end) return { error: 'Choose both dates.' };
+    if (!isIsoDay(start) || !isIsoDay(end)) return { error: 'Write dates as YYYY-MM-DD, for example ' + todayUtc() + '.' };
     if (start > end) return { error: 'The start date must not be after the end date.' };
     if (granularity === 'hourly' && daysBetween(start, end) > 92) {
       return { error: 'Hourly figures are limited to 93 days; choose daily or a shorter range.' };
@@ -224,7 +230,7 @@
 
   function initialRange() {
     const saved = new URLSearchParams(location.hash.slice(1));
-    const valid = (d) => /^\d{4}-\d{2}-\d{2}$/.test(d || '');
+    const valid = isIsoDay;
     const end = valid(saved.get('to')) ? saved.get('to') : todayUtc();
     const start = valid(saved.get('from')) ? saved.get('from') : addDays(end, -29);
     const granularity = saved.get('granularity') === 'hourly' ? 'hourly' : 'daily';
@@ -464,6 +470,20 @@
     });
   }
 
+  const NARROW = window.matchMedia('(max-width: 600px)');
+
+  // a doughnut's legend names each slice with its value and its share of the whole
+  function legendWithShares(chart) {
+    const labels = Chart.overrides.doughnut.plugins.legend.labels.generateLabels(chart);
+    const values = chart.data.datasets[0].data;
+    const total = values.reduce((sum, v) => sum + Number(v), 0);
+    for (const label of labels) {
+      const value = Number(values[label.index]);
+      label.text = `${label.text}: ${fmtCredits(value)} (${fmtPct(total ? (100 * value) / total : 0)})`;
+    }
+    return labels;
+  }
+
   function renderResources(summary) {
     const byType = new Map();
     for (const row of summary) byType.set(row.resourceType, (byType.get(row.resourceType) || 0) + Number(row.totalCredits));
@@ -483,7 +503,7 @@
         maintainAspectRatio: false,
         animation: false,
         plugins: {
-          legend: { position: 'right', labels: { boxWidth: 12 } },
+          legend: { position: NARROW.matches ? 'bottom' : 'right', labels: { boxWidth: 12, generateLabels: legendWithShares } },
           tooltip: { callbacks: { label: (ctx) => `${ctx.label}: ${fmtCredits(ctx.parsed)} credits` } },
         },
       },
@@ -647,6 +667,7 @@
     const body = panelBody('panel-licence');
     return guarded(gen, 'panel-licence', async () => {
       const parts = [];
+      const showNodes = Boolean(state.config && state.config.show_node_usage);
       let licence = null;
       try {
         const { data, position } = await api('/api/v1/license/status');
@@ -659,14 +680,16 @@
         parts.push(h('dl', { class: 'facts', id: 'licence-facts' },
           h('dt', {}, 'Tier'), h('dd', {}, licence.tier),
           h('dt', {}, 'Status'), h('dd', {}, h('span', { class: 'badge ' + licence.status }, licence.status.replace('_', ' '))),
-          h('dt', {}, 'Nodes'), h('dd', {}, `${fmtInt(licence.nodes_used)} of ${fmtInt(licence.nodes_total)} active (${fmtPct(licence.usage_percentage)})`),
+          ...(showNodes
+            ? [h('dt', {}, 'Nodes'), h('dd', {}, `${fmtInt(licence.nodes_used)} of ${fmtInt(licence.nodes_total)} active (${fmtPct(licence.usage_percentage)})`)]
+            : [h('dt', {}, 'Nodes licensed'), h('dd', {}, fmtInt(licence.nodes_total))]),
           h('dt', {}, 'Expires'), h('dd', {}, fmtTime(licence.expires_at)),
           h('dt', { 'data-pool': '' }, 'Credit pool'), h('dd', { id: 'credit-pool' }, '—'),
         ));
       } else {
         parts.push(stateBox('empty', 'This organization has no licence.'));
       }
-      if (state.config && state.config.show_node_usage) {
+      if (showNodes) {
         const [status, nodes] = await Promise.all([api('/api/v1/nodes/status'), api('/api/v1/nodes')]);
         note(status.position);
         note(nodes.position);
@@ -839,11 +862,11 @@
         return;
       }
       body.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { id: 'audit-table', class: 'stack-narrow' },
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Actor'), h('th', { scope: 'col' }, 'Action'),
-          h('th', { scope: 'col', class: 'hide-narrow' }, 'Target'), h('th', { scope: 'col' }, 'Outcome'))),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Actor'),
+          h('th', { scope: 'col' }, 'Action and target'), h('th', { scope: 'col' }, 'Outcome'))),
         h('tbody', {}, data.entries.map((e) => h('tr', {},
-          h('td', {}, fmtShort(e.recorded_at)), h('td', { class: 'wrap' }, e.actor), h('td', {}, h('code', {}, e.action)),
-          h('td', { class: 'hide-narrow wrap' }, e.target || '—'),
+          h('td', {}, fmtShort(e.recorded_at)), h('td', { class: 'actor' }, e.actor),
+          h('td', { class: 'wrap' }, h('code', {}, e.action), e.target ? h('div', { class: 'muted small' }, breakable(e.target)) : null),
           h('td', {}, h('span', { class: 'badge ' + e.outcome, title: e.reason || null }, e.outcome))))))));
     }, (err) => body.replaceChildren(stateBox('error', 'The audit log could not be loaded: ' + describe(err), () => refreshAll())));
   }
@@ -855,6 +878,12 @@
     if (!can('admin')) {
       form.hidden = true;
       list.replaceChildren(stateBox('info', 'Documentation access needs the admin permission.'));
+      return Promise.resolve(null);
+    }
+    if (document.body.dataset.docsAccess !== 'configured') {  // asking would only answer 503
+      form.hidden = true;
+      list.replaceChildren(stateBox('info', 'Documentation access management is not configured: set CF_API_TOKEN, CF_ACCOUNT_ID and CF_ACCESS_GROUP_ID.'));
+      list.firstChild.id = 'docs-not-configured';
       return Promise.resolve(null);
     }
     return guarded(gen, 'panel-docs', async () => {
@@ -902,13 +931,16 @@
 
   // ---------------------------------------------------------------------------------------
   // session
-  function showLogin(message) {
+  // kind 'error' (role alert, in the error colours) or 'info' (role status: e.g. signed out)
+  function showLogin(message, kind = 'error') {
     stopTimer();
     $('#app-view').hidden = true;
     $('#login-view').hidden = false;
-    const error = $('#login-error');
-    error.hidden = !message;
-    error.textContent = message || '';
+    for (const [id, own] of [['#login-error', 'error'], ['#login-notice', 'info']]) {
+      const box = $(id);
+      box.hidden = !message || kind !== own;
+      box.textContent = kind === own ? message || '' : '';
+    }
     $('#login-email').focus();
   }
 
@@ -924,6 +956,7 @@
     const email = $('#login-email').value.trim();
     const password = $('#login-password').value;
     const error = $('#login-error');
+    $('#login-notice').hidden = true;
     if (!email || !password) {
       error.textContent = 'Enter your e-mail and password.';
       error.hidden = false;
@@ -950,7 +983,7 @@
     }
     state.me = null;
     state.generation++;
-    showLogin('You have signed out.');
+    showLogin('You have signed out.', 'info');
   }
 
   async function enterDashboard() {
