@@ -14,6 +14,7 @@ from api.services import services
 from ledger.pricing.credits import ENTITY_TYPES, register_entity, set_credit_rate
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
 from projections import credits_queries as q
+from runtime.licensing import sync_known_licenses
 
 blp = Blueprint("credit_admin", __name__, url_prefix="/api/v1/admin", description="Credits administration (X-Admin-API-Key)")
 
@@ -96,10 +97,7 @@ def post_entity(body):
 def sync_licenses_now():
     """Run the License Manager sync now; one outcome per licence key."""
     require_admin_key()
-    from workers.license_sync import sync_licenses
-
-    svc = services()
-    outcomes = sync_licenses(svc.settings, store=svc.store, engine=svc.engine)
+    outcomes = sync_known_licenses(services())
     if outcomes:
         appended(max(o.position for o in outcomes))
     return {"synced": [o.as_dict() for o in outcomes]}

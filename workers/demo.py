@@ -12,10 +12,10 @@ import msgspec
 
 from ledger.application import Actor, Ledger
 from ledger.budgets.commands import period_bounds
-from ledger.errors import Conflict
+from ledger.errors import Conflict, Invalid
 from ledger.portal import LicenseTerms, Portal
 from ledger.settings import Settings
-from ledger.store import LedgerStore
+from runtime.bootstrap import bootstrap
 
 DEMO_CLIENT_ID = "demo-agent"
 DEMO_CLIENT_SECRET = "demo-secret-change-me"
@@ -41,8 +41,10 @@ def load_demo(
     settings: Settings, days: int = 90, events_per_day: int = 150, progress: Callable[[int, int], None] | None = None
 ) -> dict:
     """Append the demo data set; returns the demo credentials. Safe to run twice."""
-    store = LedgerStore(settings.database_url)
-    ledger = Ledger(store, replace(settings, backdating_days=days + 2))
+    if days < 0 or events_per_day < 0:
+        raise Invalid("INVALID_DEMO_SIZE", "days and events per day must be 0 or more")
+    services = bootstrap(replace(settings, backdating_days=days + 2))
+    store, ledger = services.store, services.ledger
     try:
         for tenant_id, name, orgs in (
             ("acme", "Acme Corp", (("acme-prod", "Production"), ("acme-research", "Research"))),
@@ -92,6 +94,8 @@ def load_demo(
             if batch:
                 ledger.record_usage(actor, msgspec.json.encode({"events": batch}))
                 done += len(batch)
+        if progress:  # events planned for later today are skipped: the plan is done
+            progress(total, total)
         _demo_credits(ledger, settings, days)
         _demo_portal(ledger, settings, month_spend)
         return {
@@ -102,7 +106,7 @@ def load_demo(
             "position": store.max_position(),
         }
     finally:
-        store.close()
+        services.close()
 
 
 def _demo_event(rng: random.Random, event_id: str, moment: datetime) -> dict:
