@@ -443,7 +443,7 @@ def test_sync_without_a_license_manager_is_503(h, agent):
 def test_the_sync_license_command_runs_the_same_sync(tmp_path, license_manager, clock):
     from click.testing import CliRunner
 
-    import cli
+    from usage_ledger import cli
 
     url = f"sqlite:///{tmp_path}/cli.db"
     env = {"DATABASE_URL": url, "LICENSE_MANAGER_URL": license_manager.url}
