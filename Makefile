@@ -16,10 +16,11 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || (apt-get update && apt-get install -y python3 python3-venv)
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+	@echo "installing dependencies into $(VENV)… (log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@($(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]') >$(VENV)/install.log 2>&1 \
+		|| (cat $(VENV)/install.log; echo "installing dependencies failed; see $(VENV)/install.log" >&2; exit 1)
+	@touch $@
 
 # The dashboard's browser tests drive Debian's Chromium; no browser is ever downloaded.
 browser:

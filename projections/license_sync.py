@@ -2,7 +2,7 @@
 credits it includes, and the License Manager sync state (seed 003's `creditPool` and
 `sync`).
 
-Fed by LicenseSynced / LicenseSyncFailed (workers/license_sync.py). Licences themselves
+Fed by LicenseSynced / LicenseSyncFailed (ledger/licensing/manager.py). Licences themselves
 (LicenseIssued, LicenseReplaced, LicenseRevoked) belong to the licence read model of the
 portal surface; this projection already subscribes to them by name and reads the fields
 it needs (`license_key`, `credits_included`) when those events exist, so that the sync
