@@ -15,14 +15,9 @@ from api import budgets, pricing, usage_analytics
 from api import axon, credit_admin, credits
 from api import dashboard
 from api.errors import handle_http_exception, register_error_handlers
-from api.services import Services
-from ledger.application import Ledger
 from ledger.usage.rules import MAX_BODY_BYTES
 from ledger.settings import Settings
-from ledger.store import LedgerStore
-from projections.credits_queries import credit_rate_loader
-from projections.db import make_engine
-from projections.pricing_queries import PriceBookCache
+from runtime.bootstrap import bootstrap
 
 
 class ErrorDetail(Schema):
@@ -97,7 +92,7 @@ def document_success_answers(api: Api) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    """The app, with its services built from `settings` (the environment when None)."""
     app = Flask(__name__)
     app.config.update(
         API_TITLE="usage-ledger",
@@ -111,12 +106,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
-    store = LedgerStore(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout)
-    ledger = Ledger(
-        store, settings, price_book=PriceBookCache(engine), credit_rates=credit_rate_loader(engine)
-    )  # prices and credit rates in force come from their read models
-    app.extensions["usage_ledger"] = Services(settings, store, ledger, engine)
+    app.extensions["usage_ledger"] = bootstrap(settings)
 
     api = Api(app)
     for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp, axon.blp, credits.blp, credit_admin.blp):

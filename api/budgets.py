@@ -8,7 +8,6 @@ alerts) also accept a portal session with permission.billing.manage, so the dash
 reads budgets like any other client."""
 from __future__ import annotations
 
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -211,8 +210,7 @@ class CheckCache:
     def of_app(cls) -> "CheckCache":
         cache = current_app.extensions.get("budget_check_cache")
         if cache is None:
-            seconds = float(os.environ.get("BUDGET_CHECK_CACHE_SECONDS", "0.5"))
-            cache = current_app.extensions["budget_check_cache"] = cls(seconds)
+            cache = current_app.extensions["budget_check_cache"] = cls(services().settings.budget_check_cache_seconds)
         return cache
 
     def caller(self) -> Principal:

@@ -14,6 +14,7 @@ from api.services import services
 from ledger.identity.rules import ENTITY_TYPES
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
 from projections import credits_queries as q
+from runtime.licensing import sync_known_licenses
 
 blp = Blueprint("credit_admin", __name__, url_prefix="/api/v1/admin", description="Credits administration (X-Admin-API-Key)")
 
@@ -95,11 +96,8 @@ def post_entity(body):
 def sync_licenses_now():
     """Run the License Manager sync now; one outcome per licence key."""
     require_admin_key()
-    from workers.license_sync import sync_licenses
-
-    svc = services()
     consult("license_sync")  # licences issued just before, through any API process
-    outcomes = sync_licenses(svc.settings, store=svc.store, engine=svc.engine)
+    outcomes = sync_known_licenses(services())
     if outcomes:
         appended(max(o.position for o in outcomes))
     return {"synced": [o.as_dict() for o in outcomes]}

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from flask import Response
 from flask_smorest import Blueprint
-from sqlalchemy import text
 
 from api.errors import error_response
 from api.services import services
-from projections.framework import parked_errors, positions
-from projections.registry import all_projections
+from runtime.reports import projection_report
 
 blp = Blueprint("ops", __name__, description="Operations")
 
@@ -31,30 +29,10 @@ def healthz():
     return {"status": "ok"}
 
 
-def projection_report() -> dict:
-    svc = services()
-    head = svc.store.max_position()
-    with svc.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
-        found = positions(conn)
-        errors = parked_errors(conn)
-    return {
-        "ledger_position": head,
-        "projections": {
-            p.name: {"position": found.get(p.name, 0), "lag": max(head - found.get(p.name, 0), 0)}
-            for p in all_projections()
-        },
-        "parked_errors": [
-            {"projection": e["projection"], "position": e["position"], "event_type": e["event_type"], "error": e["error"]}
-            for e in errors
-        ],
-    }
-
-
 @blp.route("/readyz", methods=["GET"])
 def readyz():
     """The database is reachable; projections' lag and parked errors."""
-    report = projection_report()
+    report = projection_report(services())
     report["status"] = "degraded" if report["parked_errors"] else "ready"
     return report
 
@@ -63,7 +41,7 @@ def readyz():
 def metrics():
     """Prometheus text: ledger position and projection lag."""
     try:
-        report = projection_report()
+        report = projection_report(services())
     except Exception:  # metrics must answer even when the database does not
         return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
     lines = [

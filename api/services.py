@@ -1,26 +1,9 @@
-"""What a request handler can reach: settings, the ledger application and the read-model engine."""
+"""What a request handler can reach: the process's services (runtime/bootstrap.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import current_app
-from sqlalchemy import Engine
 
-from ledger.application import Ledger
-from ledger.settings import Settings
-from ledger.store import LedgerStore
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: LedgerStore
-    ledger: Ledger
-    engine: Engine
-
-    def close(self) -> None:
-        self.store.close()
-        self.engine.dispose()
+from runtime.bootstrap import Services
 
 
 def services() -> Services:

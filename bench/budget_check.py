@@ -2,7 +2,7 @@
 
 Sets up a temporary PostgreSQL database with one org holding 100 budgets (organization,
 team, agent, workflow, user and app scopes, every period) and some usage, starts the API
-the way production does (`python -m cli api`, gunicorn), and drives both endpoints with
+the way production does (`python -m usage_ledger.cli api`, gunicorn), and drives both endpoints with
 the same load generator for the same time. Prints both figures and their ratio (SPEC.md §8
 target: ≥ 0.6). The database is dropped afterwards.
 
@@ -148,7 +148,7 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "DATABASE_URL": database_url, "ADMIN_API_KEY": "bench"}
         server = subprocess.Popen(
-            [sys.executable, "-m", "cli", "api", "--port", str(port), "--workers", str(args.workers)],
+            [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         health = _request("GET", "/healthz", None, {})

@@ -52,7 +52,7 @@ def env_for(database_url: str, **extra) -> dict:
 @contextmanager
 def process(database_url: str, *args: str, **extra):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", *args], cwd=ROOT, env=env_for(database_url, **extra),
+        [sys.executable, "-m", "usage_ledger.cli", *args], cwd=ROOT, env=env_for(database_url, **extra),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

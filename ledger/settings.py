@@ -36,6 +36,14 @@ class Settings:
     license_manager_url: str | None = None
     license_manager_token: str | None = None
     license_sync_interval_seconds: float = 3600.0
+    # budgets: the pre-flight check's cache and the alert webhooks
+    budget_check_cache_seconds: float = 0.5
+    budget_webhook_secret: str | None = None
+    budget_webhook_timeout_seconds: float = 5.0
+    budget_webhook_max_attempts: int = 8
+    budget_webhook_backoff_seconds: float = 30.0
+    budget_alerts_interval_seconds: float = 5.0
+    debug: bool = False  # the command line shows tracebacks of unexpected errors
     clock: Any = field(default_factory=SystemClock)
     # portal: sessions and docs access
     session_ttl_hours: float = 12.0
@@ -79,10 +87,18 @@ class Settings:
             license_sync_interval_seconds=float(
                 env.get("LICENSE_SYNC_INTERVAL_SECONDS", cls.license_sync_interval_seconds)
             ),
+            debug=cls.debug_requested(env),
         )
         values.update(_portal_settings(env))
+        values.update(_budget_settings(env))
         values.update(overrides)
         return cls(**values)
+
+    @staticmethod
+    def debug_requested(env: dict[str, str] | None = None) -> bool:
+        """USAGE_LEDGER_DEBUG, readable even when other variables are broken."""
+        value = (os.environ if env is None else env).get("USAGE_LEDGER_DEBUG") or ""
+        return value.strip().lower() in ("1", "true", "yes")
 
     @property
     def is_postgres(self) -> bool:
@@ -99,4 +115,21 @@ def _portal_settings(env: dict[str, str]) -> dict[str, Any]:
         cf_access_group_id=env.get("CF_ACCESS_GROUP_ID") or None,
         cf_api_base_url=(env.get("CF_API_BASE_URL") or Settings.cf_api_base_url).rstrip("/"),
         cf_api_timeout_seconds=float(env.get("CF_API_TIMEOUT_SECONDS", Settings.cf_api_timeout_seconds)),
+    )
+
+
+def _budget_settings(env: dict[str, str]) -> dict[str, Any]:
+    return dict(
+        budget_check_cache_seconds=float(env.get("BUDGET_CHECK_CACHE_SECONDS", Settings.budget_check_cache_seconds)),
+        budget_webhook_secret=env.get("BUDGET_WEBHOOK_SECRET") or None,
+        budget_webhook_timeout_seconds=float(
+            env.get("BUDGET_WEBHOOK_TIMEOUT_SECONDS", Settings.budget_webhook_timeout_seconds)
+        ),
+        budget_webhook_max_attempts=int(env.get("BUDGET_WEBHOOK_MAX_ATTEMPTS", Settings.budget_webhook_max_attempts)),
+        budget_webhook_backoff_seconds=float(
+            env.get("BUDGET_WEBHOOK_BACKOFF_SECONDS", Settings.budget_webhook_backoff_seconds)
+        ),
+        budget_alerts_interval_seconds=float(
+            env.get("BUDGET_ALERTS_INTERVAL_SECONDS", Settings.budget_alerts_interval_seconds)
+        ),
     )

@@ -9,7 +9,6 @@ the SIEM forwarder (workers/siem.py) sends rows in that order.
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -36,9 +35,7 @@ class AxonAuditProjection(Projection):
 
     def __init__(self, prefix: str = "", retention_days: int | None = None, clock: Any = None):
         super().__init__(prefix)
-        if retention_days is None:
-            retention_days = int(os.environ.get("AUDIT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
-        self.retention_days = retention_days
+        self.retention_days = DEFAULT_RETENTION_DAYS if retention_days is None else retention_days
         self.clock = clock or SystemClock()
 
     def define(self, metadata: MetaData, prefix: str) -> None:

@@ -2,7 +2,7 @@
 credits it includes, and the License Manager sync state (seed 003's `creditPool` and
 `sync`).
 
-Fed by LicenseSynced / LicenseSyncFailed (workers/license_sync.py). Licences themselves
+Fed by LicenseSynced / LicenseSyncFailed (ledger/licensing/manager.py). Licences themselves
 (LicenseIssued, LicenseReplaced, LicenseRevoked) belong to the licences read model
 (projections/licenses.py); this projection also follows them for the fields it needs
 (`license_key`, `credits_included`), so that the sync job finds the keys of issued

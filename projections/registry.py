@@ -19,11 +19,18 @@ from projections.entities import EntitiesProjection
 from projections.license_sync import LicenseSyncProjection
 
 
-def all_projections(prefix: str = "") -> list[Projection]:
+def all_projections(prefix: str = "", settings=None) -> list[Projection]:
+    """Every read model; `settings` gives the sealing projector its signing key and the
+    audit projection its retention (AUDIT_RETENTION_DAYS) and clock."""
+    axon = (
+        AxonAuditProjection(prefix)
+        if settings is None
+        else AxonAuditProjection(prefix, retention_days=settings.audit_retention_days, clock=settings.clock)
+    )
     return [
         UsageEventsProjection(prefix),
         UsageRollupsProjection(prefix),
-        SealingProjection(prefix),
+        SealingProjection(prefix, settings=settings),
         UsersProjection(prefix),
         ApiKeysProjection(prefix),
         LicensesProjection(prefix),
@@ -33,15 +40,15 @@ def all_projections(prefix: str = "") -> list[Projection]:
         AdminAuditProjection(prefix),
         PricingProjection(prefix),
         BudgetStatusProjection(prefix),
-        AxonAuditProjection(prefix),
+        axon,
         CreditsProjection(prefix),
         EntitiesProjection(prefix),
         LicenseSyncProjection(prefix),
     ]
 
 
-def by_name(name: str, prefix: str = "") -> Projection:
-    for projection in all_projections(prefix):
+def by_name(name: str, prefix: str = "", settings=None) -> Projection:
+    for projection in all_projections(prefix, settings):
         if projection.name == name:
             return projection
     raise KeyError(name)
@@ -62,7 +69,7 @@ def setup_database(settings) -> list[str]:
         store.create_tables()
         create_checkpoint_table(engine)
         create_consistency_marks(engine)
-        return migrate(engine, all_projections())
+        return migrate(engine, all_projections(settings=settings))
     finally:
         store.close()
         engine.dispose()

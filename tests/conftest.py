@@ -14,10 +14,9 @@ import pytest
 from api import create_app
 from ledger.clock import FixedClock
 from ledger.settings import Settings
-from ledger.store import LedgerStore
-from projections.db import make_engine
 from projections.framework import catch_up
 from projections.registry import all_projections, setup_database
+from runtime.bootstrap import bootstrap
 from tests.fake_cloudflare import FakeCloudflare
 
 PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -109,13 +108,12 @@ class Harness:
         self.settings = settings
         self.app = create_app(settings)
         self.http = self.app.test_client()
-        self.store = LedgerStore(settings.database_url)
-        self.engine = make_engine(settings.database_url, writer=True)
+        self.services = bootstrap(settings, writer=True)  # the test's own, like a worker's
+        self.store, self.engine = self.services.store, self.services.engine
 
     def close(self) -> None:
         self.app.extensions["usage_ledger"].close()
-        self.store.close()
-        self.engine.dispose()
+        self.services.close()
 
     # projections ---------------------------------------------------------------------
     def project(self) -> int:

@@ -1,4 +1,4 @@
-"""Helpers for tests that run the real processes (`python -m cli ...`)."""
+"""Helpers for tests that run the real processes (`python -m usage_ledger.cli ...`)."""
 from __future__ import annotations
 
 import os
@@ -20,7 +20,7 @@ def cli_env(database_url: str, **extra: str) -> dict:
 
 def start_cli(database_url: str, *args: str, **extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "usage_ledger.cli", *args],
         cwd=ROOT,
         env=cli_env(database_url, **extra),
         stdout=subprocess.PIPE,
@@ -31,7 +31,7 @@ def start_cli(database_url: str, *args: str, **extra: str) -> subprocess.Popen:
 
 def run_cli(database_url: str, *args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "usage_ledger.cli", *args],
         cwd=ROOT,
         env=cli_env(database_url, **extra),
         capture_output=True,

@@ -89,9 +89,9 @@ def test_the_cli_rebuild_raises_no_alert_again(h, agent, alerts_job):
     h.project()
     before = alerts(h, agent)
     env = {**os.environ, "DATABASE_URL": h.settings.database_url}
-    result = subprocess.run([sys.executable, "-m", "cli", "rebuild"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "usage_ledger.cli", "rebuild"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    result = subprocess.run([sys.executable, "-m", "cli", "rebuild", "--check"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "usage_ledger.cli", "rebuild", "--check"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and json.loads(result.stdout)["identical"] is True, result.stdout + result.stderr
     assert alerts_job.run_once()["raised"] == 0
     h.project()

@@ -246,7 +246,7 @@ def test_a_rehashed_chain_is_not_detected_without_the_public_key_only_if_checkpo
 
 # the command line --------------------------------------------------------------------
 def _cli(ledger, *args):
-    from cli import main
+    from usage_ledger.cli import main
 
     env = {"DATABASE_URL": ledger.settings.database_url, "LEDGER_SIGNING_KEY_FILE": ledger.key_file}
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
@@ -272,7 +272,7 @@ def test_verify_says_when_no_key_signs_checkpoints(database_url, clock):
     store, engine = LedgerStore(database_url), make_engine(database_url, writer=True)
     append_events(store, 10)
     seal(engine, store, settings)
-    from cli import main
+    from usage_ledger.cli import main
 
     result = CliRunner().invoke(main, ["verify"], env={"DATABASE_URL": database_url, "LEDGER_SIGNING_KEY_FILE": ""})
     store.close()
@@ -288,7 +288,7 @@ def test_keygen_writes_a_private_key_readable_only_by_its_owner_and_a_public_key
     import os
     import stat
 
-    from cli import main
+    from usage_ledger.cli import main
 
     out = tmp_path / "ledger.pem"
     result = CliRunner().invoke(main, ["keygen", "--out", str(out)])

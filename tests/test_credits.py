@@ -411,10 +411,10 @@ def test_an_unreachable_license_manager_and_staleness_over_time(lm, clock):
     lm.admin("POST", "/api/v1/admin/licenses/sync")
     lm.project()
     dead = replace(lm.settings, license_manager_url=f"http://127.0.0.1:{free_port()}")
-    from workers.license_sync import sync_licenses
+    from workers import license_sync
 
     clock.advance(hours=23, minutes=59)
-    outcomes = {o.org_id: o for o in sync_licenses(dead, lm.store, lm.engine)}
+    outcomes = {o.org_id: o for o in license_sync.run(dead)}
     assert outcomes["ok"].code == "lm_unreachable" and not outcomes["ok"].ok
     lm.project()
     assert sync_block(lm, "ok") == {
@@ -443,7 +443,7 @@ def test_sync_without_a_license_manager_is_503(h, agent):
 def test_the_sync_license_command_runs_the_same_sync(tmp_path, license_manager, clock):
     from click.testing import CliRunner
 
-    import cli
+    from usage_ledger import cli
 
     url = f"sqlite:///{tmp_path}/cli.db"
     env = {"DATABASE_URL": url, "LICENSE_MANAGER_URL": license_manager.url}

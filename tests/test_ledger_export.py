@@ -43,7 +43,7 @@ def sealed(h):
 
 
 def _cli(settings, *args):
-    from cli import main
+    from usage_ledger.cli import main
 
     env = {"DATABASE_URL": settings.database_url, "LEDGER_SIGNING_KEY_FILE": settings.ledger_signing_key_file or ""}
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
@@ -52,7 +52,7 @@ def _cli(settings, *args):
 def _verify_offline(workdir: Path, export: Path, public_key: Path) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "HOME": str(workdir)}
     return subprocess.run(
-        [sys.executable, "-m", "cli", "verify", "--file", export.name, "--public-key", public_key.name],
+        [sys.executable, "-m", "usage_ledger.cli", "verify", "--file", export.name, "--public-key", public_key.name],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
     )
 
@@ -123,7 +123,7 @@ def test_an_export_of_an_unsigned_ledger_still_proves_consistency(database_url, 
     engine.dispose()
     export = tmp_path / "plain.jsonl"
     assert _cli(settings, "export-ledger", "--out", str(export)).exit_code == 0
-    from cli import main
+    from usage_ledger.cli import main
 
     result = CliRunner().invoke(main, ["verify", "--file", str(export)], env={"DATABASE_URL": ""})
     assert result.exit_code == 0, result.output

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-import cli
+from usage_ledger import cli
 
 
 def test_create_user_from_the_command_line_then_log_in(h, agent, database_url):

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from ledger.store import LedgerStore
 from projections import budget_queries as q
 from projections.budget_rows import from_basis_points
 from projections.budget_views import alert_json
-from projections.db import make_engine
 from projections.usage import from_nanos
+from runtime.bootstrap import bootstrap
 
 log = logging.getLogger("usage_ledger.alerts")
 ACTOR = "system:budget-alerts"
@@ -52,14 +51,13 @@ class WebhookConfig:
     interval_seconds: float = 5.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "WebhookConfig":
-        env = dict(os.environ if env is None else env)
+    def of(cls, settings: Settings) -> "WebhookConfig":
         return cls(
-            secret=env.get("BUDGET_WEBHOOK_SECRET") or None,
-            timeout_seconds=float(env.get("BUDGET_WEBHOOK_TIMEOUT_SECONDS", cls.timeout_seconds)),
-            max_attempts=int(env.get("BUDGET_WEBHOOK_MAX_ATTEMPTS", cls.max_attempts)),
-            backoff_seconds=float(env.get("BUDGET_WEBHOOK_BACKOFF_SECONDS", cls.backoff_seconds)),
-            interval_seconds=float(env.get("BUDGET_ALERTS_INTERVAL_SECONDS", cls.interval_seconds)),
+            secret=settings.budget_webhook_secret,
+            timeout_seconds=settings.budget_webhook_timeout_seconds,
+            max_attempts=settings.budget_webhook_max_attempts,
+            backoff_seconds=settings.budget_webhook_backoff_seconds,
+            interval_seconds=settings.budget_alerts_interval_seconds,
         )
 
     def next_attempt_at(self, now: datetime, attempt: int) -> datetime | None:
@@ -88,7 +86,7 @@ class BudgetAlerts:
         self.settings = settings
         self.store = store
         self.engine = engine
-        self.config = config or WebhookConfig.from_env()
+        self.config = config or WebhookConfig.of(settings)
         self.controls = CostControls(Ledger(store, settings))
         self._warned_unsigned = False
 
@@ -228,7 +226,6 @@ def run(settings: Settings) -> dict[str, int]:
     """The scheduler's entry point: one pass, with this process's store and engine."""
     job = _per_process.get(settings.database_url)
     if job is None:
-        store = LedgerStore(settings.database_url, pool_size=1, pool_timeout=settings.db_pool_timeout)
-        engine = make_engine(settings.database_url, pool_size=1)
-        job = _per_process[settings.database_url] = BudgetAlerts(settings, store, engine)
+        services = bootstrap(settings, pool_size=1)
+        job = _per_process[settings.database_url] = BudgetAlerts(settings, services.store, services.engine)
     return job.run_once()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from ledger.settings import Settings
-from projections.db import make_engine
 from projections.ledger_chain import sign_checkpoint_if_due
+from runtime.bootstrap import bootstrap
 
 log = logging.getLogger("usage_ledger.checkpoints")
 
@@ -18,11 +18,8 @@ def run(settings: Settings):
     """One pass; returns the checkpoint signed, if any."""
     if not settings.ledger_signing_key_file:
         return None
-    engine = make_engine(settings.database_url, writer=True, pool_size=1)
-    try:
-        checkpoint = sign_checkpoint_if_due(engine, settings)
-    finally:
-        engine.dispose()
+    with bootstrap(settings, writer=True, pool_size=1) as services:
+        checkpoint = sign_checkpoint_if_due(services.engine, settings)
     if checkpoint is not None:
         log.info("checkpoint signed", extra={"fields": {"position": checkpoint.position, "key_id": checkpoint.key_id}})
     return checkpoint

@@ -13,11 +13,11 @@ import msgspec
 from ledger.actor import Actor
 from ledger.application import Ledger
 from ledger.budgets.rules import period_bounds
-from ledger.errors import Conflict
+from ledger.errors import Conflict, Invalid
 from ledger.licensing.rules import LicenseTerms
 from ledger.settings import Settings
-from ledger.store import LedgerStore
 from ledger.usage.rules import UsageIn
+from runtime.bootstrap import bootstrap
 
 DEMO_CLIENT_ID = "demo-agent"
 DEMO_CLIENT_SECRET = "demo-secret-change-me"
@@ -43,8 +43,10 @@ def load_demo(
     settings: Settings, days: int = 90, events_per_day: int = 150, progress: Callable[[int, int], None] | None = None
 ) -> dict:
     """Append the demo data set; returns the demo credentials. Safe to run twice."""
-    store = LedgerStore(settings.database_url)
-    ledger = Ledger(store, replace(settings, backdating_days=days + 2))
+    if days < 0 or events_per_day < 0:
+        raise Invalid("INVALID_DEMO_SIZE", "days and events per day must be 0 or more")
+    services = bootstrap(replace(settings, backdating_days=days + 2))
+    store, ledger = services.store, services.ledger
     try:
         for tenant_id, name, orgs in (
             ("acme", "Acme Corp", (("acme-prod", "Production"), ("acme-research", "Research"))),
@@ -94,6 +96,8 @@ def load_demo(
             if batch:
                 ledger.usage.record(actor, msgspec.convert(batch, list[UsageIn]))
                 done += len(batch)
+        if progress:  # events planned for later today are skipped: the plan is done
+            progress(total, total)
         _demo_credits(ledger, settings, days)
         _demo_portal(ledger, settings, month_spend)
         return {
@@ -104,7 +108,7 @@ def load_demo(
             "position": store.max_position(),
         }
     finally:
-        store.close()
+        services.close()
 
 
 def _demo_event(rng: random.Random, event_id: str, moment: datetime) -> dict:

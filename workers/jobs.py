@@ -33,7 +33,7 @@ def all_jobs(settings: Settings) -> list[Job]:
 
     jobs: list[Job] = []
     jobs.append(Job("ledger-checkpoint", checkpoints.CHECK_SECONDS, checkpoints.run))
-    jobs.append(Job("budget_alerts", alerts.WebhookConfig.from_env().interval_seconds, alerts.run))
+    jobs.append(Job("budget_alerts", settings.budget_alerts_interval_seconds, alerts.run))
     jobs.append(Job("audit-retention", 3600, retention.run))
     if settings.siem_url:
         jobs.append(Job("siem-forward", settings.siem_interval_seconds, siem.run))

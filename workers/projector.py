@@ -15,11 +15,11 @@ from typing import Sequence
 
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from projections.db import make_engine
 from projections.framework import Projection, Reader, run_batch, tune_gc
 from projections.registry import all_projections
 from workers.jobs import all_jobs, start_scheduler
 from workers.leadership import LEADERSHIP_CHECK_SECONDS, Leadership
+from runtime.bootstrap import bootstrap
 
 log = logging.getLogger("usage_ledger.worker")
 STANDBY_SECONDS = 1.0
@@ -101,12 +101,12 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    projections = list(projections or all_projections())
+    projections = list(projections or all_projections(settings=settings))
     tune_gc()
     # one ledger pool and one read-model engine for the whole process; connections are held
     # only while a batch runs, so a few serve every projection thread
-    store = LedgerStore(settings.database_url, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
-    engine = make_engine(settings.database_url, writer=True, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
+    services = bootstrap(settings, writer=True, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
+    store, engine = services.store, services.engine
     head = LedgerHead(settings, stop)
     threads = [threading.Thread(target=head.run, args=(store,), name="ledger-head", daemon=True)] + [
         threading.Thread(
@@ -125,6 +125,5 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
         scheduler.shutdown(wait=True)
     for thread in threads:
         thread.join(timeout=30)
-    store.close()
-    engine.dispose()
+    services.close()
     log.info("worker stopped")

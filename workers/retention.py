@@ -7,26 +7,21 @@ import logging
 
 from ledger.settings import Settings
 from projections.axon import AxonAuditProjection
-from projections.db import make_engine
+from runtime.bootstrap import bootstrap
 
 log = logging.getLogger("usage_ledger.retention")
 
 
-def prune_audit(settings: Settings, engine=None) -> int:
+def prune_audit(settings: Settings, engine) -> int:
     """One pass; returns how many audit rows were deleted."""
-    own = engine is None
-    engine = engine or make_engine(settings.database_url, writer=True, pool_size=1)
-    try:
-        projection = AxonAuditProjection(retention_days=settings.audit_retention_days, clock=settings.clock)
-        with engine.begin() as conn:
-            deleted = projection.prune(conn)
-        if deleted:
-            log.info("pruned audit rows", extra={"fields": {"deleted": deleted, "retention_days": settings.audit_retention_days}})
-        return deleted
-    finally:
-        if own:
-            engine.dispose()
+    projection = AxonAuditProjection(retention_days=settings.audit_retention_days, clock=settings.clock)
+    with engine.begin() as conn:
+        deleted = projection.prune(conn)
+    if deleted:
+        log.info("pruned audit rows", extra={"fields": {"deleted": deleted, "retention_days": settings.audit_retention_days}})
+    return deleted
 
 
 def run(settings: Settings) -> int:
-    return prune_audit(settings)
+    with bootstrap(settings, writer=True, pool_size=1) as services:
+        return prune_audit(settings, services.engine)

@@ -21,8 +21,8 @@ from sqlalchemy import BigInteger, Column, DateTime, Engine, MetaData, String, T
 
 from ledger.settings import Settings
 from projections.axon_queries import audit_after, audit_record
-from projections.db import make_engine
 from projections.sql import upsert_replace
+from runtime.bootstrap import bootstrap
 
 log = logging.getLogger("usage_ledger.siem")
 BATCH_SIZE = 500
@@ -75,7 +75,7 @@ def cursor_position(engine: Engine) -> int:
 
 def forward_audit(
     settings: Settings,
-    engine: Engine | None = None,
+    engine: Engine,
     post: Callable[[str, bytes], None] | None = None,
     batch_size: int = BATCH_SIZE,
     max_batches: int = MAX_BATCHES_PER_PASS,
@@ -84,37 +84,34 @@ def forward_audit(
     fails, or max_batches were sent."""
     if not settings.siem_url:
         return ForwardResult(0, 0, "SIEM_URL is not configured")
-    own = engine is None
-    engine = engine or make_engine(settings.database_url, writer=True, pool_size=1)
     post = post or post_json_lines
     sent = 0
-    try:
-        position = cursor_position(engine)
-        for _ in range(max_batches):
-            with engine.connect() as conn:
-                rows = audit_after(conn, position, batch_size)
-            if not rows:
-                break
-            body = b"".join(json.dumps(audit_record(r), separators=(",", ":")).encode() + b"\n" for r in rows)
-            try:
-                post(settings.siem_url, body)
-            except DeliveryFailed as error:
-                log.warning("SIEM delivery failed; will resume", extra={"fields": {"position": position, "error": str(error)}})
-                return ForwardResult(sent, position, str(error))
-            position = int(rows[-1]["position"])
-            with engine.begin() as conn:
-                upsert_replace(
-                    conn,
-                    siem_cursor,
-                    [{"name": CURSOR_NAME, "position": position, "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}],
-                    ["name"],
-                )
-            sent += len(rows)
-        return ForwardResult(sent, position)
-    finally:
-        if own:
-            engine.dispose()
+    position = cursor_position(engine)
+    for _ in range(max_batches):
+        with engine.connect() as conn:
+            rows = audit_after(conn, position, batch_size)
+        if not rows:
+            break
+        body = b"".join(json.dumps(audit_record(r), separators=(",", ":")).encode() + b"\n" for r in rows)
+        try:
+            post(settings.siem_url, body)
+        except DeliveryFailed as error:
+            log.warning("SIEM delivery failed; will resume", extra={"fields": {"position": position, "error": str(error)}})
+            return ForwardResult(sent, position, str(error))
+        position = int(rows[-1]["position"])
+        with engine.begin() as conn:
+            upsert_replace(
+                conn,
+                siem_cursor,
+                [{"name": CURSOR_NAME, "position": position, "updated_at": datetime.now(timezone.utc).replace(tzinfo=None)}],
+                ["name"],
+            )
+        sent += len(rows)
+    return ForwardResult(sent, position)
 
 
 def run(settings: Settings) -> ForwardResult:
-    return forward_audit(settings)
+    if not settings.siem_url:
+        return ForwardResult(0, 0, "SIEM_URL is not configured")
+    with bootstrap(settings, writer=True, pool_size=1) as services:
+        return forward_audit(settings, services.engine)

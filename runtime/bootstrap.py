@@ -1,0 +1,51 @@
+"""One place that wires a process: `bootstrap(settings)` builds the ledger store, the
+`Ledger` application (with prices and credit rates read from their read models) and the
+read-model engine. The API, every worker job, the command line and the tests call it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from ledger.application import Ledger
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from projections.credits_queries import credit_rate_loader
+from projections.db import make_engine
+from projections.pricing_queries import PriceBookCache
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: LedgerStore
+    ledger: Ledger
+    engine: Engine
+
+    def close(self) -> None:
+        self.store.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> "Services":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    writer: bool = False,
+    pool_size: int | None = None,
+    pool_timeout: float | None = None,
+) -> Services:
+    """Everything a process needs, built from `settings` (the environment when None).
+    `writer` engines take SQLite's write lock when a transaction begins (projectors, jobs)."""
+    settings = settings or Settings.from_env()
+    size = pool_size or settings.db_pool_size
+    timeout = pool_timeout or settings.db_pool_timeout
+    store = LedgerStore(settings.database_url, pool_size=size, pool_timeout=timeout)
+    engine = make_engine(settings.database_url, writer=writer, pool_size=size, pool_timeout=timeout)
+    ledger = Ledger(store, settings, price_book=PriceBookCache(engine), credit_rates=credit_rate_loader(engine))
+    return Services(settings, store, ledger, engine)

@@ -1,0 +1,111 @@
+"""What the commands share: settings, opening the database, progress lines, error lines."""
+from __future__ import annotations
+
+import os
+import time
+
+import click
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ledger.settings import Settings
+from ledger.store import EVENTS_TABLE
+from projections.db import sqlalchemy_url
+from projections.registry import setup_database
+from runtime.bootstrap import Services, bootstrap
+
+
+class CliError(Exception):
+    """An expected failure: printed as one `error: ...` line, exit 1."""
+
+
+_open_line = [False]  # a progress line is on stderr without its newline yet
+
+
+def end_line() -> None:
+    if _open_line[0]:
+        click.echo("", err=True)
+        _open_line[0] = False
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def debugging() -> bool:
+    return Settings.debug_requested()
+
+
+def describe(error: Exception) -> str:
+    """One line for an unexpected error."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, (OperationalError, DBAPIError)):
+        return f"the database is not usable: {str(error.orig).strip().splitlines()[0] if error.orig else error}"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def for_writing(settings: Settings) -> Services:
+    """Create or migrate the database, then open it (commands that append or rebuild)."""
+    setup_database(settings)
+    return bootstrap(settings, writer=True)
+
+
+def existing(settings: Settings) -> Services:
+    """Open a database that exists and was migrated; never create one (reading commands)."""
+    url = make_url(sqlalchemy_url(settings.database_url))
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not os.path.exists(url.database):
+            raise CliError(
+                f"no ledger database at {os.path.abspath(url.database)} "
+                "(set DATABASE_URL, or create it with `usage-ledger migrate`)"
+            )
+    services = bootstrap(settings, writer=True)
+    try:
+        tables = inspect(services.engine)
+        migrated = tables.has_table(EVENTS_TABLE) and tables.has_table("projection_positions")
+    except (OperationalError, DBAPIError) as error:
+        services.close()
+        raise CliError(f"the database is not reachable: {str(error.orig).strip().splitlines()[0]}") from None
+    if not migrated:
+        services.close()
+        raise CliError("the database has no ledger yet: run `usage-ledger migrate` first")
+    return services
+
+
+class Progress:
+    """`label name: done/total` on one stderr line, at most twice a second; `finish()`
+    shows the last item complete."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.shown = 0.0
+        self.width = 0
+        self.text = ""
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, *args) -> None:
+        *names, done, total = args
+        prefix = f"{self.label} {names[0]}" if names else self.label
+        self.last = (prefix, total)
+        now = time.monotonic()
+        if done < total and now - self.shown < 0.5:
+            return
+        self.shown = now
+        self._show(f"{prefix}: {done}/{total}")
+
+    def finish(self) -> None:
+        if self.last is not None:
+            prefix, total = self.last
+            self._show(f"{prefix}: {total}/{total}")
+            self.last = None
+
+    def _show(self, text: str) -> None:
+        if text == self.text:
+            return
+        self.text = text
+        click.echo("\r" + text.ljust(self.width), nl=False, err=True)
+        self.width = len(text)
+        _open_line[0] = True

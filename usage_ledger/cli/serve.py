@@ -1,0 +1,122 @@
+"""Processes: `api` (gunicorn), `work` (projectors and jobs), `serve` (both, supervised)."""
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import click
+
+from usage_ledger.cli.common import CliError, settings
+from projections.registry import setup_database
+
+STARTUP_SECONDS = 60.0
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+def api(host: str, port: int, workers: int) -> None:
+    """Run the HTTP API (gunicorn)."""
+    from gunicorn.app.base import BaseApplication
+
+    from workers.logs import configure_logging
+
+    configure_logging()
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            from api import create_app
+
+            return create_app()
+
+    Server().run()
+
+
+@click.command()
+def work() -> None:
+    """Run the background workers (projectors) until SIGTERM."""
+    from workers.logs import configure_logging
+    from workers.projector import run_workers
+
+    configure_logging()
+    run_workers(settings())
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run API and workers as separate processes; Ctrl-C or SIGTERM stops all."""
+    config = settings()
+    require_free_port(host, port)
+    setup_database(config)
+    exe = [sys.executable, "-m", "usage_ledger.cli"]
+    children = [
+        subprocess.Popen(exe + ["work"]),
+        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port)]),
+    ]
+    stopping = []
+
+    def stop(*_):
+        stopping.append(True)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if wait_for_port(host, port, children, stopping):
+            click.echo(f"usage-ledger is running at http://{host}:{port}/ (database {config.database_url})", err=True)
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    if not stopping:
+        raise CliError("a usage-ledger process stopped unexpectedly; see its log above")
+
+
+def require_free_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {port} on {host} is already in use; stop what uses it or choose another port "
+                    f"(make run PORT={port + 1}, or --port {port + 1})"
+                ) from None
+            raise CliError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def wait_for_port(host: str, port: int, children: list[subprocess.Popen], stopping: list) -> bool:
+    """True once the API accepts connections; False when a child died or we were stopped."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not stopping and all(c.poll() is None for c in children) and time.monotonic() < deadline:
+        try:
+            socket.create_connection((target, port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+COMMANDS = (api, work, serve)
