@@ -52,7 +52,7 @@ class Ledger:
         self.docs_access = DocsAccessCommands(self.journal, settings, self.audit)
         self.pricing = PricingCommands(self.journal, settings)
         self.corrections = UsageCorrections(self.journal, settings, self.audit, price_book)
-        self.budgets = CostControls(self)
+        self.budgets = CostControls(self.journal)
         self.usage = UsageCommands(self.journal, settings, price_book, credit_rates)
 
     @property

@@ -8,9 +8,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from sqlalchemy import Connection, and_, delete, select
+from sqlalchemy import Connection, Table, and_, delete, select
 
 from ledger.budgets.events import (
     BudgetAlertDelivered,
@@ -27,8 +27,6 @@ from projections.budget_rows import budget_row, crossing_row, raised_row, thresh
 from projections.sql import upsert_add, upsert_replace
 from projections.usage import naive_utc, to_nanos
 
-if TYPE_CHECKING:
-    from projections.budgets import BudgetStatusProjection
 
 SPEND_KEYS = ("tenant_id", "org_id", "scope", "scope_id", "period", "period_start")
 ALERT_KEYS = ("tenant_id", "budget_id", "period_start", "threshold_bp")
@@ -40,6 +38,14 @@ def day_period_starts(day: date) -> tuple[tuple[str, datetime], ...]:
     moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return tuple((period, naive_utc(start)) for period, start in period_starts(moment).items())
 
+
+
+class BudgetTables(Protocol):
+    """The budget_status tables a batch writes (the projection that owns them)."""
+
+    budgets: Table
+    spend: Table
+    alerts: Table
 
 @dataclass
 class OrgBudgets:
@@ -59,7 +65,7 @@ class OrgBudgets:
 class BudgetBatch:
     """The read model's changes from one batch."""
 
-    def __init__(self, projection: "BudgetStatusProjection", conn: Connection):
+    def __init__(self, projection: "BudgetTables", conn: Connection):
         self.p = projection
         self.conn = conn
         self.orgs: dict[tuple[str, str], OrgBudgets] = {}

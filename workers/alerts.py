@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.application import Ledger
-from ledger.budgets.commands import CostControls
 from ledger.budgets.rules import as_utc
 from ledger.budgets.events import BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetThresholdCrossed
 from ledger.settings import Settings
@@ -87,7 +86,7 @@ class BudgetAlerts:
         self.store = store
         self.engine = engine
         self.config = config or WebhookConfig.of(settings)
-        self.controls = CostControls(Ledger(store, settings))
+        self.controls = Ledger(store, settings).budgets
         self._warned_unsigned = False
 
     @property

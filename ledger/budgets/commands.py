@@ -35,7 +35,8 @@ from ledger.budgets.rules import ON_EXCEED, PERIODS, SCOPES, UNITS, as_utc, sort
 from ledger.store import StreamConflict, stream_id
 
 if TYPE_CHECKING:
-    from ledger.application import Actor, Ledger
+    from ledger.actor import Actor
+    from ledger.journal import Journal
 
 DEFAULT_THRESHOLDS = (Decimal(50), Decimal(80), Decimal(100))
 MAX_THRESHOLDS = 20
@@ -173,9 +174,9 @@ class StoredBudget:
 class CostControls:
     """Commands of the cost controls: prices, budgets, threshold alerts and their delivery."""
 
-    def __init__(self, ledger: "Ledger"):
-        self.ledger = ledger
-        self.store = ledger.store
+    def __init__(self, journal: "Journal"):
+        self.journal = journal
+        self.store = journal.store
 
     # pricing ---------------------------------------------------------------------------
     def set_model_price(
@@ -194,7 +195,7 @@ class CostControls:
             raise _invalid("effective_from", "needs a time zone offset")
         event = ModelPriceSet(
             tenant_id="",
-            recorded_at=self.ledger.now,
+            recorded_at=self.journal.now,
             actor=actor,
             provider=provider,
             model=model,
@@ -230,7 +231,7 @@ class CostControls:
         if existing is not None:
             raise Conflict("BUDGET_EXISTS", f"Budget {budget.budget_id} already exists")
         event = BudgetCreated(
-            tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=self.ledger.now, actor=author,
+            tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=self.journal.now, actor=author,
             budget=budget, client_id=actor.client_id,
         )
         try:
@@ -254,19 +255,19 @@ class CostControls:
         budget = check_terms(merged, current.org_id)
         changed = tuple(f for f in EDITABLE if getattr(budget, f) != getattr(current.terms, f))
         event = BudgetUpdated(
-            tenant_id=current.tenant_id, org_id=current.org_id, recorded_at=self.ledger.now, actor=author,
+            tenant_id=current.tenant_id, org_id=current.org_id, recorded_at=self.journal.now, actor=author,
             budget=budget, previous=current.terms, changed=changed, client_id=actor.client_id,
         )
-        position = self.ledger.journal.extend_stream(budget_stream(actor.tenant_id, budget_id), event, current.version)
+        position = self.journal.extend_stream(budget_stream(actor.tenant_id, budget_id), event, current.version)
         return StoredBudget(current.tenant_id, current.org_id, budget, current.version + 1), position
 
     def delete_budget(self, actor: "Actor", author: str, budget_id: str) -> int:
         current = self.require_budget(actor.tenant_id, budget_id)
         event = BudgetDeleted(
-            tenant_id=current.tenant_id, org_id=current.org_id, recorded_at=self.ledger.now, actor=author,
+            tenant_id=current.tenant_id, org_id=current.org_id, recorded_at=self.journal.now, actor=author,
             budget_id=budget_id, name=current.terms.name, client_id=actor.client_id,
         )
-        return self.ledger.journal.extend_stream(budget_stream(actor.tenant_id, budget_id), event, current.version)
+        return self.journal.extend_stream(budget_stream(actor.tenant_id, budget_id), event, current.version)
 
     # alerts ----------------------------------------------------------------------------
     def raise_threshold_crossed(self, event: BudgetThresholdCrossed) -> int | None:
