@@ -1,12 +1,17 @@
 """POST /api/v1/events: agents append usage events (SPEC.md §3)."""
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from flask import request
 from flask_smorest import Blueprint
 
-from api.auth import authenticate
+from api import cloudevents
+from api.auth import Principal, authenticate
 from api.consistency import appended
 from api.services import services
+from ledger.application import IngestResult
 from ledger.errors import TooLarge
 from ledger.usage.rules import MAX_BODY_BYTES
 
@@ -58,6 +63,15 @@ def post_events():
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
     body = request.get_data(cache=False)
-    result = services().ledger.record_usage(principal.as_actor(), body)
+    if cloudevents.is_cloudevent(request.mimetype, request.headers):
+        result = record_items(principal, cloudevents.usage_items(request.mimetype, request.headers, body))
+    else:
+        result = services().ledger.record_usage(principal.as_actor(), body)
     appended(result.position)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "position": result.position}, 202
+
+
+def record_items(principal: Principal, items: list[dict[str, Any]]) -> IngestResult:
+    """Append usage items decoded by a protocol adapter (OTLP, CloudEvents, LiteLLM) under
+    the same validation, deduplication and all-or-nothing rules as our JSON batches."""
+    return services().ledger.record_usage(principal.as_actor(), msgspec.json.encode({"events": items}))

@@ -77,6 +77,7 @@ def _measures(row: dict) -> dict:
         "cost_usd": money(from_nanos(row["cost_nanos"])),
         "credits": money(from_nanos(row["credits_nanos"])),
         "unpriced_events": row["unpriced_events"],
+        "reported_cost_usd": money(from_nanos(row["reported_cost_nanos"])),  # as reported by a gateway (LiteLLM)
     }
 
 
@@ -125,7 +126,7 @@ def usage_records(args):
         rows = q.records(conn, scope, start, end, filters, args["limit"] + 1, args["offset"])
     more = len(rows) > args["limit"]
     return {
-        "records": [event_json(r) for r in rows[: args["limit"]]],
+        "records": [_record_json(r) for r in rows[: args["limit"]]],
         "limit": args["limit"],
         "offset": args["offset"],
         "has_more": more,
@@ -133,3 +134,8 @@ def usage_records(args):
         "end": timestamp(end),
         "position": position,
     }
+
+
+def _record_json(r: dict) -> dict:
+    reported = r["reported_cost_nanos"]
+    return {**event_json(r), "reported_cost_usd": None if reported is None else money(from_nanos(reported))}

@@ -69,6 +69,7 @@ MEASURES = (
     "policies_evaluated",
     "policy_violations",
     "quantity_milli",
+    "reported_cost_nanos",
 )
 
 
@@ -146,6 +147,7 @@ def usage_events_table(metadata: MetaData, prefix: str = "") -> Table:
         Column("policy_violations", BigInteger, nullable=False),
         Column("success", Boolean, nullable=False),
         Column("metadata_json", Text),
+        Column("reported_cost_nanos", BigInteger),
         Index(f"ix_{prefix}usage_events_org_time", "tenant_id", "org_id", "occurred_at", "position"),
         Index(f"ix_{prefix}usage_events_client_time", "tenant_id", "org_id", "client_id", "occurred_at"),
     )
@@ -155,7 +157,7 @@ class UsageEventsProjection(Projection):
     """usage_events: one row per usage event that is not voided, as amended."""
 
     name = "usage_events"
-    version = 1
+    version = 2
     topics = USAGE_TOPICS
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -190,7 +192,7 @@ class UsageRollupsProjection(Projection):
     summary of an organization reads."""
 
     name = "usage_rollups"
-    version = 2
+    version = 3
     topics = USAGE_TOPICS
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -295,6 +297,7 @@ def _measures(u: Usage) -> tuple[int, ...]:
         u.policies_evaluated,
         u.policy_violations,
         int((u.quantity or 0) * MILLI),
+        to_nanos(u.reported_cost_usd),
     )
 
 
@@ -334,6 +337,7 @@ EVENT_COLUMNS = (
     "policy_violations",
     "success",
     "metadata_json",
+    "reported_cost_nanos",
 )
 
 
@@ -375,4 +379,5 @@ def _event_row(event, position: int, u: Usage) -> tuple:
         u.policy_violations,
         u.success,
         None if u.metadata is None else msgspec.json.encode(u.metadata).decode(),
+        None if u.reported_cost_usd is None else to_nanos(u.reported_cost_usd),
     )

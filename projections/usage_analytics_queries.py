@@ -18,7 +18,7 @@ GROUPS = {
     "app": ("app_id",),
     "day": ("bucket",),
 }
-BREAKDOWN_MEASURES = ("events", "prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos", "credits_nanos", "unpriced_events")
+BREAKDOWN_MEASURES = ("events", "prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos", "credits_nanos", "unpriced_events", "reported_cost_nanos")
 RECORD_FILTERS = {
     "event_type": "event_type",
     "provider": "llm_provider",

@@ -45,6 +45,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     success: bool = True
     metadata: dict[str, Any] | None = None
     body_sha256: str = ""
+    reported_cost_usd: Decimal | None = None  # the cost an upstream gateway reported (not used for budgets)
 
 
 class UsageRecorded(LedgerEvent, frozen=True):

@@ -69,6 +69,7 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     policy_violations: Count | None | msgspec.UnsetType = msgspec.UNSET
     success: bool | None | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    reported_cost_usd: Decimal | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):
@@ -225,7 +226,7 @@ def _normalize(
     elif total != prompt + completion:
         fail("total_tokens", f"must equal prompt_tokens + completion_tokens ({prompt + completion})")
 
-    for name in ("cost_usd", "credits"):
+    for name in ("cost_usd", "credits", "reported_cost_usd"):
         value = given(getattr(item, name))
         if value is not None and not _is_amount(value, MAX_MONEY, MONEY_EXPONENT):
             fail(name, "must be a number ≥ 0, below 1,000,000, with at most 9 decimals")
@@ -293,6 +294,7 @@ def _normalize(
         success=success,
         metadata=metadata,
         body_sha256=fingerprint(item),
+        reported_cost_usd=given(item.reported_cost_usd),
     )
     return usage, []
 
@@ -301,7 +303,7 @@ def fingerprint(item: UsageIn) -> str:
     """Hash of what the client sent, so a retry of the same body is a duplicate, not a conflict."""
     sent = msgspec.to_builtins(item)
     for key, value in list(sent.items()):
-        if isinstance(value, str) and key in ("cost_usd", "credits", "quantity"):
+        if isinstance(value, str) and key in ("cost_usd", "credits", "quantity", "reported_cost_usd"):
             sent[key] = str(Decimal(value).normalize())
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 
