@@ -5,7 +5,8 @@ The body is a JSON array of payloads, one payload, or NDJSON (one payload a line
 mapping: `id` → event_id, `endTime` → occurred_at, `model` → llm_model,
 `custom_llm_provider` → llm_provider, `prompt_tokens`/`completion_tokens`, `status` →
 success, `end_user` (else `metadata.user_api_key_user_id`) → user_id,
-`metadata.user_api_key_team_id` → team_id. LiteLLM's `response_cost` is kept as
+`metadata.user_api_key_team_id` → team_id; cached, cache-write and reasoning tokens from
+the usage object (`metadata.usage_object`) when present. LiteLLM's `response_cost` is kept as
 `reported_cost_usd` (to the nano-dollar) beside the cost we price ourselves, which is the
 one budgets use. The same validation and all-or-nothing rules as our JSON apply.
 """
@@ -97,6 +98,7 @@ def usage_item(payload: Any) -> dict[str, Any]:
         "user_id": payload.get("end_user") or metadata.get("user_api_key_user_id"),
         "team_id": metadata.get("user_api_key_team_id"),
         "reported_cost_usd": _money(payload.get("response_cost")),
+        **token_details(metadata.get("usage_object") or payload.get("usage_object")),
     }
     end, start = payload.get("endTime"), payload.get("startTime")
     if isinstance(end, (int, float)):
@@ -106,6 +108,21 @@ def usage_item(payload: Any) -> dict[str, Any]:
     elif end is not None:
         item["occurred_at"] = end  # validation answers for what it is
     return {k: v for k, v in item.items() if v is not None and v != ""}
+
+
+def token_details(usage: Any) -> dict[str, Any]:
+    """The token details of an OpenAI-style usage object (Anthropic's cache fields too)."""
+    if not isinstance(usage, dict):
+        return {}
+    prompt_details, completion_details = (
+        details if isinstance(details, dict) else {}
+        for details in (usage.get("prompt_tokens_details"), usage.get("completion_tokens_details"))
+    )
+    return {
+        "cached_prompt_tokens": usage.get("cache_read_input_tokens") or prompt_details.get("cached_tokens"),
+        "cache_creation_tokens": usage.get("cache_creation_input_tokens") or prompt_details.get("cache_creation_tokens"),
+        "reasoning_tokens": completion_details.get("reasoning_tokens"),
+    }
 
 
 def event_id(id_: Any) -> str:

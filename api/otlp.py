@@ -54,6 +54,11 @@ _TOKENS = {  # our field: attribute names, preferred first (the legacy names las
     "prompt_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
     "completion_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"),
 }
+_TOKEN_DETAILS = {
+    "cached_prompt_tokens": "gen_ai.usage.cache_read.input_tokens",
+    "cache_creation_tokens": "gen_ai.usage.cache_creation.input_tokens",
+    "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
+}
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 
@@ -145,6 +150,7 @@ def usage_item(span: Span, resource: dict[str, Any]) -> dict[str, Any] | None:
         "llm_model": _first(attrs, ("gen_ai.response.model", "gen_ai.request.model")),
         "llm_provider": _first(attrs, ("gen_ai.provider.name", "gen_ai.system")),
         "agent_id": attrs.get("gen_ai.agent.id"),
+        **{field: attrs.get(name) for field, name in _TOKEN_DETAILS.items()},
     }
     for name in _DIMENSIONS:
         optional[name] = attrs.get(f"usage_ledger.{name}", resource.get(f"usage_ledger.{name}"))

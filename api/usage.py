@@ -14,7 +14,7 @@ from api.formats import csv_response, day_start, money, parse_moment, timestamp
 from api.services import services
 from ledger.errors import Forbidden, Invalid, Malformed
 from projections import usage_queries as q
-from projections.usage import MILLI, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
+from projections.usage import MILLI, TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
@@ -22,12 +22,12 @@ EXPORT_ROW_CAP = 50_000
 RAW_CSV_HEADER = (
     "event_id", "event_type", "instance_id", "instance_type", "http_method", "http_path", "http_status_code",
     "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-    "latency_ms", "policies_evaluated", "policy_violations", "created_at",
+    "latency_ms", "policies_evaluated", "policy_violations", "created_at", *TOKEN_DETAILS,
 )
 AGGREGATE_CSV_HEADER = (
     "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
     "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
-    "success_count", "error_count",
+    "success_count", "error_count", *TOKEN_DETAILS,
 )
 EXPORT_HEADER = (
     "timestamp", "client_id", "event_type", "llm_provider", "llm_model", "http_method", "http_path",
@@ -121,7 +121,8 @@ def get_usage(args):
             (
                 [r["event_type"], timestamp(r["time_bucket"]), r["event_count"], r["prompt_tokens"],
                  r["completion_tokens"], r["total_tokens"], money(r["estimated_cost_usd"]), r["average_latency_ms"],
-                 r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"]]
+                 r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"],
+                 *(r[name] for name in TOKEN_DETAILS)]
                 for r in rows
             ),
         )
@@ -194,7 +195,7 @@ def _raw_csv_rows(engine, scope, start, end):
                 r["event_id"], r["event_type"], r["instance_id"], r["instance_type"], r["http_method"], r["http_path"],
                 r["http_status_code"], r["llm_provider"], r["llm_model"], r["prompt_tokens"], r["completion_tokens"],
                 r["total_tokens"], money(from_nanos(r["cost_nanos"])), r["latency_ms"], r["policies_evaluated"],
-                r["policy_violations"], timestamp(r["recorded_at"]),
+                r["policy_violations"], timestamp(r["recorded_at"]), *(r[name] for name in TOKEN_DETAILS),
             ]
 
 
@@ -236,6 +237,7 @@ def _event_json(r: dict) -> dict:
         "policy_violations": r["policy_violations"],
         "success": bool(r["success"]),
         "position": r["position"],
+        **{name: r[name] for name in TOKEN_DETAILS},
     }
 
 

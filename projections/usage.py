@@ -54,6 +54,7 @@ DIMENSIONS = (
     "workflow_id",
     "app_id",
 )
+TOKEN_DETAILS = ("cached_prompt_tokens", "cache_creation_tokens", "reasoning_tokens")  # parts of the token counts
 MEASURES = (
     "events",
     "successes",
@@ -70,6 +71,7 @@ MEASURES = (
     "policy_violations",
     "quantity_milli",
     "reported_cost_nanos",
+    *TOKEN_DETAILS,
 )
 
 
@@ -148,6 +150,7 @@ def usage_events_table(metadata: MetaData, prefix: str = "") -> Table:
         Column("success", Boolean, nullable=False),
         Column("metadata_json", Text),
         Column("reported_cost_nanos", BigInteger),
+        *[Column(name, BigInteger, nullable=False, default=0) for name in TOKEN_DETAILS],
         Index(f"ix_{prefix}usage_events_org_time", "tenant_id", "org_id", "occurred_at", "position"),
         Index(f"ix_{prefix}usage_events_client_time", "tenant_id", "org_id", "client_id", "occurred_at"),
     )
@@ -298,6 +301,9 @@ def _measures(u: Usage) -> tuple[int, ...]:
         u.policy_violations,
         int((u.quantity or 0) * MILLI),
         to_nanos(u.reported_cost_usd),
+        u.cached_prompt_tokens,
+        u.cache_creation_tokens,
+        u.reasoning_tokens,
     )
 
 
@@ -338,6 +344,7 @@ EVENT_COLUMNS = (
     "success",
     "metadata_json",
     "reported_cost_nanos",
+    *TOKEN_DETAILS,
 )
 
 
@@ -380,4 +387,7 @@ def _event_row(event, position: int, u: Usage) -> tuple:
         u.success,
         None if u.metadata is None else msgspec.json.encode(u.metadata).decode(),
         None if u.reported_cost_usd is None else to_nanos(u.reported_cost_usd),
+        u.cached_prompt_tokens,
+        u.cache_creation_tokens,
+        u.reasoning_tokens,
     )

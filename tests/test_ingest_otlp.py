@@ -57,7 +57,10 @@ def _spans(record) -> list:
 
 
 def _two_calls(tracer) -> None:
-    _chat(tracer, "gpt-4o", 1000, 200, **{"gen_ai.agent.id": "planner", "gen_ai.conversation.id": "conv-9"})
+    _chat(tracer, "gpt-4o", 1000, 200, **{
+        "gen_ai.agent.id": "planner", "gen_ai.conversation.id": "conv-9",
+        "gen_ai.usage.cache_read.input_tokens": 600, "gen_ai.usage.reasoning.output_tokens": 150,
+    })
     _chat(tracer, "gpt-4o-mini", 3000, 0, **{"gen_ai.response.model": "gpt-4o-mini", "usage_ledger.team_id": "ops"})
     tracer.start_span("db query", start_time=_ns(END) - 10).end(end_time=_ns(END))
 
@@ -82,8 +85,10 @@ def test_sdk_exported_genai_spans_land_priced_and_a_reexport_adds_nothing(h, age
     h.project()
     summary = h.http.get("/api/v1/usage/summary", headers=agent).json
     assert (summary["total_llm_requests"], summary["prompt_tokens"], summary["completion_tokens"]) == (2, 4000, 200)
-    # gpt-4o: $0.0025 in, $0.01 out per 1K; gpt-4o-mini: $0.00015 in per 1K
-    by_hand = Decimal("0.0025") + Decimal("0.01") * Decimal("0.2") + Decimal("0.00015") * 3
+    assert (summary["cached_prompt_tokens"], summary["cache_creation_tokens"], summary["reasoning_tokens"]) == (600, 0, 150)
+    # gpt-4o: $2.50 per 1M uncached input, $1.25 per 1M cache reads, $10 per 1M output (reasoning
+    # is part of it); gpt-4o-mini: $0.15 per 1M input
+    by_hand = (400 * Decimal("2.50") + 600 * Decimal("1.25") + 200 * Decimal("10") + 3000 * Decimal("0.15")) / 1_000_000
     assert Decimal(str(summary["estimated_cost_usd"])) == by_hand
     records = {r["llm_model"]: r for r in h.http.get("/api/v1/usage/records", headers=agent).json["records"]}
     planner = records["gpt-4o"]

@@ -70,6 +70,9 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     success: bool | None | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
     reported_cost_usd: Decimal | None | msgspec.UnsetType = msgspec.UNSET
+    cached_prompt_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
+    cache_creation_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
+    reasoning_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):
@@ -225,6 +228,15 @@ def _normalize(
         total = prompt + completion
     elif total != prompt + completion:
         fail("total_tokens", f"must equal prompt_tokens + completion_tokens ({prompt + completion})")
+    cached = given(item.cached_prompt_tokens) or 0
+    cache_creation = given(item.cache_creation_tokens) or 0
+    reasoning = given(item.reasoning_tokens) or 0
+    if cached > prompt:
+        fail("cached_prompt_tokens", f"may not exceed prompt_tokens ({prompt})")
+    elif cached + cache_creation > prompt:  # reads and writes are disjoint parts of the prompt
+        fail("cache_creation_tokens", f"cached_prompt_tokens + cache_creation_tokens may not exceed prompt_tokens ({prompt})")
+    if reasoning > completion:
+        fail("reasoning_tokens", f"may not exceed completion_tokens ({completion})")
 
     for name in ("cost_usd", "credits", "reported_cost_usd"):
         value = given(getattr(item, name))
@@ -256,7 +268,7 @@ def _normalize(
             if price is None:
                 unpriced = True
             else:
-                cost = price.cost(prompt, completion)
+                cost = price.cost(prompt, completion, cached, cache_creation)
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
@@ -295,6 +307,9 @@ def _normalize(
         metadata=metadata,
         body_sha256=fingerprint(item),
         reported_cost_usd=given(item.reported_cost_usd),
+        cached_prompt_tokens=cached,
+        cache_creation_tokens=cache_creation,
+        reasoning_tokens=reasoning,
     )
     return usage, []
 
