@@ -65,7 +65,13 @@ _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 @blp.route("/v1/traces", methods=["POST"])
 @blp.doc(
     requestBody={"required": True, "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {"type": "object"}}}},
-    responses={"200": {"description": "ExportTraceServiceResponse", "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {}}}}},
+    responses={
+        "200": {"description": "ExportTraceServiceResponse", "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {}}}},
+        "default": {
+            "description": "google.rpc.Status in the request's encoding (the JSON one also carries our error object)",
+            "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {"type": "object"}}},
+        },
+    },
 )
 def export_traces():
     """OTLP/HTTP trace export: GenAI spans with token usage become usage events (agent client Basic auth or an API key with write:logs)."""
