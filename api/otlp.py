@@ -128,12 +128,11 @@ def decode_request(body: bytes, mimetype: str, encoding: str) -> ExportTraceServ
 
 def spans_of(message: ExportTraceServiceRequest) -> list[tuple[Span, dict[str, Any]]]:
     """Every span with its resource's attributes."""
-    return [
-        (span, attributes(resource_spans.resource.attributes))
-        for resource_spans in message.resource_spans
-        for scope_spans in resource_spans.scope_spans
-        for span in scope_spans.spans
-    ]
+    spans = []
+    for resource_spans in message.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        spans.extend((span, resource) for scope_spans in resource_spans.scope_spans for span in scope_spans.spans)
+    return spans
 
 
 def usage_item(span: Span, resource: dict[str, Any]) -> dict[str, Any] | None:
