@@ -1,4 +1,5 @@
-"""POST /api/v1/events: agents append usage events (SPEC.md §3)."""
+"""POST /api/v1/events: agents append usage events (SPEC.md §3), as our JSON or as CloudEvents
+(chosen by Content-Type; decoded in api/cloudevents.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -32,7 +33,9 @@ _BODY_DOC = {
                         },
                     ]
                 }
-            }
+            },
+            cloudevents.STRUCTURED: {"schema": {"type": "object", "description": "one CloudEvent; data holds the usage fields"}},
+            cloudevents.BATCH: {"schema": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}},
         },
     },
     "responses": {
