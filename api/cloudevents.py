@@ -1,8 +1,9 @@
 """CloudEvents on POST /api/v1/events: decode CloudEvents 1.0 (JSON format, structured,
 batched or binary HTTP mode) into typed usage items (`UsageIn`).
 
-The envelope is checked here; `data` carries our usage fields and is validated by the
-same rules as our JSON (422 with the item's index). What the envelope sets:
+The envelope is checked here; `data` carries our usage fields, decoded straight into the
+typed item with the same declared types as our JSON and judged by the same rules (422
+with the item's index). What the envelope sets:
 - `event_id` is a hash of (`source`, `id`), the CloudEvents uniqueness key, so a
   redelivered event is a duplicate;
 - `time` is `occurred_at`;
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from typing import Any, Mapping
 
 import msgspec
 
-from api.usage_codec import convert_item
 from ledger.errors import Invalid, Malformed, TooLarge
-from ledger.usage.rules import MAX_BATCH_EVENTS, ItemError, UsageIn
+from ledger.usage.rules import MAX_BATCH_EVENTS, ItemError, UsageIn, type_error
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -32,8 +33,35 @@ REQUIRED = ("specversion", "id", "source", "type")
 _SET_BY_ENVELOPE = ("event_id", "event_type")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _JSON_MEDIA = re.compile(r"^(application|text)/([a-z0-9.+-]*\+)?json(;.*)?$", re.IGNORECASE)
-_decode_object = msgspec.json.Decoder(dict[str, Any])
-_decode_array = msgspec.json.Decoder(list[Any])
+
+
+class Envelope(msgspec.Struct):
+    """A CloudEvent's context attributes as sent (extensions are ignored), its data undecoded."""
+
+    specversion: Any = None
+    id: Any = None
+    source: Any = None
+    type: Any = None
+    time: Any = None
+    datacontenttype: Any = None
+    data: msgspec.Raw = msgspec.Raw()
+    data_base64: Any = msgspec.UNSET
+
+
+# The usage fields `data` may hold: UsageIn's, where the two the envelope sets are only
+# read to refuse them.
+UsageData = msgspec.defstruct(
+    "UsageData",
+    [
+        (f.name, Any, msgspec.UNSET) if f.name in _SET_BY_ENVELOPE else (f.name, f.type, f.default)
+        for f in msgspec.structs.fields(UsageIn)
+    ],
+    forbid_unknown_fields=True,
+)
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+_data_decoder = msgspec.json.Decoder(UsageData)
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def is_cloudevent(mimetype: str, headers: Mapping[str, str]) -> bool:
@@ -45,26 +73,35 @@ def usage_items(mimetype: str, headers: Mapping[str, str], body: bytes) -> list[
     """The usage items of a request, in order; Malformed/Invalid when an envelope or its
     data is not usage (the usage fields themselves are judged by the ingest rules)."""
     if mimetype == BATCH:
-        events = _decode(_decode_array, body, "a JSON array of CloudEvents")
-        if not events:
+        raws = _decode(_batch_decoder, body, "a JSON array of CloudEvents")
+        if not raws:
             raise Invalid("VALIDATION_FAILED", "A batch needs at least one event")
-        if len(events) > MAX_BATCH_EVENTS:
-            raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(events)}")
+        if len(raws) > MAX_BATCH_EVENTS:
+            raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(raws)}")
     elif mimetype == STRUCTURED:
-        events = [_decode(_decode_object, body, "a JSON CloudEvent")]
+        raws = [msgspec.Raw(body)]
     else:
-        events = [_from_binary(mimetype, headers, body)]
-    envelope_errors = [e for index, event in enumerate(events) for e in _envelope_errors(index, event)]
+        raws = None
+    envelopes = [_from_binary(mimetype, headers, body)] if raws is None else [_envelope(raw) for raw in raws]
+    envelope_errors = [e for index, event in enumerate(envelopes) for e in _envelope_errors(index, event)]
     if envelope_errors:
         raise Malformed(
             "INVALID_CLOUDEVENT",
             f"{len(envelope_errors)} problem(s) in the CloudEvents envelope; nothing was recorded",
             items=envelope_errors,
         )
-    data_errors = [e for index, event in enumerate(events) for e in _data_errors(index, event)]
+    datas = [_usage_data(index, event) for index, event in enumerate(envelopes)]
+    data_errors = [
+        e
+        for index, (event, data) in enumerate(zip(envelopes, datas))
+        for e in (_data_errors(index, event) or _set_by_envelope(index, event, data))
+    ]
     if data_errors:
         raise Invalid("VALIDATION_FAILED", f"{len(data_errors)} problem(s) in the request; nothing was recorded", items=data_errors)
-    return [convert_item(index, _usage_fields(event)) for index, event in enumerate(events)]
+    return [
+        data if isinstance(data, ItemError) else _usage_item(index, event, data)
+        for index, (event, data) in enumerate(zip(envelopes, datas))
+    ]
 
 
 def event_id(source: str, id_: str) -> str:
@@ -87,58 +124,88 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes, what: str) -> Any:
         raise Malformed("MALFORMED_JSON", f"Request body is not {what}: {error}") from error
 
 
-def _from_binary(mimetype: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+def _envelope(raw: msgspec.Raw) -> Envelope | None:
+    """The envelope of one event; None when it is not a JSON object."""
+    try:
+        return _envelope_decoder.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise Malformed("MALFORMED_JSON", f"Request body is not a JSON CloudEvent: {error}") from error
+
+
+def _from_binary(mimetype: str, headers: Mapping[str, str], body: bytes) -> Envelope:
     """Binary mode: attributes in ce-* headers, data in the body."""
-    event: dict[str, Any] = {
-        key[3:].lower(): value for key, value in headers.items() if key.lower().startswith("ce-")
-    }
-    if mimetype:
-        event["datacontenttype"] = mimetype
-    event["data"] = _decode(_decode_object, body, "a JSON object (the event's data)")
-    return event
+    attributes = {key[3:].lower(): value for key, value in headers.items() if key.lower().startswith("ce-")}
+    _decode(_object_decoder, body, "a JSON object (the event's data)")
+    return Envelope(
+        **{name: attributes.get(name) for name in ("specversion", "id", "source", "type", "time")},
+        datacontenttype=mimetype or None,
+        data=msgspec.Raw(body),
+    )
 
 
-def _error(index: int, event: Any, field: str, message: str) -> dict[str, Any]:
-    id_ = event.get("id") if isinstance(event, dict) else None
+def _error(index: int, event: Envelope | None, field: str | None, message: str) -> dict[str, Any]:
+    id_ = None if event is None else event.id
     return {"index": index, "event_id": id_ if isinstance(id_, str) else None, "field": field, "message": message}
 
 
-def _envelope_errors(index: int, event: Any) -> list[dict[str, Any]]:
-    if not isinstance(event, dict):
+def _envelope_errors(index: int, event: Envelope | None) -> list[dict[str, Any]]:
+    if event is None:
         return [_error(index, event, None, "must be a CloudEvent (a JSON object)")]
     errors = [
         _error(index, event, name, "is required by CloudEvents 1.0 and must be a non-empty string")
         for name in REQUIRED
-        if not isinstance(event.get(name), str) or not event[name]
+        if not isinstance(getattr(event, name), str) or not getattr(event, name)
     ]
-    if isinstance(event.get("specversion"), str) and event["specversion"] and event["specversion"] != SPEC_VERSION:
+    if isinstance(event.specversion, str) and event.specversion and event.specversion != SPEC_VERSION:
         errors.append(_error(index, event, "specversion", f"must be {SPEC_VERSION}"))
     return errors
 
 
-def _data_errors(index: int, event: dict[str, Any]) -> list[dict[str, Any]]:
-    media = event.get("datacontenttype")
+def _data_errors(index: int, event: Envelope) -> list[dict[str, Any]]:
+    media = event.datacontenttype
     if media is not None and not (isinstance(media, str) and _JSON_MEDIA.match(media)):
         return [_error(index, event, "datacontenttype", "usage data must be JSON")]
-    if "data_base64" in event:
+    if event.data_base64 is not msgspec.UNSET:
         return [_error(index, event, "data_base64", "usage data must be JSON in `data`, not base64")]
-    data = event.get("data")
-    if not isinstance(data, dict):
+    if memoryview(event.data)[:1] != b"{":
         return [_error(index, event, "data", "must be a JSON object holding the usage fields")]
+    if not _EVENT_TYPE.match(event_type(event.type)):
+        return [_error(index, event, "type", "must be an event type (llm_request) or a reverse-DNS name ending in one")]
+    return []
+
+
+def _set_by_envelope(index: int, event: Envelope, data: Any) -> list[dict[str, Any]]:
+    """Fields of the data that the envelope sets."""
+    if isinstance(data, ItemError):
+        return []
     errors = [
         _error(index, event, f"data.{name}", f"`{name}` is set from the CloudEvent envelope")
         for name in _SET_BY_ENVELOPE
-        if name in data
+        if getattr(data, name) is not msgspec.UNSET
     ]
-    if "time" in event and "occurred_at" in data:
+    if event.time is not None and data.occurred_at is not msgspec.UNSET:
         errors.append(_error(index, event, "data.occurred_at", "`occurred_at` is set from the CloudEvent's `time`"))
-    if not _EVENT_TYPE.match(event_type(event["type"])):
-        errors.append(_error(index, event, "type", "must be an event type (llm_request) or a reverse-DNS name ending in one"))
     return errors
 
 
-def _usage_fields(event: dict[str, Any]) -> dict[str, Any]:
-    item = {"event_id": event_id(event["source"], event["id"]), "event_type": event_type(event["type"]), **event["data"]}
-    if "time" in event:
-        item["occurred_at"] = event["time"]
-    return item
+def _usage_data(index: int, event: Envelope) -> Any:
+    """The event's data as typed usage fields, or its ItemError (named by our event id)."""
+    try:
+        return _data_decoder.decode(event.data)
+    except msgspec.ValidationError as error:
+        return type_error(index, event_id(event.source, event.id), str(error))
+    except (msgspec.DecodeError, RecursionError) as error:
+        return ItemError(index, event_id(event.source, event.id), "data", f"Malformed or too deeply nested JSON: {error}")
+
+
+def _usage_item(index: int, event: Envelope, data: Any) -> UsageIn | ItemError:
+    fields = msgspec.structs.asdict(data)
+    fields["event_id"], fields["event_type"] = event_id(event.source, event.id), event_type(event.type)
+    if event.time is not None:
+        try:
+            fields["occurred_at"] = msgspec.convert(event.time, datetime)
+        except msgspec.ValidationError as error:
+            return type_error(index, fields["event_id"], f"{error} - at `$.occurred_at`")
+    return UsageIn(**fields)

@@ -60,6 +60,16 @@ _TOKEN_DETAILS = {
     "cache_creation_tokens": "gen_ai.usage.cache_creation.input_tokens",
     "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
 }
+_FIRST_OF = (  # our field: the attributes that give it, preferred first
+    *_TOKENS.items(),
+    ("llm_model", ("gen_ai.response.model", "gen_ai.request.model")),
+    ("llm_provider", ("gen_ai.provider.name", "gen_ai.system")),
+)
+_ATTRIBUTE_OF = (  # our field: the attribute that gives it (the dimensions also from the resource)
+    ("agent_id", "gen_ai.agent.id"),
+    *_TOKEN_DETAILS.items(),
+    *((name, f"usage_ledger.{name}") for name in _DIMENSIONS),
+)
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 
@@ -136,28 +146,31 @@ def spans_of(message: ExportTraceServiceRequest) -> list[tuple[Span, dict[str, A
 def usage_fields(span: Span, resource: dict[str, Any]) -> dict[str, Any] | None:
     """The usage fields of a GenAI span with token usage; None for any other span (skipped)."""
     attrs = attributes(span.attributes)
-    tokens = {field: _first(attrs, names) for field, names in _TOKENS.items()}
-    if "gen_ai.operation.name" not in attrs or all(v is None for v in tokens.values()):
+    operation = attrs.get("gen_ai.operation.name")
+    if operation is None:
         return None
-    item: dict[str, Any] = {
-        "event_id": f"otel-{span.trace_id.hex()}-{span.span_id.hex()}",
-        "event_type": "llm_request",
-        "occurred_at": _EPOCH + timedelta(microseconds=span.end_time_unix_nano // 1000),
-        "success": span.status.code != SpanStatus.STATUS_CODE_ERROR,
-        **{field: value for field, value in tokens.items() if value is not None},
-    }
-    if span.end_time_unix_nano >= span.start_time_unix_nano > 0:
-        item["latency_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) // 1_000_000
-    optional = {
-        "operation": _OPERATIONS.get(attrs["gen_ai.operation.name"]),
-        "llm_model": _first(attrs, ("gen_ai.response.model", "gen_ai.request.model")),
-        "llm_provider": _first(attrs, ("gen_ai.provider.name", "gen_ai.system")),
-        "agent_id": attrs.get("gen_ai.agent.id"),
-        **{field: attrs.get(name) for field, name in _TOKEN_DETAILS.items()},
-    }
-    for name in _DIMENSIONS:
-        optional[name] = attrs.get(f"usage_ledger.{name}", resource.get(f"usage_ledger.{name}"))
-    item.update({k: v for k, v in optional.items() if v is not None})
+    item: dict[str, Any] = {}
+    for field, names in _FIRST_OF:
+        value = _first(attrs, names)
+        if value is not None:
+            item[field] = value
+    if "prompt_tokens" not in item and "completion_tokens" not in item:
+        return None
+    item["event_id"] = f"otel-{span.trace_id.hex()}-{span.span_id.hex()}"
+    item["event_type"] = "llm_request"
+    end, start = span.end_time_unix_nano, span.start_time_unix_nano
+    item["occurred_at"] = _EPOCH + timedelta(microseconds=end // 1000)
+    item["success"] = span.status.code != SpanStatus.STATUS_CODE_ERROR
+    if end >= start > 0:
+        item["latency_ms"] = (end - start) // 1_000_000
+    if operation in _OPERATIONS:
+        item["operation"] = _OPERATIONS[operation]
+    for field, name in _ATTRIBUTE_OF:
+        value = attrs.get(name)
+        if value is None:
+            value = resource.get(name) if field in _DIMENSIONS else None
+        if value is not None:
+            item[field] = value
     if "gen_ai.conversation.id" in attrs:
         item["metadata"] = {"gen_ai.conversation.id": attrs["gen_ai.conversation.id"]}
     return item
@@ -167,17 +180,25 @@ def attributes(key_values: "list[KeyValue]") -> dict[str, Any]:
     """OTLP attributes as plain values (whole doubles as ints: some SDKs send counts as doubles)."""
     plain: dict[str, Any] = {}
     for kv in key_values:
-        kind = kv.value.WhichOneof("value")
-        if kind in ("string_value", "bool_value", "int_value"):
-            plain[kv.key] = getattr(kv.value, kind)
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            plain[kv.key] = value.string_value
+        elif kind == "int_value":
+            plain[kv.key] = value.int_value
+        elif kind == "bool_value":
+            plain[kv.key] = value.bool_value
         elif kind == "double_value":
-            value = kv.value.double_value
-            plain[kv.key] = int(value) if value.is_integer() else value
+            number = value.double_value
+            plain[kv.key] = int(number) if number.is_integer() else number
     return plain
 
 
 def _first(attrs: dict[str, Any], names: tuple[str, ...]) -> Any:
-    return next((attrs[n] for n in names if n in attrs), None)
+    for name in names:
+        if name in attrs:
+            return attrs[name]
+    return None
 
 
 def _record(principal: Principal, items: list[UsageIn | ItemError]) -> tuple[int, int, list[str]]:
