@@ -49,17 +49,16 @@ class Envelope(msgspec.Struct):
     data_base64: Any = msgspec.UNSET
 
 
-# The usage fields `data` may hold: UsageIn's, where the two the envelope sets are only
-# read to refuse them.
-UsageData = msgspec.defstruct(
-    "UsageData",
-    [
-        (f.name, Any, msgspec.UNSET) if f.name in _SET_BY_ENVELOPE else (f.name, f.type, f.default)
-        for f in msgspec.structs.fields(UsageIn)
-    ],
-    forbid_unknown_fields=True,
-)
-_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+class UsageData(UsageIn):
+    """A usage item as `data` holds it: without the fields the envelope sets (decoded only
+    to refuse them), which are filled in from the envelope once the data is decoded."""
+
+    event_id: Any = msgspec.UNSET
+    event_type: Any = msgspec.UNSET
+
+
+_batch_decoder = msgspec.json.Decoder(list[Envelope])
+_raw_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _envelope_decoder = msgspec.json.Decoder(Envelope)
 _data_decoder = msgspec.json.Decoder(UsageData)
 _object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -74,16 +73,15 @@ def usage_items(mimetype: str, headers: Mapping[str, str], body: bytes) -> list[
     """The usage items of a request, in order; Malformed/Invalid when an envelope or its
     data is not usage (the usage fields themselves are judged by the ingest rules)."""
     if mimetype == BATCH:
-        raws = _decode(_batch_decoder, body, "a JSON array of CloudEvents")
-        if not raws:
+        envelopes = _batch(body)
+        if not envelopes:
             raise Invalid("VALIDATION_FAILED", "A batch needs at least one event")
-        if len(raws) > MAX_BATCH_EVENTS:
-            raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(raws)}")
+        if len(envelopes) > MAX_BATCH_EVENTS:
+            raise TooLarge("BATCH_TOO_LARGE", f"A batch holds at most {MAX_BATCH_EVENTS} events, got {len(envelopes)}")
     elif mimetype == STRUCTURED:
-        raws = [msgspec.Raw(body)]
+        envelopes = [_envelope(msgspec.Raw(body))]
     else:
-        raws = None
-    envelopes = [_from_binary(mimetype, headers, body)] if raws is None else [_envelope(raw) for raw in raws]
+        envelopes = [_from_binary(mimetype, headers, body)]
     envelope_errors = [e for index, event in enumerate(envelopes) for e in _envelope_errors(index, event)]
     if envelope_errors:
         raise Malformed(
@@ -124,6 +122,16 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes, what: str) -> Any:
         return decoder.decode(body)
     except (msgspec.DecodeError, RecursionError) as error:
         raise Malformed("MALFORMED_JSON", f"Request body is not {what}: {error}") from error
+
+
+def _batch(body: bytes) -> list[Envelope | None]:
+    """The envelopes of a batch in one pass; one at a time when some item is not an object."""
+    try:
+        return _batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        return [_envelope(raw) for raw in _decode(_raw_batch_decoder, body, "a JSON array of CloudEvents")]
+    except (msgspec.DecodeError, RecursionError) as error:
+        raise Malformed("MALFORMED_JSON", f"Request body is not a JSON array of CloudEvents: {error}") from error
 
 
 def _envelope(raw: msgspec.Raw) -> Envelope | None:
@@ -185,7 +193,7 @@ def _is_json_media(media: str) -> bool:
     return _JSON_MEDIA.match(media) is not None
 
 
-def _set_by_envelope(index: int, event: Envelope, data: Any) -> list[dict[str, Any]]:
+def _set_by_envelope(index: int, event: Envelope, data: UsageData | ItemError) -> list[dict[str, Any]]:
     """Fields of the data that the envelope sets."""
     if isinstance(data, ItemError):
         return []
@@ -199,7 +207,7 @@ def _set_by_envelope(index: int, event: Envelope, data: Any) -> list[dict[str, A
     return errors
 
 
-def _usage_data(index: int, event: Envelope) -> Any:
+def _usage_data(index: int, event: Envelope) -> UsageData | ItemError:
     """The event's data as typed usage fields, or its ItemError (named by our event id)."""
     try:
         return _data_decoder.decode(event.data)
@@ -209,12 +217,12 @@ def _usage_data(index: int, event: Envelope) -> Any:
         return ItemError(index, event_id(event.source, event.id), "data", f"Malformed or too deeply nested JSON: {error}")
 
 
-def _usage_item(index: int, event: Envelope, data: Any) -> UsageIn | ItemError:
-    fields = msgspec.structs.asdict(data)
-    fields["event_id"], fields["event_type"] = event_id(event.source, event.id), event_type(event.type)
+def _usage_item(index: int, event: Envelope, data: UsageData) -> UsageIn | ItemError:
+    """The decoded data completed from the envelope: a whole usage item."""
+    data.event_id, data.event_type = event_id(event.source, event.id), event_type(event.type)
     if event.time is not None:
         try:
-            fields["occurred_at"] = msgspec.convert(event.time, datetime)
+            data.occurred_at = msgspec.convert(event.time, datetime)
         except msgspec.ValidationError as error:
-            return type_error(index, fields["event_id"], f"{error} - at `$.occurred_at`")
-    return UsageIn(**fields)
+            return type_error(index, data.event_id, f"{error} - at `$.occurred_at`")
+    return data
