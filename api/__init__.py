@@ -14,6 +14,7 @@ from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes
 from api import budgets, pricing, usage_analytics
 from api import axon, credit_admin, credits
 from api import dashboard
+from api import litellm, otlp
 from api.errors import handle_http_exception, register_error_handlers
 from ledger.usage.rules import MAX_BODY_BYTES
 from ledger.settings import Settings
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         api.register_blueprint(blueprint)
     auth.register(app)
-    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, usage_analytics.blp):
+    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, usage_analytics.blp, otlp.blp, litellm.blp):
         api.register_blueprint(blueprint)
     document_success_answers(api)
     app.register_blueprint(dashboard.blp)  # the admin web page at / (reads the JSON API above)

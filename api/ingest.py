@@ -1,9 +1,11 @@
-"""POST /api/v1/events: agents append usage events (SPEC.md §3)."""
+"""POST /api/v1/events: agents append usage events (SPEC.md §3), as our JSON or as CloudEvents
+(chosen by Content-Type; decoded in api/cloudevents.py)."""
 from __future__ import annotations
 
 from flask import request
 from flask_smorest import Blueprint
 
+from api import cloudevents
 from api.auth import authenticate
 from api.consistency import appended
 from api.services import services
@@ -28,7 +30,9 @@ _BODY_DOC = {
                         },
                     ]
                 }
-            }
+            },
+            cloudevents.STRUCTURED: {"schema": {"type": "object", "description": "one CloudEvent; data holds the usage fields"}},
+            cloudevents.BATCH: {"schema": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}},
         },
     },
     "responses": {
@@ -58,7 +62,11 @@ def post_events():
     principal = authenticate("client", "key", scope="write:logs")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise TooLarge("PAYLOAD_TOO_LARGE", f"Request body exceeds {MAX_BODY_BYTES} bytes")
-    items = decode_usage_body(request.get_data(cache=False))
+    body = request.get_data(cache=False)
+    if cloudevents.is_cloudevent(request.mimetype, request.headers):
+        items = cloudevents.usage_items(request.mimetype, request.headers, body)
+    else:
+        items = decode_usage_body(body)
     result = services().ledger.usage.record(principal.as_actor(), items)
     appended(result.position)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "position": result.position}, 202

@@ -36,6 +36,12 @@ class PriceIn(Schema):
     input_per_1k = fields.Decimal(required=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000 input tokens"})
     output_per_1k = fields.Decimal(required=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000 output tokens"})
     effective_from = fields.AwareDateTime(metadata={"description": "RFC3339; default now"})
+    cached_input_per_1m = fields.Decimal(
+        allow_none=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000,000 cache-read tokens; default the input price"}
+    )
+    cache_write_input_per_1m = fields.Decimal(
+        allow_none=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000,000 cache-write tokens; default the input price"}
+    )
 
 
 def _rate(value: Decimal) -> float:
@@ -51,6 +57,8 @@ def price_json(price: ModelPrice) -> dict:
         "output_per_1k": _rate(price.output_per_1k),
         "effective_from": timestamp(price.effective_from),
         "source": price.source,
+        "cached_input_per_1m": None if price.cached_input_per_1m is None else _rate(price.cached_input_per_1m),
+        "cache_write_input_per_1m": None if price.cache_write_input_per_1m is None else _rate(price.cache_write_input_per_1m),
     }
 
 
@@ -81,12 +89,13 @@ def set_price(body):
     effective_from: datetime = body.get("effective_from") or services().settings.clock.now()
     position = appended(
         services().ledger.cost_controls.set_model_price(
-            body["provider"], body["model"], body["input_per_1k"], body["output_per_1k"], effective_from, "admin"
+            body["provider"], body["model"], body["input_per_1k"], body["output_per_1k"], effective_from, "admin",
+            body.get("cached_input_per_1m"), body.get("cache_write_input_per_1m"),
         )
     )
     price = ModelPrice(
         body["provider"].strip().lower(), body["model"].strip().lower(), body["input_per_1k"], body["output_per_1k"],
-        effective_from.astimezone(timezone.utc), "override",
+        effective_from.astimezone(timezone.utc), "override", body.get("cached_input_per_1m"), body.get("cache_write_input_per_1m"),
     )
     return {**price_json(price), "position": position}
 

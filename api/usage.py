@@ -15,7 +15,7 @@ from api.services import services
 from api.usage_codec import usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
 from projections import usage_queries as q
-from projections.usage import USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
+from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
@@ -23,12 +23,12 @@ EXPORT_ROW_CAP = 50_000
 RAW_CSV_HEADER = (
     "event_id", "event_type", "instance_id", "instance_type", "http_method", "http_path", "http_status_code",
     "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-    "latency_ms", "policies_evaluated", "policy_violations", "created_at",
+    "latency_ms", "policies_evaluated", "policy_violations", "created_at", *TOKEN_DETAILS,
 )
 AGGREGATE_CSV_HEADER = (
     "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
     "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
-    "success_count", "error_count",
+    "success_count", "error_count", *TOKEN_DETAILS,
 )
 EXPORT_HEADER = (
     "timestamp", "client_id", "event_type", "llm_provider", "llm_model", "http_method", "http_path",
@@ -122,7 +122,8 @@ def get_usage(args):
             (
                 [r["event_type"], timestamp(r["time_bucket"]), r["event_count"], r["prompt_tokens"],
                  r["completion_tokens"], r["total_tokens"], money(r["estimated_cost_usd"]), r["average_latency_ms"],
-                 r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"]]
+                 r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"],
+                 *(r[name] for name in TOKEN_DETAILS)]
                 for r in rows
             ),
         )

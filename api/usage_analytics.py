@@ -16,7 +16,7 @@ from api.services import services
 from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
 from projections import usage_analytics_queries as q
-from projections.usage import from_nanos
+from projections.usage import TOKEN_DETAILS, from_nanos
 from projections.usage_queries import Scope
 
 blp = Blueprint("usage_analytics", __name__, url_prefix="/api/v1", description="Usage breakdowns and records")
@@ -77,6 +77,8 @@ def _measures(row: dict) -> dict:
         "cost_usd": money(from_nanos(row["cost_nanos"])),
         "credits": money(from_nanos(row["credits_nanos"])),
         "unpriced_events": row["unpriced_events"],
+        "reported_cost_usd": money(from_nanos(row["reported_cost_nanos"])),  # as a gateway (LiteLLM) reported it
+        **{name: row[name] for name in TOKEN_DETAILS},
     }
 
 

@@ -1,5 +1,6 @@
 """The usage wire format: ingest bodies decoded into typed `UsageIn` items, and usage
-rows encoded as JSON and CSV values.
+rows encoded as JSON and CSV values. The protocol adapters (OTLP, CloudEvents, LiteLLM)
+map their messages to usage fields and turn them into `UsageIn` items here too.
 
 A body is one event object or {"events": [...]}. This is the hot path, so it decodes with
 msgspec rather than marshmallow (about 40× cheaper per event): each item is decoded into
@@ -62,6 +63,16 @@ def decode_item(index: int, raw: msgspec.Raw | bytes) -> UsageIn | ItemError:
         return ItemError(index, None, None, f"Malformed or too deeply nested JSON: {error}")
 
 
+def convert_item(index: int, fields: dict[str, Any]) -> UsageIn | ItemError:
+    """The usage fields an adapter mapped from its protocol as a `UsageIn` item, checked
+    against the same declared types and bounds as a decoded JSON item."""
+    try:
+        return msgspec.convert(fields, UsageIn)
+    except msgspec.ValidationError as error:
+        event_id = fields.get("event_id")
+        return type_error(index, event_id if isinstance(event_id, str) else None, str(error))
+
+
 def _event_id_of(raw: msgspec.Raw | bytes) -> str | None:
     """The item's event_id when it has a readable one, to name the item in errors."""
     try:
@@ -86,6 +97,7 @@ _JSON_VALUES: dict[str, Callable[[Any], Any]] = {  # stored form → JSON, for f
     "quantity": _quantity,
     "cost_usd": _money,
     "credits": _money,
+    "reported_cost_usd": _money,
     "unpriced": bool,
     "success": bool,
 }

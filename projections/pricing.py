@@ -17,7 +17,7 @@ from projections.usage import naive_utc, to_nanos
 
 class PricingProjection(Projection):
     name = "pricing"
-    version = 1
+    version = 2
     topics = topics_of(ModelPriceSet)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -32,6 +32,8 @@ class PricingProjection(Projection):
             Column("effective_from", DateTime, nullable=False),
             Column("set_at", DateTime, nullable=False),
             Column("actor", String(256), nullable=False),
+            Column("cached_input_nanos_per_1m", BigInteger),  # NULL: the input price
+            Column("cache_write_input_nanos_per_1m", BigInteger),
             Index(f"ix_{prefix}model_prices_model", "provider", "model", "effective_from"),
         )
 
@@ -46,8 +48,14 @@ class PricingProjection(Projection):
                 "effective_from": naive_utc(r.event.effective_from),
                 "set_at": naive_utc(r.event.recorded_at),
                 "actor": r.event.actor,
+                "cached_input_nanos_per_1m": _nanos_or_none(r.event.cached_input_per_1m),
+                "cache_write_input_nanos_per_1m": _nanos_or_none(r.event.cache_write_input_per_1m),
             }
             for r in batch
             if isinstance(r.event, ModelPriceSet)
         ]
         insert_ignore(conn, self.prices, rows, ["position"])
+
+
+def _nanos_or_none(value):
+    return None if value is None else to_nanos(value)

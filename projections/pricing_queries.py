@@ -37,6 +37,8 @@ def _price(r) -> ModelPrice:
         from_nanos(r["output_nanos_per_1k"]),
         r["effective_from"].replace(tzinfo=timezone.utc),
         "override",
+        None if r["cached_input_nanos_per_1m"] is None else from_nanos(r["cached_input_nanos_per_1m"]),
+        None if r["cache_write_input_nanos_per_1m"] is None else from_nanos(r["cache_write_input_nanos_per_1m"]),
     )
 
 

@@ -55,6 +55,7 @@ DIMENSIONS = (
     "workflow_id",
     "app_id",
 )
+TOKEN_DETAILS = ("cached_prompt_tokens", "cache_creation_tokens", "reasoning_tokens")  # parts of the token counts
 MEASURES = (
     "events",
     "successes",
@@ -70,6 +71,8 @@ MEASURES = (
     "policies_evaluated",
     "policy_violations",
     "quantity_milli",
+    "reported_cost_nanos",
+    *TOKEN_DETAILS,
 )
 
 
@@ -161,6 +164,8 @@ USAGE_COLUMNS: dict[str, UsageColumn] = {
     "policy_violations": UsageColumn(BigInteger, nullable=False),
     "success": UsageColumn(Boolean, nullable=False),
     "metadata": UsageColumn(Text, name="metadata_json", store=_json_text),
+    "reported_cost_usd": UsageColumn(BigInteger, name="reported_cost_nanos", store=to_nanos),
+    **{name: UsageColumn(BigInteger, nullable=False) for name in TOKEN_DETAILS},
 }
 STORED_FIELDS = tuple(f.name for f in msgspec.structs.fields(Usage) if f.name in USAGE_COLUMNS)
 """The Usage fields usage_events keeps, in Usage's order."""
@@ -202,7 +207,7 @@ class UsageEventsProjection(Projection):
     """usage_events: one row per usage event that is not voided, as amended."""
 
     name = "usage_events"
-    version = 1
+    version = 2
     topics = USAGE_TOPICS
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -237,7 +242,7 @@ class UsageRollupsProjection(Projection):
     summary of an organization reads."""
 
     name = "usage_rollups"
-    version = 2
+    version = 3
     topics = USAGE_TOPICS
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -342,4 +347,8 @@ def _measures(u: Usage) -> tuple[int, ...]:
         u.policies_evaluated,
         u.policy_violations,
         int((u.quantity or 0) * MILLI),
+        to_nanos(u.reported_cost_usd),
+        u.cached_prompt_tokens,
+        u.cache_creation_tokens,
+        u.reasoning_tokens,
     )

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from projections.usage import TOKEN_DETAILS
 from projections.usage_queries import USAGE, Scope, in_scope
 
 GROUPS = {
@@ -18,7 +19,10 @@ GROUPS = {
     "app": ("app_id",),
     "day": ("bucket",),
 }
-BREAKDOWN_MEASURES = ("events", "prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos", "credits_nanos", "unpriced_events")
+BREAKDOWN_MEASURES = (
+    "events", "prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos", "credits_nanos", "unpriced_events",
+    "reported_cost_nanos", *TOKEN_DETAILS,
+)
 RECORD_FILTERS = {
     "event_type": "event_type",
     "provider": "llm_provider",

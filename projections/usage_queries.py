@@ -7,7 +7,7 @@ from typing import Iterator
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from projections.usage import MEASURES, UsageTables, from_nanos
+from projections.usage import MEASURES, TOKEN_DETAILS, UsageTables, from_nanos
 
 USAGE = UsageTables()
 
@@ -65,6 +65,7 @@ def summary(conn: Connection, scope: Scope, start: datetime, end: datetime) -> d
         "success_rate": _ratio(totals["successes"] * 100, events),
         "policy_violations": totals["policy_violations"],
         "event_types": dict(sorted(event_types.items())),
+        **{name: totals[name] for name in TOKEN_DETAILS},
     }
 
 
@@ -92,6 +93,7 @@ def aggregates(conn: Connection, scope: Scope, start: datetime, end: datetime, g
             "policy_violations": int(r["policy_violations"]),
             "success_count": int(r["successes"]),
             "error_count": int(r["errors"]),
+            **{name: int(r[name]) for name in TOKEN_DETAILS},
         }
         for r in rows
     ]

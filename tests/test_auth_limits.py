@@ -70,7 +70,7 @@ def bearer(key: dict) -> dict:
 
 # case 11: keys ---------------------------------------------------------------------------
 KEY_OPERATIONS = {
-    ("POST", "/api/v1/events"),
+    ("POST", "/api/v1/events"), ("POST", "/v1/traces"),
     ("GET", "/api/v1/usage"), ("GET", "/api/v1/usage/summary"), ("GET", "/api/v1/export/usage"),
     ("GET", "/v1/axon/usage"), ("GET", "/v1/axon/audit"),
     ("GET", "/api/v1/license/status"), ("GET", "/api/v1/nodes"), ("GET", "/api/v1/nodes/status"),
@@ -156,6 +156,13 @@ def _write_cases(h, event_id: str) -> dict[tuple[str, str], tuple[str, dict]]:
         ("POST", "/api/v1/docs/access/grant"): ("user", {"email": "r@acme.test"}),
         ("POST", "/api/v1/docs/access/revoke"): ("user", {"email": "r@acme.test"}),
         ("POST", "/api/v1/auth/login"): ("nobody", {"email": "root@acme.test", "password": PASSWORD}),
+        ("POST", "/api/v1/integrations/litellm"): ("agent", [{
+            "id": f"lt-{event_id}", "endTime": 1795174200, "model": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1,
+        }]),
+        ("POST", "/v1/traces"): ("agent", {"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "0" * 31 + "1", "spanId": "0" * 15 + "2", "name": "chat", "endTimeUnixNano": "1795174200000000000",
+            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                           {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "3"}}]}]}]}]}),
     }
 
 
@@ -181,6 +188,8 @@ def test_tenant_org_and_client_ids_in_write_bodies_are_rejected_or_ignored(acme)
                 body["events"][0][field] = foreign[field]
             elif path.endswith("/amend"):
                 body["fields"][field] = foreign[field]
+            elif path.endswith("/litellm"):
+                body[0][field] = foreign[field]  # a LiteLLM payload's unknown keys are not mapped
             else:
                 body[field] = foreign[field]
             url = path.replace("{budget_id}", f"bud-{n}").replace("{event_id}", f"target-{n}")

@@ -66,7 +66,7 @@ def script_for(path: Path, base_url: str, receiver_port: int) -> str:
 
 def test_every_document_with_commands_has_runnable_examples():
     assert [p.name for p in DOCUMENTS if runnable_blocks(p)] == [
-        "README.md", "api.md", "auditors.md",
+        "README.md", "api.md", "auditors.md", "ingest.md",
     ]
 
 

@@ -22,7 +22,8 @@ def test_the_default_table_is_served_with_its_source_date(h, agent):
     assert body["default_source_date"] == "2025-06-01" and body["currency"] == "USD"
     gpt4o = next(p for p in body["prices"] if p["model"] == "gpt-4o")
     assert gpt4o == {"provider": "openai", "model": "gpt-4o", "input_per_1k": 0.0025, "output_per_1k": 0.01,
-                     "effective_from": "2000-01-01T00:00:00Z", "source": "default"}
+                     "effective_from": "2000-01-01T00:00:00Z", "source": "default",
+                     "cached_input_per_1m": 1.25, "cache_write_input_per_1m": None}
     assert {"anthropic", "google", "axon"} <= {p["provider"] for p in body["prices"]}
     assert h.http.get("/api/v1/pricing").status_code == 401
 

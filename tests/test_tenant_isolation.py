@@ -78,6 +78,16 @@ MATRIX: dict[str, list[Probe]] = {
         Probe("POST", "/api/v1/events", {"event_id": "alpha-evt-3", "event_type": "api_call",
                                           "occurred_at": "2026-11-20T11:30:00Z"}, check=_accepted_as_new),
     ],
+    "otlp.export_traces": [
+        Probe("POST", "/v1/traces", {"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "0" * 31 + "1", "spanId": "0" * 15 + "1", "name": "chat", "endTimeUnixNano": "1795174200000000000",
+            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                           {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "3"}}]}]}]}]}),
+    ],
+    "litellm.post_litellm": [
+        Probe("POST", "/api/v1/integrations/litellm", [{"id": "alpha-evt-5", "endTime": 1795174200, "model": "gpt-4o",
+                                                        "prompt_tokens": 1, "completion_tokens": 1}], check=_accepted_as_new),
+    ],
     "nodes.heartbeat": [Probe("POST", "/api/v1/heartbeats", {"instance_id": "alpha-node", "instance_type": "orchestrator"})],
     "corrections.void": [Probe("POST", "/api/v1/events/alpha-evt-1/void", {"reason": "x"}, foreign_id=True)],
     "corrections.amend": [

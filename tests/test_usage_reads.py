@@ -78,6 +78,7 @@ def test_raw_csv_is_usage_events_csv_with_the_raw_header(h, agent):
         "event_id", "event_type", "instance_id", "instance_type", "http_method", "http_path", "http_status_code",
         "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
         "latency_ms", "policies_evaluated", "policy_violations", "created_at",
+        "cached_prompt_tokens", "cache_creation_tokens", "reasoning_tokens",  # token details follow the seed's columns
     ]
     assert {r["event_id"] for r in rows} == {"l-1", "l-2", "l-3", "a-1"}
 

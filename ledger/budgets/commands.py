@@ -180,14 +180,21 @@ class CostControls:
 
     # pricing ---------------------------------------------------------------------------
     def set_model_price(
-        self, provider: str, model: str, input_per_1k: Decimal, output_per_1k: Decimal, effective_from: datetime, actor: str
+        self, provider: str, model: str, input_per_1k: Decimal, output_per_1k: Decimal, effective_from: datetime, actor: str,
+        cached_input_per_1m: Decimal | None = None, cache_write_input_per_1m: Decimal | None = None,
     ) -> int:
         provider, model = (provider or "").strip().lower(), (model or "").strip().lower()
         if not 1 <= len(provider) <= 128:
             raise _invalid("provider", "must be 1-128 characters")
         if not 1 <= len(model) <= 256:
             raise _invalid("model", "must be 1-256 characters")
-        for field, value in (("input_per_1k", input_per_1k), ("output_per_1k", output_per_1k)):
+        rates = (
+            ("input_per_1k", input_per_1k), ("output_per_1k", output_per_1k),
+            ("cached_input_per_1m", cached_input_per_1m), ("cache_write_input_per_1m", cache_write_input_per_1m),
+        )
+        for field, value in rates:
+            if value is None and field.endswith("_per_1m"):
+                continue
             value = _decimal(value, field)
             if not Decimal(0) <= value < Decimal(10) ** 6 or value != value.quantize(Decimal("1e-9")):
                 raise _invalid(field, "must be ≥ 0, below 1,000,000, with at most 9 decimals")
@@ -202,6 +209,10 @@ class CostControls:
             input_per_1k=_decimal(input_per_1k, "input_per_1k"),
             output_per_1k=_decimal(output_per_1k, "output_per_1k"),
             effective_from=effective_from.astimezone(timezone.utc),
+            cached_input_per_1m=None if cached_input_per_1m is None else _decimal(cached_input_per_1m, "cached_input_per_1m"),
+            cache_write_input_per_1m=(
+                None if cache_write_input_per_1m is None else _decimal(cache_write_input_per_1m, "cache_write_input_per_1m")
+            ),
         )
         return self.store.append_to_stream(uuid4(), event, 0)
 

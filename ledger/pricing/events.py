@@ -15,6 +15,8 @@ class ModelPriceSet(LedgerEvent, frozen=True):
     input_per_1k: Decimal
     output_per_1k: Decimal
     effective_from: datetime
+    cached_input_per_1m: Decimal | None = None  # USD per 1,000,000 cache-read tokens; None: the input price
+    cache_write_input_per_1m: Decimal | None = None  # USD per 1,000,000 cache-write tokens; None: the input price
 
 
 class CreditRateSet(LedgerEvent, frozen=True):

@@ -1,7 +1,10 @@
 """Model prices: a shipped default table plus effective-dated overrides (ModelPriceSet).
 
-Prices are USD per 1,000 tokens. A usage event without cost_usd is priced with the price
-in force at its occurred_at; a model with no price is `unpriced`, never silently $0.
+Prices are USD per 1,000 tokens; the cache prices (cache reads, cache writes) are USD per
+1,000,000 tokens, as providers list them, and a model without one prices those tokens at
+its input price. Reasoning tokens are part of the output and priced as output. A usage
+event without cost_usd is priced with the price in force at its occurred_at; a model with
+no price is `unpriced`, never silently $0.
 """
 from __future__ import annotations
 
@@ -37,6 +40,20 @@ _DEFAULT_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("axon", "axon-sovereign-1-mini", "0.003", "0.015"),
     ("axon", "axon-embed-1", "0.0001", "0"),
 )
+# provider, model: cache-read and cache-write price per 1M tokens (None: the input price).
+_DEFAULT_CACHE_PRICES: dict[tuple[str, str], tuple[str, str | None]] = {
+    ("openai", "gpt-4o"): ("1.25", None),
+    ("openai", "gpt-4o-mini"): ("0.075", None),
+    ("openai", "gpt-4.1"): ("0.50", None),
+    ("openai", "gpt-4.1-mini"): ("0.10", None),
+    ("openai", "gpt-4.1-nano"): ("0.025", None),
+    ("openai", "o3"): ("0.50", None),
+    ("openai", "o4-mini"): ("0.275", None),
+    ("anthropic", "claude-opus-4"): ("1.50", "18.75"),
+    ("anthropic", "claude-sonnet-4"): ("0.30", "3.75"),
+    ("anthropic", "claude-3-5-haiku"): ("0.08", "1.00"),
+}
+_PER_1M = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
@@ -47,15 +64,31 @@ class ModelPrice:
     output_per_1k: Decimal
     effective_from: datetime
     source: str  # default | override
+    cached_input_per_1m: Decimal | None = None
+    cache_write_input_per_1m: Decimal | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        raw = (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0, cache_creation_tokens: int = 0) -> Decimal:
+        """Uncached input, cache reads, cache writes and output, each at its price (cache
+        reads and writes are parts of prompt_tokens; reasoning is part of completion_tokens)."""
+        uncached = prompt_tokens - cached_prompt_tokens - cache_creation_tokens
+        input_per_1m = self.input_per_1k * 1000
+        cached_per_1m = input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
+        write_per_1m = input_per_1m if self.cache_write_input_per_1m is None else self.cache_write_input_per_1m
+        raw = (uncached * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000 + (
+            cached_prompt_tokens * cached_per_1m + cache_creation_tokens * write_per_1m
+        ) / _PER_1M
         return raw.quantize(_NANO, rounding=ROUND_HALF_EVEN)
 
 
-DEFAULT_PRICES: tuple[ModelPrice, ...] = tuple(
-    ModelPrice(p, m, Decimal(i), Decimal(o), _EPOCH, "default") for p, m, i, o in _DEFAULT_TABLE
-)
+def _default_price(provider: str, model: str, input_per_1k: str, output_per_1k: str) -> ModelPrice:
+    cached, write = _DEFAULT_CACHE_PRICES.get((provider, model), (None, None))
+    return ModelPrice(
+        provider, model, Decimal(input_per_1k), Decimal(output_per_1k), _EPOCH, "default",
+        None if cached is None else Decimal(cached), None if write is None else Decimal(write),
+    )
+
+
+DEFAULT_PRICES: tuple[ModelPrice, ...] = tuple(_default_price(*row) for row in _DEFAULT_TABLE)
 
 
 class PriceBook:

@@ -28,6 +28,7 @@ AMENDABLE_FIELDS = frozenset(
         "workflow_id", "app_id", "knowledge_base_id", "http_status_code", "llm_provider", "llm_model",
         "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "cost_usd", "credits",
         "policies_evaluated", "policy_violations", "success", "metadata",
+        "cached_prompt_tokens", "cache_creation_tokens", "reasoning_tokens",
     }
 )
 

@@ -45,6 +45,10 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     success: bool = True
     metadata: dict[str, Any] | None = None
     body_sha256: str = ""
+    reported_cost_usd: Decimal | None = None  # the cost an upstream gateway reported (not used for budgets)
+    cached_prompt_tokens: int = 0  # cache reads, part of prompt_tokens
+    cache_creation_tokens: int = 0  # cache writes, part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
 
 
 class UsageRecorded(LedgerEvent, frozen=True):

@@ -72,6 +72,10 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     policy_violations: Count | None | msgspec.UnsetType = msgspec.UNSET
     success: bool | None | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    reported_cost_usd: Decimal | None | msgspec.UnsetType = msgspec.UNSET
+    cached_prompt_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
+    cache_creation_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
+    reasoning_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
 
 
 SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
@@ -172,7 +176,7 @@ def quantity_problem(quantity: Decimal | None) -> str | None:
 
 
 def money_problem(value: Decimal | None) -> str | None:
-    """cost_usd and credits."""
+    """cost_usd, credits and reported_cost_usd."""
     if value is not None and not is_amount(value, MAX_MONEY, MONEY_EXPONENT):
         return "must be a number ≥ 0, below 1,000,000, with at most 9 decimals"
     return None
@@ -182,6 +186,19 @@ def total_tokens_problem(prompt: int, completion: int, total: int | None) -> str
     if total is not None and total != prompt + completion:
         return f"must equal prompt_tokens + completion_tokens ({prompt + completion})"
     return None
+
+
+def token_details_problems(prompt: int, completion: int, cached: int, cache_creation: int, reasoning: int) -> dict[str, str]:
+    """Cache reads and writes are disjoint parts of prompt_tokens; reasoning is part of
+    completion_tokens. A part larger than its total is refused (field → problem)."""
+    problems = {}
+    if cached > prompt:
+        problems["cached_prompt_tokens"] = f"may not exceed prompt_tokens ({prompt})"
+    elif cached + cache_creation > prompt:
+        problems["cache_creation_tokens"] = f"cached_prompt_tokens + cache_creation_tokens may not exceed prompt_tokens ({prompt})"
+    if reasoning > completion:
+        problems["reasoning_tokens"] = f"may not exceed completion_tokens ({completion})"
+    return problems
 
 
 def metadata_problem(metadata: dict[str, Any] | None) -> str | None:
@@ -202,7 +219,8 @@ def success_of(success: bool | None, http_status_code: int | None) -> bool:
 
 
 def price_of(
-    provider: str | None, model: str | None, prompt: int, completion: int, total: int, at: datetime, prices: PriceBook
+    provider: str | None, model: str | None, prompt: int, completion: int, total: int, at: datetime, prices: PriceBook,
+    cached: int = 0, cache_creation: int = 0,
 ) -> tuple[Decimal, bool]:
     """(cost, unpriced) of an event that states no cost, at the price in force at `at`."""
     if not (provider or model or total):
@@ -210,7 +228,7 @@ def price_of(
     price = prices.price_for(provider, model, at)
     if price is None:
         return Decimal(0), True
-    return price.cost(prompt, completion), False
+    return price.cost(prompt, completion, cached, cache_creation), False
 
 
 def normalize(
@@ -258,8 +276,13 @@ def normalize(
     check("total_tokens", total_tokens_problem(prompt, completion, total))
     if total is None:
         total = prompt + completion
+    cached = given(item.cached_prompt_tokens) or 0
+    cache_creation = given(item.cache_creation_tokens) or 0
+    reasoning = given(item.reasoning_tokens) or 0
+    for field, problem in token_details_problems(prompt, completion, cached, cache_creation, reasoning).items():
+        check(field, problem)
 
-    for name in ("cost_usd", "credits"):
+    for name in ("cost_usd", "credits", "reported_cost_usd"):
         check(name, money_problem(given(getattr(item, name))))
 
     metadata = given(item.metadata)
@@ -273,7 +296,7 @@ def normalize(
     cost = given(item.cost_usd)
     unpriced = False
     if cost is None:
-        cost, unpriced = price_of(provider, model, prompt, completion, total, occurred_at, prices)
+        cost, unpriced = price_of(provider, model, prompt, completion, total, occurred_at, prices, cached, cache_creation)
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
@@ -311,12 +334,18 @@ def normalize(
         success=success_of(given(item.success), status),
         metadata=metadata,
         body_sha256=fingerprint(item),
+        reported_cost_usd=given(item.reported_cost_usd),
+        cached_prompt_tokens=cached,
+        cache_creation_tokens=cache_creation,
+        reasoning_tokens=reasoning,
     )
     return usage, []
 
 
 # amendments ------------------------------------------------------------------------------
-_PRICING_INPUTS = frozenset({"llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens"})
+_PRICING_INPUTS = frozenset(
+    {"llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cached_prompt_tokens", "cache_creation_tokens"}
+)
 
 
 def amended(usage: Usage, fields: dict[str, Any], *, backdating_days: int, prices: PriceBook) -> Usage:
@@ -349,7 +378,7 @@ def fingerprint(item: UsageIn) -> str:
     """Hash of what the client sent, so a retry of the same body is a duplicate, not a conflict."""
     sent = msgspec.to_builtins(item)
     for key, value in list(sent.items()):
-        if isinstance(value, str) and key in ("cost_usd", "credits", "quantity"):
+        if isinstance(value, str) and key in ("cost_usd", "credits", "quantity", "reported_cost_usd"):
             sent[key] = str(Decimal(value).normalize())
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 

@@ -75,3 +75,15 @@ def test_in_force_lists_each_model_once_at_its_current_price():
     assert len(before) == len(after) == len(DEFAULT_PRICES)
     assert before[("openai", "gpt-4o")] == DEFAULT_GPT4O
     assert after[("openai", "gpt-4o")].input_per_1k == Decimal("0.005")
+
+
+def test_cache_reads_and_writes_are_priced_per_million_and_the_rest_of_the_prompt_at_the_input_price():
+    price = ModelPrice("anthropic", "m", Decimal("0.003"), Decimal("0.015"), T0, "override", Decimal("0.30"), Decimal("3.75"))
+    # 1,000 uncached at $3/1M, 2,000 cache reads at $0.30/1M, 500 cache writes at $3.75/1M, 400 out at $15/1M
+    expected = Decimal("0.003") + Decimal("0.0006") + Decimal("0.001875") + Decimal("0.006")
+    assert price.cost(3500, 400, cached_prompt_tokens=2000, cache_creation_tokens=500) == expected
+
+
+def test_a_model_without_cache_prices_prices_cache_tokens_at_its_input_price():
+    price = override("m", "0.002", "0.008", T0)
+    assert price.cost(1000, 100, cached_prompt_tokens=600, cache_creation_tokens=400) == price.cost(1000, 100)

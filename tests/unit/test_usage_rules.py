@@ -21,6 +21,7 @@ from ledger.usage.rules import (
     amended,
     fingerprint,
     price_of,
+    token_details_problems,
     type_error,
     validate_items,
 )
@@ -280,3 +281,24 @@ def test_an_amendment_is_judged_by_the_ingest_rules():
 def test_an_amended_decimal_sent_as_a_json_number_is_exact():
     current = amended(accept(), {"cost_usd": 0.1}, backdating_days=35, prices=PriceBook())
     assert current.cost_usd == Decimal("0.1")
+
+
+# token details ----------------------------------------------------------------------------
+def test_token_details_are_parts_of_their_totals():
+    assert token_details_problems(100, 50, cached=60, cache_creation=40, reasoning=50) == {}
+    assert set(token_details_problems(100, 50, cached=101, cache_creation=0, reasoning=51)) == {
+        "cached_prompt_tokens", "reasoning_tokens"
+    }
+    assert set(token_details_problems(100, 50, cached=60, cache_creation=41, reasoning=0)) == {"cache_creation_tokens"}
+
+
+def test_an_event_with_a_part_over_its_total_is_refused_naming_the_part():
+    assert refused_field(reasoning_tokens=501) == "reasoning_tokens"
+    assert refused_field(cached_prompt_tokens=600, cache_creation_tokens=401) == "cache_creation_tokens"
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cache_price_and_reasoning_only_once_as_output():
+    usage = accept(cached_prompt_tokens=800, reasoning_tokens=300)
+    # gpt-4o: $2.50/1M uncached, $1.25/1M cache reads, $10/1M output (reasoning is inside the 500)
+    assert usage.cost_usd == Decimal("0.0005") + Decimal("0.001") + Decimal("0.005")
+    assert (usage.cached_prompt_tokens, usage.reasoning_tokens, usage.total_tokens) == (800, 300, 1500)
