@@ -42,8 +42,14 @@ _EC2_METADATA_V6 = ipaddress.ip_network("fd00:ec2::/32")
 
 
 class ForbiddenAddress(Invalid):
-    def __init__(self, message: str):
-        super().__init__(FORBIDDEN_CODE, message, field="webhook_url")
+    """The answer names no address and no reason, so it tells nothing of internal DNS."""
+
+    MESSAGE = ("webhook_url must point at a public address (not loopback, private, link-local, multicast, "
+               "reserved or a cloud metadata service)")
+
+    def __init__(self, reason: str):
+        super().__init__(FORBIDDEN_CODE, self.MESSAGE, field="webhook_url")
+        self.reason = reason
 
 
 def literal_address(host: str) -> IPAddress | None:
@@ -99,13 +105,13 @@ def allowed_addresses(url: str, resolve: Resolver, allow_private: bool = False) 
     either); an empty list when the name does not resolve."""
     host, port = url_host_port(url)
     if host.lower().rstrip(".") in _METADATA_HOSTS:
-        raise ForbiddenAddress("webhook_url must not point at a cloud metadata service")
+        raise ForbiddenAddress("a cloud metadata service")
     literal = literal_address(host)
     addresses = [literal] if literal is not None else [a for a in map(literal_address, resolve(host, port)) if a]
     for address in addresses:
         reason = forbidden_reason(address, allow_private)
         if reason is not None:
-            raise ForbiddenAddress(f"webhook_url must not point at {reason}")
+            raise ForbiddenAddress(reason)
     return addresses
 
 
