@@ -82,9 +82,14 @@ class PinnedHTTPConnection(_Pinned, http.client.HTTPConnection):
         self.sock = self._pinned_socket()
 
 
+def tls_context() -> ssl.SSLContext:
+    """The system's trust store, certificate and host name checked."""
+    return ssl.create_default_context()
+
+
 class PinnedHTTPSConnection(_Pinned, http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, address: IPAddress, connect_seconds: float, timeout: float):
-        self.tls = ssl.create_default_context()
+        self.tls = tls_context()
         super().__init__(host, port, timeout=timeout, context=self.tls)
         self.address, self.connect_seconds = address, connect_seconds
 
