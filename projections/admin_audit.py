@@ -27,7 +27,7 @@ from ledger.budgets.events import (
     BudgetUpdated,
     BudgetWebhookSecretRotated,
 )
-from ledger.budgets.webhooks import shown_url
+from ledger.budgets.webhooks import shown_error, shown_url
 from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.events import LedgerEvent
 from ledger.identity.events import (
@@ -134,6 +134,8 @@ def audit_entry(position: int, event: LedgerEvent) -> dict | None:
             fields.pop("previous", None)
         if fields.get("webhook_url"):  # never its userinfo or query (they may hold credentials)
             fields["webhook_url"] = shown_url(fields["webhook_url"])
+        if isinstance(event, BudgetAlertDeliveryFailed):  # a code, never socket text
+            fields["error"] = shown_error(fields["error"])
         target = next((str(fields[f]) for f in TARGET_FIELDS if fields.get(f)), "") or event.org_id or event.tenant_id
         details = {k: v for k, v in _plain(fields).items() if v is not None and not is_secret_field(k)}
         reason = str(fields.get("reason") or "")

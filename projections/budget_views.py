@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ledger.budgets.events import BudgetTerms
 from ledger.budgets.rules import Decision, Finding, budget_status, rounded_percentage
-from ledger.budgets.webhooks import shown_url
+from ledger.budgets.webhooks import shown_error, shown_url
 from projections.budget_rows import budget_terms, from_basis_points
 from projections.usage import from_nanos
 from projections.wire import money, number, timestamp
@@ -129,5 +129,5 @@ def alert_delivery_json(row: dict) -> dict:
         "last_attempt_at": timestamp(row["last_attempt_at"]),
         "next_attempt_at": timestamp(row["next_attempt_at"]),
         "delivered_at": timestamp(row["delivered_at"]),
-        "last_error": row["last_error"],
+        "last_error": shown_error(row["last_error"]),
     }

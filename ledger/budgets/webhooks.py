@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import socket
 from typing import Callable
@@ -136,6 +137,22 @@ def shown_url(url: str | None) -> str | None:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     except ValueError:
         return url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+
+
+DELIVERY_ERRORS = frozenset({"connection_failed", "timeout", "forbidden_address", "invalid_url"})
+_LEGACY_HTTP = re.compile(r"^HTTP (\d{3})$")
+_HTTP_STATUS = re.compile(r"^http_status_\d{3}$")
+
+
+def shown_error(error: str | None) -> str | None:
+    """A delivery error as tenants see it: a generic code. Errors recorded by earlier
+    releases held socket text ("ConnectionRefusedError: …", "HTTP 500"); they show as codes."""
+    if not error or error in DELIVERY_ERRORS or _HTTP_STATUS.match(error):
+        return error
+    legacy = _LEGACY_HTTP.match(error)
+    if legacy:
+        return f"http_status_{legacy.group(1)}"
+    return "timeout" if "timed out" in error.lower() or "timeout" in error.lower() else "connection_failed"
 
 
 # secrets and signatures ----------------------------------------------------------------

@@ -125,3 +125,13 @@ def test_the_signature_is_standard_webhooks():
 def test_fair_order_interleaves_tenants():
     items = [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1), ("c", 2)]
     assert list(fair_order(items, lambda i: i[0])) == [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("c", 2), ("a", 3)]
+
+
+def test_delivery_errors_show_as_generic_codes_also_when_recorded_by_earlier_releases():
+    from ledger.budgets.webhooks import shown_error
+
+    assert [shown_error(e) for e in ("timeout", "http_status_502", "HTTP 500", None)] == ["timeout", "http_status_502",
+                                                                                         "http_status_500", None]
+    assert shown_error("URLError: [Errno 111] Connection refused") == "connection_failed"
+    assert shown_error("RemoteDisconnected: Remote end closed connection without response") == "connection_failed"
+    assert shown_error("TimeoutError: timed out") == "timeout"
