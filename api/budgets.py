@@ -17,6 +17,7 @@ from typing import Iterator
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
+from api import budget_webhooks as webhooks
 from api.auth import Principal, authenticate, require_permission
 from api.budget_schemas import TERM_FIELDS, BudgetChanges, BudgetIn, ListArgs, PageArgs, check_schema_doc, decode_check
 from api.consistency import appended, reflect, wanted_position
@@ -93,6 +94,7 @@ def create_budget(body):
     author = _author(principal)
     terms = {k: body[k] for k in TERM_FIELDS if k in body}
     with _audited(principal, "BUDGET_CREATE", body["id"]):
+        webhooks.check_url(terms)
         budget, position = services().ledger.cost_controls.create_budget(
             principal.as_actor(), author, {"budget_id": body["id"], **terms}
         )
@@ -100,7 +102,8 @@ def create_budget(body):
     now = naive_utc(services().settings.clock.now())
     meta = {"tenant_id": principal.tenant_id, "org_id": principal.org_id, "created_at": now, "created_by": author,
             "updated_at": now, "updated_by": author}
-    return {**budget_json(budget, meta), "position": position}, 201
+    secret = webhooks.after_write(principal.tenant_id, budget.budget_id, budget.webhook_url)
+    return {**budget_json(budget, meta), **secret, "position": position}, 201
 
 
 @blp.route("/budgets", methods=["GET"])
@@ -150,11 +153,13 @@ def update_budget(body, budget_id):
     if "id" in body:
         changes["budget_id"] = body["id"]
     with _audited(principal, "BUDGET_UPDATE", budget_id):
+        webhooks.check_url(changes)
         stored, position = services().ledger.cost_controls.update_budget(principal.as_actor(), author, budget_id, changes)
     appended(position)
     now = naive_utc(services().settings.clock.now())
     meta = {"tenant_id": stored.tenant_id, "org_id": stored.org_id, "updated_at": now, "updated_by": author}
-    return {**budget_json(stored.terms, meta), "position": position}
+    secret = webhooks.after_write(principal.tenant_id, budget_id, stored.terms.webhook_url)
+    return {**budget_json(stored.terms, meta), **secret, "position": position}
 
 
 @blp.route("/budgets/<budget_id>", methods=["DELETE"])
@@ -164,6 +169,18 @@ def delete_budget(budget_id):
     principal = _caller()
     with _audited(principal, "BUDGET_DELETE", budget_id):
         appended(services().ledger.cost_controls.delete_budget(principal.as_actor(), _author(principal), budget_id))
+    webhooks.forget(principal.tenant_id, budget_id)
+
+
+@blp.route("/budgets/<budget_id>/webhook-secret/rotate", methods=["POST"])
+def rotate_webhook_secret(budget_id):
+    """Replace the budget's webhook signing secret; the new one is answered this once."""
+    principal = _caller()
+    author = _author(principal)
+    with _audited(principal, "BUDGET_WEBHOOK_SECRET_ROTATE", budget_id):
+        secret, position = webhooks.rotate(principal.tenant_id, budget_id, author, principal.as_actor().client_id)
+    appended(position)
+    return {"budget_id": budget_id, "webhook_secret": secret, "position": position}
 
 
 # check --------------------------------------------------------------------------------

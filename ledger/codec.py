@@ -17,7 +17,7 @@ from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevok
 from ledger.policies.events import PolicyCreated, PolicyUpdated, PolicyDeleted
 from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.pricing.events import ModelPriceSet, CreditRateSet
-from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed
+from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetWebhookSecretRotated
 from ledger.audit.events import AccessAttempted
 
 ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
@@ -53,6 +53,7 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     BudgetThresholdCrossed,
     BudgetAlertDelivered,
     BudgetAlertDeliveryFailed,
+    BudgetWebhookSecretRotated,
     EntityRegistered,
     CreditRateSet,
     LicenseSynced,

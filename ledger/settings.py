@@ -38,8 +38,11 @@ class Settings:
     license_sync_interval_seconds: float = 3600.0
     # budgets: the pre-flight check's cache and the alert webhooks
     budget_check_cache_seconds: float = 0.5
-    budget_webhook_secret: str | None = None
-    budget_webhook_timeout_seconds: float = 5.0
+    budget_webhook_connect_timeout_seconds: float = 3.0  # at most 3
+    budget_webhook_timeout_seconds: float = 10.0  # a whole delivery, at most 10
+    budget_webhook_concurrency: int = 8  # deliveries in flight at once
+    budget_webhook_per_tenant: int = 2  # of which one tenant's, at most
+    webhook_allow_private_addresses: bool = False  # development only: loopback and private targets
     budget_webhook_max_attempts: int = 8
     budget_webhook_backoff_seconds: float = 30.0
     budget_alerts_interval_seconds: float = 5.0
@@ -121,10 +124,16 @@ def _portal_settings(env: dict[str, str]) -> dict[str, Any]:
 def _budget_settings(env: dict[str, str]) -> dict[str, Any]:
     return dict(
         budget_check_cache_seconds=float(env.get("BUDGET_CHECK_CACHE_SECONDS", Settings.budget_check_cache_seconds)),
-        budget_webhook_secret=env.get("BUDGET_WEBHOOK_SECRET") or None,
-        budget_webhook_timeout_seconds=float(
+        budget_webhook_connect_timeout_seconds=min(3.0, float(
+            env.get("BUDGET_WEBHOOK_CONNECT_TIMEOUT_SECONDS", Settings.budget_webhook_connect_timeout_seconds)
+        )),
+        budget_webhook_timeout_seconds=min(10.0, float(
             env.get("BUDGET_WEBHOOK_TIMEOUT_SECONDS", Settings.budget_webhook_timeout_seconds)
-        ),
+        )),
+        budget_webhook_concurrency=max(1, int(env.get("BUDGET_WEBHOOK_CONCURRENCY", Settings.budget_webhook_concurrency))),
+        budget_webhook_per_tenant=max(1, int(env.get("BUDGET_WEBHOOK_PER_TENANT", Settings.budget_webhook_per_tenant))),
+        webhook_allow_private_addresses=(env.get("WEBHOOK_ALLOW_PRIVATE_ADDRESSES") or "").strip().lower()
+        in ("1", "true", "yes"),
         budget_webhook_max_attempts=int(env.get("BUDGET_WEBHOOK_MAX_ATTEMPTS", Settings.budget_webhook_max_attempts)),
         budget_webhook_backoff_seconds=float(
             env.get("BUDGET_WEBHOOK_BACKOFF_SECONDS", Settings.budget_webhook_backoff_seconds)

@@ -25,7 +25,9 @@ from ledger.budgets.events import (
     BudgetDeleted,
     BudgetThresholdCrossed,
     BudgetUpdated,
+    BudgetWebhookSecretRotated,
 )
+from ledger.budgets.webhooks import shown_error, shown_url
 from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.events import LedgerEvent
 from ledger.identity.events import (
@@ -77,6 +79,7 @@ AUDITED_EVENTS: dict[type[LedgerEvent], str] = {
     BudgetThresholdCrossed: "BUDGET_THRESHOLD_CROSSED",
     BudgetAlertDelivered: "BUDGET_ALERT_DELIVERY",
     BudgetAlertDeliveryFailed: "BUDGET_ALERT_DELIVERY",
+    BudgetWebhookSecretRotated: "BUDGET_WEBHOOK_SECRET_ROTATE",
     ModelPriceSet: "PRICING_SET",
 }
 # Events whose outcome is not a success although they record what happened.
@@ -129,6 +132,10 @@ def audit_entry(position: int, event: LedgerEvent) -> dict | None:
         if isinstance(fields.get("budget"), msgspec.Struct):  # budget terms: flatten for the log
             fields.update(msgspec.structs.asdict(fields.pop("budget")))
             fields.pop("previous", None)
+        if fields.get("webhook_url"):  # never its userinfo or query (they may hold credentials)
+            fields["webhook_url"] = shown_url(fields["webhook_url"])
+        if isinstance(event, BudgetAlertDeliveryFailed):  # a code, never socket text
+            fields["error"] = shown_error(fields["error"])
         target = next((str(fields[f]) for f in TARGET_FIELDS if fields.get(f)), "") or event.org_id or event.tenant_id
         details = {k: v for k, v in _plain(fields).items() if v is not None and not is_secret_field(k)}
         reason = str(fields.get("reason") or "")

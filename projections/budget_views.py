@@ -8,6 +8,7 @@ from typing import Sequence
 
 from ledger.budgets.events import BudgetTerms
 from ledger.budgets.rules import Decision, Finding, budget_status, rounded_percentage
+from ledger.budgets.webhooks import shown_error, shown_url
 from projections.budget_rows import budget_terms, from_basis_points
 from projections.usage import from_nanos
 from projections.wire import money, number, timestamp
@@ -29,7 +30,7 @@ def budget_json(terms: BudgetTerms, row: dict) -> dict:
         "on_exceed": terms.on_exceed,
         "alert_thresholds": [number(t) for t in terms.alert_thresholds],
         "enabled": terms.enabled,
-        "webhook_url": terms.webhook_url,
+        "webhook_url": shown_url(terms.webhook_url),
         "downgrade_model": terms.downgrade_model,
         "tenant_id": row["tenant_id"],
         "org_id": row["org_id"],
@@ -128,5 +129,5 @@ def alert_delivery_json(row: dict) -> dict:
         "last_attempt_at": timestamp(row["last_attempt_at"]),
         "next_attempt_at": timestamp(row["next_attempt_at"]),
         "delivered_at": timestamp(row["delivered_at"]),
-        "last_error": row["last_error"],
+        "last_error": shown_error(row["last_error"]),
     }

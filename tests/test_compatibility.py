@@ -28,6 +28,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EXPORT = FIXTURES / "ledger-f6eb198.jsonl"
 PUBLIC_KEY = FIXTURES / "ledger-f6eb198.pub"
 EVENTS = 157
+# event types added after that release (they cannot be in its ledger)
+ADDED_SINCE = {
+    "BudgetWebhookSecretRotated",
+}
 
 # GET /api/v1/usage/summary?start_date=2026-01-01&end_date=2026-12-31, answered by the
 # previous release for each org of this ledger
@@ -82,7 +86,8 @@ def test_every_stored_topic_still_decodes_to_its_class():
     for _position, _stream, _version, topic, state in events:
         assert type(decode_event(state)).__name__ == topic
         topics.add(topic)
-    assert topics == {cls.__name__ for cls in ALL_EVENTS}  # every event type of the release is in the fixture
+    # every event type of the release is in the fixture; newer types are listed in ADDED_SINCE
+    assert topics == {cls.__name__ for cls in ALL_EVENTS} - ADDED_SINCE
 
 
 def test_the_previous_release_ledger_replays_verifies_and_reports_the_same_figures(h):

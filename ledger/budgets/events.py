@@ -81,3 +81,10 @@ class BudgetAlertDeliveryFailed(LedgerEvent, frozen=True):
     status_code: int | None = None
     next_attempt_at: datetime | None = None
 
+
+
+class BudgetWebhookSecretRotated(LedgerEvent, frozen=True):
+    """The budget's webhook signing secret was replaced (the secret itself is never in an event)."""
+
+    budget_id: str
+    client_id: str = ""
