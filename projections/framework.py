@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -153,8 +154,27 @@ def wait_for_positions(
 # the loop -----------------------------------------------------------------------------
 def run_batch(engine: Engine, reader: Reader) -> int:
     """Apply the next batch; returns how far the position moved (0 when caught up)."""
-    projection = reader.projection
     reader.pace()
+    if engine.dialect.name == "sqlite":
+        with _sqlite_writer(engine):
+            return _run_batch(engine, reader)
+    return _run_batch(engine, reader)
+
+
+_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+def _sqlite_writer(engine: Engine) -> threading.Lock:
+    """SQLite has one writer at a time: the projector threads of a process take turns on a
+    lock of their own instead of polling the database's write lock (whose busy handler
+    sleeps for milliseconds at a time). Other processes still meet the database's lock."""
+    with _sqlite_writers_guard:
+        return _sqlite_writers.setdefault(str(engine.url), threading.Lock())
+
+
+def _run_batch(engine: Engine, reader: Reader) -> int:
+    projection = reader.projection
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # a read model is derived data: if the server crashes before this commit reaches
