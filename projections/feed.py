@@ -63,8 +63,9 @@ class Reader:
             self.feed.pace(self, self.position)
 
     def window(self, start: int, head: int) -> tuple[int, list]:
-        """(end, items) for the positions after `start`, up to `head` at least. Items are
-        decoded events (or raw notifications, for wants_raw), or Undecodable."""
+        """(end, items) for the positions after `start`, up to `head` (with a feed, possibly
+        beyond: a window another projection read later, every position of it committed).
+        Items are decoded events (or raw notifications, for wants_raw), or Undecodable."""
         if self.feed is not None:
             end, entries = self.feed.window(start, head)
             self.position = end
@@ -102,6 +103,8 @@ def _decode(n: Stored):
 
 
 class Feed:
+    """The windows of the ledger read and decoded for the projections of one process."""
+
     def __init__(self, store: LedgerStore, batch_size: int):
         self.store, self.batch_size = store, batch_size
         self._windows: list[_Window] = []
