@@ -74,6 +74,7 @@ class BudgetBatch:
         self.spend_delta: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
         self.spend_base: dict[tuple, tuple[int, int]] = {}
         self.spend_loaded: set[tuple] = set()
+        self.pending: dict[tuple, list[int]] = {}  # (tenant, org, scopes, UTC day) -> spend of orgs without budgets
         self.alerted: dict[tuple[str, str, datetime], set[tuple[str, int]]] = {}
         self.alert_rows: dict[tuple, dict] = {}
 
@@ -123,6 +124,17 @@ class BudgetBatch:
 
     # spend --------------------------------------------------------------------------
     def count(self, recorded: Recorded, tenant_id: str, org_id: str, changes: list[tuple[Usage, int]]) -> None:
+        org = self.org(tenant_id, org_id)
+        if not org.budgets:  # nothing to evaluate: sum per scope set and day, spread at the end
+            for usage, sign in changes:
+                key = (tenant_id, org_id, tuple(usage_scopes(usage)), usage.occurred_at.astimezone(timezone.utc).date())
+                pending = self.pending.get(key)
+                if pending is None:
+                    pending = self.pending[key] = [0, 0, 0]
+                pending[0] += sign * to_nanos(usage.cost_usd)
+                pending[1] += sign * to_nanos(usage.credits)
+                pending[2] += sign
+            return
         touched: dict[tuple, None] = {}
         for usage, sign in changes:
             cost, credits = sign * to_nanos(usage.cost_usd), sign * to_nanos(usage.credits)
@@ -135,16 +147,26 @@ class BudgetBatch:
                     delta[1] += credits
                     delta[2] += sign
                     touched[(scope, scope_id, period, start)] = None
-        org = self.org(tenant_id, org_id)
-        if not org.budgets:
-            return
         for scope, scope_id, period, start in touched:
             for row in org.matching((scope, scope_id)):
                 if row["period"] == period:
                     self.evaluate(row, start, recorded)
 
+    def spread_pending(self) -> None:
+        """Add the spend summed per scope set and day to every period's spend."""
+        for (tenant_id, org_id, scopes, day), (cost, credits, events) in self.pending.items():
+            starts = day_period_starts(day)
+            for scope, scope_id in scopes:
+                for period, start in starts:
+                    delta = self.spend_delta[(tenant_id, org_id, scope, scope_id, period, start)]
+                    delta[0] += cost
+                    delta[1] += credits
+                    delta[2] += events
+        self.pending.clear()
+
     def used(self, budget: dict, period_start: datetime) -> int:
         """Spend of the budget's scope in the period (nanos of its unit): stored + this batch."""
+        self.spread_pending()
         key = (budget["tenant_id"], budget["org_id"], budget["scope"], budget["scope_id"], budget["period"], period_start)
         loaded = key[:2] + key[4:]
         if loaded not in self.spend_loaded:
@@ -242,6 +264,7 @@ class BudgetBatch:
 
     # writing ------------------------------------------------------------------------
     def flush(self) -> None:
+        self.spread_pending()
         rows = [
             dict(zip(SPEND_KEYS, key), cost_nanos=d[0], credits_nanos=d[1], events=d[2])
             for key, d in self.spend_delta.items()

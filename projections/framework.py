@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -34,7 +34,8 @@ from sqlalchemy import (
 
 from ledger.errors import Unavailable
 from ledger.events import LedgerEvent
-from ledger.store import LedgerStore, Recorded, Stored, decode_notification
+from ledger.store import LedgerStore, Recorded
+from projections.feed import Feed, Reader, Undecodable
 from projections.sql import insert_ignore
 
 control = MetaData()
@@ -151,54 +152,28 @@ def wait_for_positions(
 
 
 # the loop -----------------------------------------------------------------------------
-class Undecodable(NamedTuple):
-    notification: Stored
-    error: Exception
-
-
-class Reader:
-    """Reads the ledger for one projection, a window of at most batch_size positions at a
-    time (with a topic filter the database then scans only that window, however far behind
-    the projection is). While it is behind, the next window is read and decoded on a helper
-    thread as the current batch is applied, so reading overlaps the database's writes."""
-
-    def __init__(self, store: LedgerStore, projection: Projection, batch_size: int):
-        self.store, self.projection, self.batch_size = store, projection, batch_size
-        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-{projection.name}")
-        self._ahead: tuple[int, int, Future] | None = None
-
-    def window(self, start: int, head: int) -> tuple[int, list]:
-        """(end, items) for the positions after `start`, up to `head` at most. Items are
-        decoded events (or raw notifications, for wants_raw), or Undecodable."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == start:
-            end, items = ahead[1], ahead[2].result()
-        else:  # first read, or another worker moved the position meanwhile
-            end = min(head, start + self.batch_size)
-            items = self._load(start, end)
-        if end < head:
-            following = min(head, end + self.batch_size)
-            self._ahead = (end, following, self._helper.submit(self._load, end, following))
-        return end, items
-
-    def _load(self, start: int, end: int) -> list:
-        notifications = self.store.read_window(start, end, self.projection.topics)
-        if self.projection.wants_raw:
-            return list(notifications)
-        items: list = []
-        for n in notifications:
-            try:
-                items.append(decode_notification(n))
-            except Exception as error:  # undecodable: parked by run_batch
-                items.append(Undecodable(n, error))
-        return items
-
-    def close(self) -> None:
-        self._helper.shutdown(wait=False, cancel_futures=True)
-
-
 def run_batch(engine: Engine, reader: Reader) -> int:
     """Apply the next batch; returns how far the position moved (0 when caught up)."""
+    reader.pace()
+    if engine.dialect.name == "sqlite":
+        with _sqlite_writer(engine):
+            return _run_batch(engine, reader)
+    return _run_batch(engine, reader)
+
+
+_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+def _sqlite_writer(engine: Engine) -> threading.Lock:
+    """SQLite has one writer at a time: the projector threads of a process take turns on a
+    lock of their own instead of polling the database's write lock (whose busy handler
+    sleeps for milliseconds at a time). Other processes still meet the database's lock."""
+    with _sqlite_writers_guard:
+        return _sqlite_writers.setdefault(str(engine.url), threading.Lock())
+
+
+def _run_batch(engine: Engine, reader: Reader) -> int:
     projection = reader.projection
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -268,10 +243,12 @@ def catch_up(
     projection: Projection,
     batch_size: int = 1000,
     progress: Callable[[str, int, int], None] | None = None,
+    feed: Feed | None = None,
 ) -> int:
-    """Run batches until the projection has reached the ledger's end; returns its position."""
+    """Run batches until the projection has reached the ledger's end; returns its position.
+    Projections caught up at once on several threads share one read through `feed`."""
     tune_gc()
-    reader = Reader(store, projection, batch_size)
+    reader = Reader(store, projection, batch_size, feed)
     try:
         while run_batch(engine, reader):
             if progress:

@@ -37,7 +37,7 @@ from ledger.chain.hashes import GENESIS_HASH, Checkpoint, PublicKey, Signer, cha
 from ledger.errors import Invalid
 from ledger.settings import Settings
 from projections.framework import Projection
-from projections.sql import insert_ignore
+from projections.sql import insert_ignore, insert_rows
 
 log = logging.getLogger("usage_ledger.sealing")
 
@@ -146,31 +146,31 @@ class SealingProjection(Projection):
         if not rows:
             return
         hashes = chain_hashes(prev_hash, rows)
-        values = []
+        values = []  # (position, prev_position, entry_hash)
         for (position, *_), digest in zip(rows, hashes):
-            values.append({"position": position, "prev_position": prev_position, "entry_hash": digest})
+            values.append((position, prev_position, digest))
             prev_position = position
-        conn.execute(self.chain.insert(), values)
+        insert_rows(conn, self.chain, values, ("position", "prev_position", "entry_hash"))  # COPY on PostgreSQL
         signer = self._signer()
         if signer is not None:
             self._checkpoint_every_n(conn, signer, values)
 
-    def _checkpoint_every_n(self, conn: Connection, signer: Signer, sealed: list[dict]) -> None:
+    def _checkpoint_every_n(self, conn: Connection, signer: Signer, sealed: list[tuple]) -> None:
         every = max(int(self.settings.ledger_checkpoint_every), 1)
         last = conn.execute(select(func.max(ledger_checkpoints.c.position))).scalar() or 0
-        first_new = sealed[0]["position"]
+        first_new = sealed[0][0]
         since = conn.execute(
             select(func.count()).select_from(self.chain).where(
                 self.chain.c.position > last, self.chain.c.position < first_new
             )
         ).scalar_one()
         now = self.settings.clock.now()
-        for row in sealed:
-            if row["position"] <= last:  # a replay under existing checkpoints signs nothing new
+        for position, _, entry_hash in sealed:
+            if position <= last:  # a replay under existing checkpoints signs nothing new
                 continue
             since += 1
             if since >= every:
-                write_checkpoint(conn, signer.sign(row["position"], row["entry_hash"], now))
+                write_checkpoint(conn, signer.sign(position, entry_hash, now))
                 since = 0
 
 

@@ -1,6 +1,8 @@
-"""The projector runner: one thread per read model, each running the batch loop.
+"""The projector runner: one thread per read model, each running the batch loop, all
+fed by one read and one decode of the ledger per process (projections/feed.py).
 
-On PostgreSQL a session advisory lock per projection (workers/leadership.py) makes exactly
+Several worker processes split the read models between them (workers/assignment.py). On
+PostgreSQL a session advisory lock per projection (workers/leadership.py) makes exactly
 one worker process active for it; the others stand by and take over when the active one
 dies (its connection closes and the lock goes with it). The position row is also locked
 inside each batch transaction, so even a split brain could not apply an event twice. On
@@ -15,14 +17,17 @@ from typing import Sequence
 
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from projections.framework import Projection, Reader, run_batch, tune_gc
+from projections.framework import Feed, Projection, Reader, run_batch, tune_gc
 from projections.registry import all_projections
+from workers.assignment import Assignment, Helping
 from workers.jobs import all_jobs, start_scheduler
 from workers.leadership import LEADERSHIP_CHECK_SECONDS, Leadership
 from runtime.bootstrap import bootstrap
 
 log = logging.getLogger("usage_ledger.worker")
 STANDBY_SECONDS = 1.0
+MICRO_BATCH_EVENTS = 50  # fewer new events than this: wait MICRO_BATCH_SECONDS for more
+MICRO_BATCH_SECONDS = 0.02
 WORKER_POOL_SIZE = 3  # per pool, doubled by overflow: at most ~13 connections per worker process
 WORKER_POOL_TIMEOUT = 30.0
 
@@ -60,13 +65,35 @@ class LedgerHead:
 
 
 def run_projection(
-    settings: Settings, projection: Projection, stop: threading.Event, store: LedgerStore, engine, head: LedgerHead | None = None
+    settings: Settings,
+    projection: Projection,
+    stop: threading.Event,
+    store: LedgerStore,
+    engine,
+    head: LedgerHead | None = None,
+    feed: Feed | None = None,
+    assignment: Assignment | None = None,
 ) -> None:
     leadership = Leadership(settings, projection.name)
-    reader = Reader(store, projection, settings.projector_batch_size)
+    reader = Reader(store, projection, settings.projector_batch_size, feed)
+    helping = Helping()
     active = False
     try:
         while not stop.is_set():
+            if assignment is not None and not assignment.is_mine(projection.name):
+                if active:  # another worker's share now: hand it over between batches
+                    log.info("handing over", extra={"fields": {"projection": projection.name}})
+                    leadership.release()
+                    active = False
+                if helping.due() and leadership.acquire():  # its worker is not running it: one batch
+                    try:
+                        run_batch(engine, reader)
+                    except Exception:
+                        log.exception("batch failed", extra={"fields": {"projection": projection.name}})
+                    finally:
+                        leadership.release()
+                stop.wait(STANDBY_SECONDS)
+                continue
             if not leadership.acquire():
                 if active:
                     log.info("standing by", extra={"fields": {"projection": projection.name}})
@@ -90,9 +117,17 @@ def run_projection(
                     stop.wait(settings.projector_poll_seconds)
                 else:
                     head.wait_beyond(seen, timeout=LEADERSHIP_CHECK_SECONDS)
+                    micro_batch(head, seen, stop)
     finally:
         reader.close()
         leadership.release()
+
+
+def micro_batch(head: "LedgerHead", seen: int, stop: threading.Event) -> None:
+    """Only a few new events: wait a few milliseconds for more, so that a burst of single
+    events costs one transaction per projection, not one each (well within the lag budget)."""
+    if 0 < head.position - seen < MICRO_BATCH_EVENTS:
+        stop.wait(MICRO_BATCH_SECONDS)
 
 
 def run_workers(settings: Settings, projections: Sequence[Projection] | None = None, stop: threading.Event | None = None) -> None:
@@ -108,9 +143,19 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
     services = bootstrap(settings, writer=True, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
     store, engine = services.store, services.engine
     head = LedgerHead(settings, stop)
-    threads = [threading.Thread(target=head.run, args=(store,), name="ledger-head", daemon=True)] + [
+    feed = Feed(store, settings.projector_batch_size)  # every window read and decoded once
+    # several worker processes split the projections between them (PostgreSQL)
+    assignment = Assignment([p.name for p in projections], settings.database_url if settings.is_postgres else None)
+    assignment.refresh()
+    threads = [
+        threading.Thread(target=head.run, args=(store,), name="ledger-head", daemon=True),
+        threading.Thread(target=assignment.run, args=(stop,), name="assignment", daemon=True),
+    ] + [
         threading.Thread(
-            target=run_projection, args=(settings, p, stop, store, engine, head), name=f"projector-{p.name}", daemon=True
+            target=run_projection,
+            args=(settings, p, stop, store, engine, head, feed, assignment),
+            name=f"projector-{p.name}",
+            daemon=True,
         )
         for p in projections
     ]
@@ -125,5 +170,6 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
         scheduler.shutdown(wait=True)
     for thread in threads:
         thread.join(timeout=30)
+    feed.close()
     services.close()
     log.info("worker stopped")
