@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from ledger.clock import FixedClock
 from projections.webhook_secrets import webhook_secrets
@@ -248,7 +249,7 @@ def test_a_receiver_using_the_standardwebhooks_package_verifies_a_real_delivery(
         headers = {k.lower(): v for k, v in headers.items()}
         payload = Webhook(rotated).verify(body, headers)
         assert payload["type"] == "budget.threshold_crossed" and payload["budget_id"] == "b"
-        with pytest.raises(Exception):
+        with pytest.raises(WebhookVerificationError):
             Webhook(created["webhook_secret"]).verify(body, headers)  # the rotated-out secret
     finally:
         receiver.close()
