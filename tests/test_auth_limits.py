@@ -168,6 +168,7 @@ def _write_cases(h, event_id: str) -> dict[tuple[str, str], tuple[str, dict]]:
 
 NO_BODY_WRITES = {
     ("DELETE", "/api/v1/budgets/{budget_id}"), ("DELETE", "/api/v1/keys/{key_id}"), ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/budgets/{budget_id}/webhook-secret/rotate"),
 }
 
 

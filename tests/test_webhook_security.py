@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from ledger.clock import FixedClock
 from projections.webhook_secrets import webhook_secrets
@@ -86,25 +87,27 @@ def _open(conn: socket.socket) -> bool:
 
 
 # 1. SSRF ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("url", [
+FORBIDDEN_URLS = [
     "http://127.0.0.1:5432/x", "http://2130706433:8080/x", "http://0x7f000001/x", "http://127.1/x",
     "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]/x", "http://[::1]:22/x",
     "http://10.0.0.5/x", "http://internal.example.test/x", "http://localhost:5432/x",
-])
-def test_private_and_metadata_targets_are_refused_on_create_and_update(h, agent, url, backend):
-    if backend == "postgres" and url != "http://127.0.0.1:5432/x":
-        pytest.skip("the address rules do not depend on the backend: one URL is enough there")
+]
+
+
+def test_private_and_metadata_targets_are_refused_on_create_and_update(h, agent):
     h.app.extensions["webhook_resolver"] = FakeDns({"internal.example.test": ["10.1.2.3"], "localhost": ["127.0.0.1"]})
-    refused = budget(h, agent, webhook_url=url)
-    assert refused.status_code == 422, refused.json
-    assert refused.json["error"]["code"] == "WEBHOOK_URL_FORBIDDEN"
     assert budget(h, agent, budget_id="ok").status_code == 201
+    for url in FORBIDDEN_URLS:
+        refused = budget(h, agent, webhook_url=url)
+        assert refused.status_code == 422, (url, refused.json)
+        assert refused.json["error"]["code"] == "WEBHOOK_URL_FORBIDDEN"
+        assert "10.1.2.3" not in refused.json["error"]["message"]  # no oracle for internal DNS
+        changed = h.http.put("/api/v1/budgets/ok", json={"webhook_url": url}, headers=agent)
+        assert changed.status_code == 422 and changed.json["error"]["code"] == "WEBHOOK_URL_FORBIDDEN", url
     h.project()
     assert h.http.get("/api/v1/budgets/b", headers=agent).status_code == 404  # nothing half written
-    changed = h.http.put("/api/v1/budgets/ok", json={"webhook_url": url}, headers=agent)
-    assert changed.status_code == 422 and changed.json["error"]["code"] == "WEBHOOK_URL_FORBIDDEN"
-    h.project()
     assert h.http.get("/api/v1/budgets/ok", headers=agent).json["webhook_url"] is None
+    assert [r.event.type for r in h.store.read()].count("BudgetUpdated") == 0
 
 
 def test_a_name_that_does_not_resolve_is_accepted_and_delivery_checks_again(h, agent):
@@ -246,7 +249,7 @@ def test_a_receiver_using_the_standardwebhooks_package_verifies_a_real_delivery(
         headers = {k.lower(): v for k, v in headers.items()}
         payload = Webhook(rotated).verify(body, headers)
         assert payload["type"] == "budget.threshold_crossed" and payload["budget_id"] == "b"
-        with pytest.raises(Exception):
+        with pytest.raises(WebhookVerificationError):
             Webhook(created["webhook_secret"]).verify(body, headers)  # the rotated-out secret
     finally:
         receiver.close()

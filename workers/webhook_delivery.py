@@ -18,9 +18,10 @@ import http.client
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ledger.budgets.webhooks import ForbiddenAddress, IPAddress, Resolver, allowed_addresses, url_host_port
@@ -128,7 +129,7 @@ def send(url: str, body: bytes, headers: dict[str, str], resolve: Resolver, limi
         response = conn.getresponse()
         response.read(_READ_LIMIT)
         status = response.status
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return Outcome(None, "timeout")
     except (OSError, http.client.HTTPException, ValueError):
         return Outcome(None, "timeout" if expired.is_set() else "connection_failed")

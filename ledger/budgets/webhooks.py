@@ -22,7 +22,7 @@ import ipaddress
 import re
 import secrets
 import socket
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ledger.errors import Invalid

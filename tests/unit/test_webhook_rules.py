@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from ledger.budgets.webhooks import (
     FORBIDDEN_CODE,
@@ -118,7 +119,7 @@ def test_the_signature_is_standard_webhooks():
     assert Webhook(secret).verify(body, headers) == {"type": "budget.threshold_crossed"}
     expected = hmac.new(base64.b64decode(secret[6:]), f"msg_1.{stamp}.".encode() + body, hashlib.sha256).digest()
     assert signature(secret, "msg_1", stamp, body) == "v1," + base64.b64encode(expected).decode()
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook(new_secret()).verify(body, headers)
 
 
