@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, and_, func, select
 
@@ -26,17 +26,6 @@ COLUMNS = ("day", "resource_type", "app_id", "user_id", "agent_id")
 def rate_book(conn: Connection) -> CreditRateBook:
     """Defaults plus every CreditRateSet the credits projection has seen."""
     return load_rate_book(conn, CREDITS.rates)
-
-
-def credit_rate_loader(engine) -> "Callable[[], CreditRateBook]":
-    """For the ingest path: defaults plus the CreditRateSet overrides the credits read
-    model has seen (a new rate applies once the projector has passed it)."""
-
-    def load() -> CreditRateBook:
-        with engine.connect() as conn:
-            return rate_book(conn)
-
-    return load
 
 
 def credit_totals(
