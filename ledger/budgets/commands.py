@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLDS = (Decimal(50), Decimal(80), Decimal(100))
 MAX_THRESHOLDS = 20
-MAX_LIMIT = Decimal(10) ** 12
+MAX_LIMIT = Decimal(10) ** 9  # × 10^9 nano-units still fits a 64-bit integer
 EDITABLE = (
     "name", "scope", "scope_id", "unit", "limit", "period", "on_exceed", "alert_thresholds",
     "enabled", "webhook_url", "downgrade_model",
@@ -99,7 +99,7 @@ def check_terms(terms: dict[str, Any], org_id: str) -> BudgetTerms:
         raise _invalid(limit_field, f"is required for a budget in {unit}")
     limit = _decimal(terms["limit"], limit_field)
     if not Decimal(0) < limit < MAX_LIMIT or limit != limit.quantize(Decimal("1e-9")):
-        raise _invalid(limit_field, "must be above 0, below 10^12, with at most 9 decimals")
+        raise _invalid(limit_field, "must be above 0, below 10^9, with at most 9 decimals")
     period = terms.get("period")
     if period not in PERIODS:
         raise _invalid("period", f"must be one of {', '.join(PERIODS)}")

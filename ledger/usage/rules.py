@@ -277,6 +277,9 @@ def normalize(
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
+        if credits is not None and credits >= MAX_MONEY:  # what one event may carry, as if sent
+            field = "quantity" if quantity is not None else "cost_usd"
+            return None, [ItemError(index, item.event_id, field, f"gives {credits} credits; one event carries below 1,000,000")]
 
     usage = Usage(
         event_id=item.event_id,
@@ -364,11 +367,29 @@ def amended(
 
 
 def fingerprint(item: UsageIn) -> str:
-    """Hash of what the client sent, so a retry of the same body is a duplicate, not a conflict."""
+    """Hash of what the client sent, so a retry of the same body is a duplicate, not a
+    conflict. occurred_at counts as the instant it names (in UTC), so the same instant
+    written with another offset is the same body."""
+    return _fingerprint(item, utc=True)
+
+
+def sent_fingerprint(item: UsageIn) -> str | None:
+    """The hash older releases stored for an item whose occurred_at has a non-UTC offset
+    (occurred_at as written), or None when it is the same as `fingerprint`: a retry of
+    such an item recorded by an older release is still a duplicate."""
+    moment = item.occurred_at
+    if not isinstance(moment, datetime) or moment.utcoffset() in (None, timedelta(0)):
+        return None
+    return _fingerprint(item, utc=False)
+
+
+def _fingerprint(item: UsageIn, utc: bool) -> str:
     sent = msgspec.to_builtins(item)
     for key, value in list(sent.items()):
         if isinstance(value, str) and key in ("cost_usd", "credits", "quantity"):
             sent[key] = str(Decimal(value).normalize())
+    if utc and isinstance(item.occurred_at, datetime) and item.occurred_at.tzinfo is not None:
+        sent["occurred_at"] = msgspec.to_builtins(item.occurred_at.astimezone(timezone.utc))
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 
 
