@@ -8,6 +8,7 @@ not decode becomes its `ItemError`, so the rules can name every bad item in one 
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import msgspec
@@ -29,7 +30,19 @@ _object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 def decode_usage_body(body: bytes) -> list[UsageIn | ItemError]:
     """The items of an ingest body, in order; 413 or 422 for a body that is not one."""
-    return [decode_item(index, raw) for index, raw in enumerate(split_batch(body))]
+    return [decode_item(index, raw) for index, raw in enumerate(split_batch(truncate_sub_microseconds(body)))]
+
+
+# an occurred_at with more than 6 fractional digits: the digits past the microsecond
+_SUB_MICROSECONDS = re.compile(rb'("occurred_at"\s*:\s*"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+')
+
+
+def truncate_sub_microseconds(body: bytes) -> bytes:
+    """Times are kept to the microsecond and truncated, never rounded: rounding would carry
+    `23:59:59.9999999` of a month's last day into the next month (and its budget)."""
+    if len(body) <= MAX_BODY_BYTES and _SUB_MICROSECONDS.search(body):
+        return _SUB_MICROSECONDS.sub(rb"\1", body)
+    return body
 
 
 def split_batch(body: bytes) -> list[msgspec.Raw]:
