@@ -14,6 +14,7 @@ from api.formats import csv_response, day_start, money, parse_moment, timestamp
 from api.services import services
 from api.usage_codec import usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
+from ledger.usage.rules import MAX_FUTURE
 from projections import usage_queries as q
 from projections.usage import USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
 
@@ -169,8 +170,9 @@ def export_usage(args):
         raise Malformed("BAD_REQUEST", "days is accepted only when start and end are absent", field="days")
     if days is not None and not 1 <= days <= 365:
         raise Invalid("VALIDATION_FAILED", "days must be between 1 and 365", field="days")
-    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now
-    start = parse_moment(start_raw, "start") if start_raw else end - timedelta(days=days or 30)
+    # by default up to the latest moment an accepted event may have (now + MAX_FUTURE)
+    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now + MAX_FUTURE
+    start = parse_moment(start_raw, "start") if start_raw else (end if end_raw else now) - timedelta(days=days or 30)
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
     reflect(UsageEventsProjection.name)

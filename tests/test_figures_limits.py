@@ -3,6 +3,8 @@ cannot hold; and times are truncated to the microsecond, never rounded across a 
 with the same instant in another offset a duplicate, not a conflict."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.conftest import usage
 
 
@@ -50,3 +52,11 @@ def test_the_same_instant_in_another_offset_is_a_duplicate(h, agent):
     assert both.status_code == 202 and both.json["duplicates"] == 1
     other = h.post_events(agent, [usage("e-1", occurred_at="2026-11-20T10:00:01Z")])
     assert other.status_code == 409
+
+
+def test_the_default_export_holds_every_accepted_event(h, agent):
+    ahead = (h.settings.clock.now() + timedelta(minutes=4, seconds=50)).isoformat()
+    assert h.post_events(agent, [usage("ahead", occurred_at=ahead), usage("now")]).status_code == 202
+    h.project()
+    lines = h.http.get("/api/v1/export/usage", headers=agent).get_data(as_text=True).splitlines()
+    assert len(lines) == 3  # the header and both events
