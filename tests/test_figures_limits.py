@@ -3,7 +3,7 @@ cannot hold; and times are truncated to the microsecond, never rounded across a 
 with the same instant in another offset a duplicate, not a conflict."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tests.conftest import usage
 
@@ -60,3 +60,20 @@ def test_the_default_export_holds_every_accepted_event(h, agent):
     h.project()
     lines = h.http.get("/api/v1/export/usage", headers=agent).get_data(as_text=True).splitlines()
     assert len(lines) == 3  # the header and both events
+
+
+def test_admin_health_lists_parked_events_with_their_projection_and_error(h, agent):
+    from projections.framework import projection_errors
+
+    with h.engine.begin() as conn:
+        conn.execute(projection_errors.insert().values(
+            projection="usage_events", position=7, event_type="UsageRecorded", error="boom", parked_at=datetime(2026, 11, 20)
+        ))
+    assert h.http.get("/api/v1/admin/health").status_code == 401
+    assert h.http.get("/api/v1/admin/health", headers=agent).status_code in (401, 403)
+    response = h.admin("GET", "/api/v1/admin/health")
+    assert response.status_code == 200 and response.json["status"] == "degraded"
+    assert response.json["parked_errors"] == [
+        {"projection": "usage_events", "position": 7, "event_type": "UsageRecorded", "error": "boom"}
+    ]
+    assert "usage_events" in response.json["projections"]
