@@ -27,3 +27,39 @@ def test_a_credit_budget_counts_gauge_credits_everywhere(h, agent):
         f"/api/v1/budgets/check?min_position={h.store.max_position()}", json={"org_id": "prod", "app_id": APP}, headers=agent
     ).json
     assert check["allowed"] is False, check  # 1,000 event credits alone would fit
+
+
+def test_a_recreated_budget_has_its_own_alerts(h, agent):
+    from projections import framework
+    from projections.registry import by_name
+    from workers.alerts import BudgetAlerts, WebhookConfig
+
+    job = BudgetAlerts(h.settings, h.store, h.engine, WebhookConfig(secret="s", timeout_seconds=5, backoff_seconds=30))
+    budget = {"id": "b1", "name": "B1", "limit_usd": 100, "period": "monthly", "alert_thresholds": [50, 80, 100]}
+    assert h.http.post("/api/v1/budgets", json=budget, headers=agent).status_code == 201
+    h.post_events(agent, [usage("spend", cost_usd="100")])
+    h.project()
+    assert job.run_once()["raised"] == 3
+    h.project()
+    assert h.http.delete("/api/v1/budgets/b1", headers=agent).status_code in (200, 204)
+    assert h.http.post("/api/v1/budgets", json={**budget, "limit_usd": 750}, headers=agent).status_code == 201
+    h.project()
+    status = h.http.get("/api/v1/budgets/b1/status", headers=agent).json
+    assert (status["percentage"], status["thresholds_crossed"]) == (13.33, [])
+    assert h.http.get("/api/v1/budgets/b1/alerts", headers=agent).json["alerts"] == []
+
+    h.post_events(agent, [usage("more", cost_usd="300")])  # 400 of 750: 53 %
+    h.project()
+    assert job.run_once()["raised"] == 1  # the new incarnation raises its own 50 %
+    h.project()
+    found = h.http.get("/api/v1/budgets/b1/alerts", headers=agent).json["alerts"]
+    assert [(a["threshold"], a["limit"], a["raised"]) for a in found] == [(50, 750, True)]
+    status = h.http.get("/api/v1/budgets/b1/status", headers=agent).json
+    assert status["thresholds_crossed"] == [50]
+
+    projection = by_name("budget_status")  # a replay gives the same rows and raises nothing
+    assert framework.check(h.engine, h.store, projection, by_name("budget_status", prefix="check_")) == []
+    framework.reset(h.engine, projection)
+    framework.catch_up(h.engine, h.store, projection)
+    assert job.run_once()["raised"] == 0
+    assert h.http.get("/api/v1/budgets/b1/alerts", headers=agent).json["alerts"] == found

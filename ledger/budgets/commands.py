@@ -48,8 +48,9 @@ _SCOPE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
 # streams ------------------------------------------------------------------------------
-def alert_stream(tenant_id: str, budget_id: str, period_start: datetime, threshold: Decimal) -> UUID:
-    return stream_id("budget-alert", tenant_id, budget_id, as_utc(period_start).isoformat(), str(threshold.normalize()))
+def alert_stream(tenant_id: str, budget_id: str, period_start: datetime, threshold: Decimal, incarnation: int = 0) -> UUID:
+    parts = [tenant_id, budget_id, as_utc(period_start).isoformat(), str(threshold.normalize())]
+    return stream_id("budget-alert", *parts, *([str(incarnation)] if incarnation else []))
 
 
 def delivery_stream(alert_id: str) -> UUID:
@@ -271,7 +272,7 @@ class CostControls:
     # alerts ----------------------------------------------------------------------------
     def raise_threshold_crossed(self, event: BudgetThresholdCrossed) -> int | None:
         """Append the alert unless it was raised already; returns its position or None."""
-        stream = alert_stream(event.tenant_id, event.budget_id, event.period_start, event.threshold)
+        stream = alert_stream(event.tenant_id, event.budget_id, event.period_start, event.threshold, event.incarnation)
         if event.alert_id != str(stream):
             raise ValueError("alert_id must be the alert's stream id")
         try:
