@@ -31,6 +31,7 @@ MAX_METADATA_DEPTH = 8
 MAX_FUTURE = timedelta(minutes=5)
 MAX_MONEY = Decimal(1_000_000)
 MAX_QUANTITY = Decimal(10) ** 15
+MAX_COMPUTED_CREDITS = Decimal(10) ** 9  # credits computed at ingest (× 10^9 nanos fits 64 bits)
 MONEY_EXPONENT = -9  # money is kept to the nano-dollar
 QUANTITY_EXPONENT = -3
 OPERATIONS = ("completion", "embedding", "rag_query")
@@ -277,9 +278,10 @@ def normalize(
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
-        if credits is not None and credits >= MAX_MONEY:  # what one event may carry, as if sent
+        if credits is not None and credits >= MAX_COMPUTED_CREDITS:  # what the read models hold exactly
             field = "quantity" if quantity is not None else "cost_usd"
-            return None, [ItemError(index, item.event_id, field, f"gives {credits} credits; one event carries below 1,000,000")]
+            message = f"gives {credits} credits; one event carries below 10^9"
+            return None, [ItemError(index, item.event_id, field, message)]
 
     usage = Usage(
         event_id=item.event_id,
