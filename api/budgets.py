@@ -313,7 +313,7 @@ def budget_status(budget_id):
     now = services().settings.clock.now()
     start, end = period_bounds(row["period"], now)
     with services().engine.connect() as conn:
-        used = q.spend_in_period(conn, row, naive_utc(start))
+        used = q.spend_in_period(conn, row, naive_utc(start), naive_utc(end), naive_utc(now))
         crossed = q.thresholds_crossed(conn, principal.tenant_id, budget_id, naive_utc(start))
     return {**status_json(row, start, end, used, crossed, now), "position": position}
 

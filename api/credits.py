@@ -58,11 +58,10 @@ def _reader(permission: str) -> Principal:
     return require_permission(authenticate("user", "admin"), permission)
 
 
-def credits(nanos: int | Decimal) -> int | float:
-    """Credits as JSON numbers: whole numbers stay integers (50000), others 6 decimals."""
+def credits(nanos: int | Decimal) -> float:
+    """Credits as JSON decimals (one type in every row: 50000.0, 1.25), 6 decimals."""
     value = from_nanos(nanos) if isinstance(nanos, int) else nanos
-    value = value.quantize(_SIX, rounding=ROUND_HALF_EVEN)
-    return int(value) if value == value.to_integral_value() else float(value)
+    return float(value.quantize(_SIX, rounding=ROUND_HALF_EVEN))
 
 
 def _now() -> datetime:

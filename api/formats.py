@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
 from flask import Response, stream_with_context
@@ -31,6 +32,22 @@ def parse_moment(value: str, field: str, *, end_of_day: bool = False) -> datetim
     if moment.tzinfo is None:
         raise Invalid("VALIDATION_FAILED", f"{field} needs a time zone offset (e.g. Z)", field=field)
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def event_time(moment: datetime | None) -> str | None:
+    """An event or record time: RFC 3339 UTC with exactly 6 fractional digits, in every row
+    and answer (period bounds, `since` and dates keep their own forms)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def exact_decimal(nanos: int | None) -> str | None:
+    """Nano-units as exact decimal text with 9 decimals and no exponent (1500000 →
+    "0.001500000"), so that every row of a column has one type."""
+    return None if nanos is None else format(Decimal(nanos).scaleb(-9), "f")
 
 
 def csv_safe(value):

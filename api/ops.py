@@ -1,9 +1,11 @@
-"""Operations: liveness, readiness, metrics and the deployment config (no auth)."""
+"""Operations: liveness, readiness, metrics and the deployment config (no auth); the
+admin health report."""
 from __future__ import annotations
 
 from flask import Response
 from flask_smorest import Blueprint
 
+from api.auth import require_admin_key
 from api.errors import error_response
 from api.services import services
 from runtime.reports import projection_report
@@ -53,3 +55,13 @@ def metrics():
         lines.append(f'usage_ledger_projection_lag{{projection="{name}"}} {state["lag"]}')
     lines += ["# TYPE usage_ledger_parked_errors gauge", f"usage_ledger_parked_errors {len(report['parked_errors'])}"]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+@blp.route("/api/v1/admin/health", methods=["GET"])
+def admin_health():
+    """Admin key: the ledger's position, each read model's position and lag, and every
+    parked event with its projection, position, event type and error."""
+    require_admin_key()
+    report = projection_report(services())
+    report["status"] = "degraded" if report["parked_errors"] else "ok"
+    return report

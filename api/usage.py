@@ -10,21 +10,24 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from api.auth import Principal, authenticate
 from api.consistency import reflect
-from api.formats import csv_response, day_start, money, parse_moment, timestamp
+from api.formats import csv_response, day_start, event_time, money, parse_moment, timestamp
 from api.services import services
-from api.usage_codec import usage_csv_row, usage_event_json
+from api.usage_codec import RAW_JSON_FIELDS, usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
+from ledger.usage.rules import MAX_FUTURE
 from projections import usage_queries as q
-from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos
+from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos, to_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
 EXPORT_ROW_CAP = 50_000
-RAW_CSV_HEADER = (
+SEED_RAW_CSV_HEADER = (
     "event_id", "event_type", "instance_id", "instance_type", "http_method", "http_path", "http_status_code",
     "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-    "latency_ms", "policies_evaluated", "policy_violations", "created_at", *TOKEN_DETAILS,
+    "latency_ms", "policies_evaluated", "policy_violations", "created_at",
 )
+# the raw JSON as CSV: the seed's columns first, then every other raw field
+RAW_CSV_HEADER = (*SEED_RAW_CSV_HEADER, *(f for f in RAW_JSON_FIELDS if f not in SEED_RAW_CSV_HEADER))
 AGGREGATE_CSV_HEADER = (
     "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
     "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
@@ -132,7 +135,12 @@ def get_usage(args):
         "start_date": start.date().isoformat(),
         "end_date": (end - timedelta(days=1)).date().isoformat(),
         "data": [
-            dict(r, time_bucket=timestamp(r["time_bucket"]), estimated_cost_usd=money(r["estimated_cost_usd"]))
+            dict(
+                r,
+                time_bucket=timestamp(r["time_bucket"]),
+                estimated_cost_usd=money(r["estimated_cost_usd"]),
+                estimated_cost_nanos=to_nanos(r["estimated_cost_usd"]),
+            )
             for r in rows
         ],
         "position": position,
@@ -149,11 +157,13 @@ def get_summary(args):
     position = reflect(UsageRollupsProjection.name)
     with services().engine.connect() as conn:
         totals = q.summary(conn, scope, start, end)
-    totals["estimated_cost_usd"] = money(totals["estimated_cost_usd"])
+    cost = totals["estimated_cost_usd"]
+    totals["estimated_cost_usd"] = money(cost)
     return {
         "start_date": start.date().isoformat(),
         "end_date": (end - timedelta(days=1)).date().isoformat(),
         **totals,
+        "estimated_cost_nanos": to_nanos(cost),  # exact, beside the 6-decimal figure
         "position": position,
     }
 
@@ -170,8 +180,9 @@ def export_usage(args):
         raise Malformed("BAD_REQUEST", "days is accepted only when start and end are absent", field="days")
     if days is not None and not 1 <= days <= 365:
         raise Invalid("VALIDATION_FAILED", "days must be between 1 and 365", field="days")
-    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now
-    start = parse_moment(start_raw, "start") if start_raw else end - timedelta(days=days or 30)
+    # by default up to the latest moment an accepted event may have (now + MAX_FUTURE)
+    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now + MAX_FUTURE
+    start = parse_moment(start_raw, "start") if start_raw else (end if end_raw else now) - timedelta(days=days or 30)
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
     reflect(UsageEventsProjection.name)
@@ -181,7 +192,7 @@ def export_usage(args):
         with engine.connect() as conn:
             for r in q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP):
                 yield [
-                    timestamp(r["occurred_at"]), r["client_id"], r["event_type"], r["llm_provider"], r["llm_model"],
+                    event_time(r["occurred_at"]), r["client_id"], r["event_type"], r["llm_provider"], r["llm_model"],
                     r["http_method"], r["http_path"], r["http_status_code"], r["latency_ms"], r["prompt_tokens"],
                     r["completion_tokens"], r["total_tokens"], _cents(r["cost_nanos"]), r["policy_violations"],
                 ]

@@ -9,11 +9,12 @@ not decode becomes its `ItemError`, so the rules can name every bad item in one 
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import msgspec
 
-from api.formats import money, timestamp
+from api.formats import event_time, exact_decimal, money
 from ledger.errors import Invalid, TooLarge
 from ledger.usage.rules import MAX_BATCH_EVENTS, MAX_BODY_BYTES, ItemError, UsageIn, type_error
 from projections.usage import FIELD_COLUMNS, MILLI, from_nanos
@@ -30,7 +31,19 @@ _object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 def decode_usage_body(body: bytes) -> list[UsageIn | ItemError]:
     """The items of an ingest body, in order; 413 or 422 for a body that is not one."""
-    return [decode_item(index, raw) for index, raw in enumerate(split_batch(body))]
+    return [decode_item(index, raw) for index, raw in enumerate(split_batch(truncate_sub_microseconds(body)))]
+
+
+# an occurred_at with more than 6 fractional digits: the digits past the microsecond
+_SUB_MICROSECONDS = re.compile(rb'("occurred_at"\s*:\s*"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\d+')
+
+
+def truncate_sub_microseconds(body: bytes) -> bytes:
+    """Times are kept to the microsecond and truncated, never rounded: rounding would carry
+    `23:59:59.9999999` of a month's last day into the next month (and its budget)."""
+    if len(body) <= MAX_BODY_BYTES and _SUB_MICROSECONDS.search(body):
+        return _SUB_MICROSECONDS.sub(rb"\1", body)
+    return body
 
 
 def split_batch(body: bytes) -> list[msgspec.Raw]:
@@ -93,7 +106,7 @@ def _money(nanos: int) -> float:
 
 
 _JSON_VALUES: dict[str, Callable[[Any], Any]] = {  # stored form → JSON, for fields not shown as stored
-    "occurred_at": timestamp,
+    "occurred_at": event_time,
     "quantity": _quantity,
     "cost_usd": _money,
     "credits": _money,
@@ -114,12 +127,20 @@ def usage_event_json(row: dict) -> dict:
         value = row[column]
         out[field] = value if to_json is None or value is None else to_json(value)
         if field == "occurred_at":
-            out["created_at"] = timestamp(row["recorded_at"])
+            out["created_at"] = event_time(row["recorded_at"])
     out["position"] = row["position"]
+    out["cost_nanos"] = row["cost_nanos"]  # exact, beside the 6-decimal cost_usd
+    out["credits_nanos"] = row["credits_nanos"]
     return out
 
 
+# the raw JSON fields, in order (what the raw CSV holds after the seed's columns)
+RAW_JSON_FIELDS = (*_JSON_FIELDS[:3], "created_at", *_JSON_FIELDS[3:], "position", "cost_nanos", "credits_nanos")
+_EXACT_CSV = {"cost_usd": "cost_nanos", "credits": "credits_nanos"}
+
+
 def usage_csv_row(row: dict, header: tuple[str, ...]) -> list:
-    """A usage_events row as the CSV values of `header` (names as in usage_event_json)."""
+    """A usage_events row as the CSV values of `header` (names as in usage_event_json);
+    money and credits as exact decimal text (full precision, no exponent)."""
     shown = usage_event_json(row)
-    return [shown[name] for name in header]
+    return [exact_decimal(shown[_EXACT_CSV[name]]) if name in _EXACT_CSV else shown[name] for name in header]

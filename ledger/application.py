@@ -51,7 +51,7 @@ class Ledger:
         self.policies = PolicyCommands(self.journal, settings, self.audit, self.identity)
         self.docs_access = DocsAccessCommands(self.journal, settings, self.audit)
         self.pricing = PricingCommands(self.journal, settings)
-        self.corrections = UsageCorrections(self.journal, settings, self.audit, price_book)
+        self.corrections = UsageCorrections(self.journal, settings, self.audit, price_book, credit_rates)
         self.budgets = CostControls(self.journal)
         self.usage = UsageCommands(self.journal, settings, price_book, credit_rates)
 

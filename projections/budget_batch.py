@@ -77,6 +77,7 @@ class BudgetBatch:
         self.pending: dict[tuple, list[int]] = {}  # (tenant, org, scopes, UTC day) -> spend of orgs without budgets
         self.alerted: dict[tuple[str, str, datetime], set[tuple[str, int]]] = {}
         self.alert_rows: dict[tuple, dict] = {}
+        self.gone_alerts: set[tuple[str, str]] = set()  # (tenant, budget) whose alerts leave
 
     # budgets ------------------------------------------------------------------------
     def org(self, tenant_id: str, org_id: str) -> OrgBudgets:
@@ -121,6 +122,12 @@ class BudgetBatch:
             org.by_scope = None
         self.budget_orgs.pop((event.tenant_id, event.budget_id), None)
         self.changed_budgets[(event.tenant_id, event.budget_id)] = None
+        # its alerts belonged to this incarnation (they stay in the ledger)
+        self.gone_alerts.add((event.tenant_id, event.budget_id))
+        for key in [k for k in self.alert_rows if k[:2] == (event.tenant_id, event.budget_id)]:
+            del self.alert_rows[key]
+        for alerted in self.alerted.values():
+            alerted.difference_update({a for a in alerted if a[0] == event.budget_id})
 
     # spend --------------------------------------------------------------------------
     def count(self, recorded: Recorded, tenant_id: str, org_id: str, changes: list[tuple[Usage, int]]) -> None:
@@ -227,14 +234,16 @@ class BudgetBatch:
                 return row
         t = self.p.alerts
         found = self.conn.execute(select(t).where(t.c.tenant_id == tenant_id, t.c.alert_id == alert_id)).mappings().first()
-        if found is None:
-            return None
+        if found is None or (tenant_id, found["budget_id"]) in self.gone_alerts:
+            return None  # unknown, or of an incarnation deleted in this batch
         row = dict(found)
         self.alert_rows[tuple(row[k] for k in ALERT_KEYS)] = row
         return row
 
     def alert_raised(self, recorded: Recorded, event: BudgetThresholdCrossed) -> None:
         row = self.alert_row(event.tenant_id, event.alert_id)
+        if row is None and self.incarnation_of(event.tenant_id, event.budget_id) != event.incarnation:
+            return  # raised late for a deleted incarnation
         if row is None:  # raised from terms this read model did not see cross: trust the ledger
             row = raised_row(event, recorded)
             self.alert_rows[tuple(row[k] for k in ALERT_KEYS)] = row
@@ -244,6 +253,11 @@ class BudgetBatch:
         row["webhook_url"] = event.webhook_url
         if row.get("delivery_status") not in ("delivered", "failed", "retrying"):
             row["delivery_status"] = "pending" if event.webhook_url else "none"
+
+    def incarnation_of(self, tenant_id: str, budget_id: str) -> int | None:
+        org = self.budget_org(tenant_id, budget_id)
+        row = org.budgets.get(budget_id) if org is not None else None
+        return None if row is None else row["incarnation"]
 
     def delivery(self, recorded: Recorded, event: BudgetAlertDelivered | BudgetAlertDeliveryFailed) -> None:
         row = self.alert_row(event.tenant_id, event.alert_id)
@@ -280,6 +294,9 @@ class BudgetBatch:
                     *(s.c[name] == value for name, value in zip(SPEND_KEYS, key)),
                     s.c.events == 0, s.c.cost_nanos == 0, s.c.credits_nanos == 0,
                 ))
+        a = self.p.alerts
+        for tenant_id, budget_id in self.gone_alerts:
+            self.conn.execute(delete(a).where(a.c.tenant_id == tenant_id, a.c.budget_id == budget_id))
         t = self.p.budgets
         for (tenant_id, budget_id), row in self.changed_budgets.items():
             if row is None:

@@ -9,8 +9,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, case, func, literal, or_, select
 
-from ledger.budgets.rules import period_starts
+from ledger.budgets.rules import period_bounds, period_starts
 from projections.budgets import BudgetStatusProjection
+from projections.credits_gauges import scope_gauge_credits
 from projections.framework import projection_positions
 from projections.usage import naive_utc
 
@@ -86,10 +87,28 @@ def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: d
         .order_by(b.c.budget_id)
     )
     reflected = int(conn.execute(select(position)).scalar() or 0)  # first: the rows are at least this new
-    return [dict(r) for r in conn.execute(query).mappings()], reflected
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    for row in rows:
+        if row["unit"] == "credits":
+            start, end = period_bounds(row["period"], now)
+            row["used_nanos"] += scope_gauge_credits(
+                conn, tenant_id, org_id, row["scope"], row["scope_id"], naive_utc(start), naive_utc(end), naive_utc(now)
+            )
+    return rows, reflected
 
 
-def spend_in_period(conn: Connection, budget: dict, period_start: datetime) -> int:
+def spend_in_period(conn: Connection, budget: dict, period_start: datetime, period_end: datetime, now: datetime) -> int:
+    """What the budget used in the period (naive UTC bounds): its spend row, plus for a
+    budget in credits the gauge credits of its scope up to now (one figure everywhere)."""
+    used = _spend_row(conn, budget, period_start)
+    if budget["unit"] == "credits":
+        used += scope_gauge_credits(
+            conn, budget["tenant_id"], budget["org_id"], budget["scope"], budget["scope_id"], period_start, period_end, now
+        )
+    return used
+
+
+def _spend_row(conn: Connection, budget: dict, period_start: datetime) -> int:
     s = BUDGETS.spend
     column = s.c.credits_nanos if budget["unit"] == "credits" else s.c.cost_nanos
     value = conn.execute(

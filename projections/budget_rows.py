@@ -63,7 +63,14 @@ def budget_row(
         "updated_at": at,
         "updated_by": event.actor,
         "position": recorded.position,
+        "incarnation": incarnation(recorded) if isinstance(event, BudgetCreated) else (previous or {}).get("incarnation", 0),
     }
+
+
+def incarnation(created: Recorded) -> int:
+    """0 for a budget id's first creation; the BudgetCreated's position when it recreates a
+    deleted budget (its stream's later version), so alerts belong to one incarnation."""
+    return created.position if created.version > 1 else 0
 
 
 def budget_terms(row) -> BudgetTerms:
@@ -104,7 +111,8 @@ def crossing_row(budget: dict, start: datetime, threshold: Decimal, used: int, r
         "budget_id": budget["budget_id"],
         "period_start": start,
         "threshold_bp": to_basis_points(threshold),
-        "alert_id": str(alert_stream(budget["tenant_id"], budget["budget_id"], period_start, threshold)),
+        "alert_id": str(alert_stream(budget["tenant_id"], budget["budget_id"], period_start, threshold, budget["incarnation"])),
+        "incarnation": budget["incarnation"],
         "org_id": budget["org_id"],
         "budget_name": budget["name"],
         "period": budget["period"],
@@ -132,6 +140,7 @@ def raised_row(event: BudgetThresholdCrossed, recorded: Recorded) -> dict:
         "period_start": naive_utc(event.period_start),
         "threshold_bp": to_basis_points(event.threshold),
         "alert_id": event.alert_id,
+        "incarnation": event.incarnation,
         "org_id": event.org_id,
         "budget_name": event.budget_name,
         "period": event.period,

@@ -35,7 +35,7 @@ from projections.framework import Projection
 
 class BudgetStatusProjection(Projection):
     name = "budget_status"
-    version = 2  # 2: spend rows of fully voided scopes are removed (equal to a replay)
+    version = 3  # 3: alerts belong to a budget incarnation; a deleted budget's alerts leave
     topics = tuple(
         event.__name__
         for event in (
@@ -74,6 +74,7 @@ class BudgetStatusProjection(Projection):
             Column("updated_at", DateTime, nullable=False),
             Column("updated_by", String(256), nullable=False),
             Column("position", BigInteger, nullable=False),
+            Column("incarnation", BigInteger, nullable=False, default=0),
             Index(f"ix_{prefix}budgets_match", "tenant_id", "org_id", "scope", "scope_id"),
         )
         self.spend = Table(
@@ -97,6 +98,7 @@ class BudgetStatusProjection(Projection):
             Column("period_start", DateTime, primary_key=True),
             Column("threshold_bp", Integer, primary_key=True),
             Column("alert_id", String(36), nullable=False, unique=True),
+            Column("incarnation", BigInteger, nullable=False, default=0),
             Column("org_id", String(64), nullable=False),
             Column("budget_name", String(200), nullable=False),
             Column("period", String(16), nullable=False),

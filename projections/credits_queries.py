@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, func, select
 
-from ledger.pricing.credits import CreditRateBook, gauge_credits
+from ledger.pricing.credits import CreditRateBook
 from ledger.usage.resources import RESOURCE_TYPES
-from projections.credits import CreditsProjection, day_of, load_rate_book, split_days, to_nanos_exact
+from projections.credits import CreditsProjection, day_of, load_rate_book
+from projections.credits_gauges import open_gauge_credits
 from projections.budget_queries import BUDGETS
-from projections.usage import MILLI, from_nanos
+from projections.usage import from_nanos
 from projections.usage_queries import USAGE
 
 CREDITS = CreditsProjection()
@@ -26,17 +27,6 @@ COLUMNS = ("day", "resource_type", "app_id", "user_id", "agent_id")
 def rate_book(conn: Connection) -> CreditRateBook:
     """Defaults plus every CreditRateSet the credits projection has seen."""
     return load_rate_book(conn, CREDITS.rates)
-
-
-def credit_rate_loader(engine) -> "Callable[[], CreditRateBook]":
-    """For the ingest path: defaults plus the CreditRateSet overrides the credits read
-    model has seen (a new rate applies once the projector has passed it)."""
-
-    def load() -> CreditRateBook:
-        with engine.connect() as conn:
-            return rate_book(conn)
-
-    return load
 
 
 def credit_totals(
@@ -87,52 +77,6 @@ def _add(totals, key: Iterable, credits, events) -> None:
     entry = totals[tuple(key)]
     entry[0] += int(credits or 0)
     entry[1] += int(events or 0)
-
-
-def open_gauge_credits(
-    conn: Connection, tenant_id: str, org_id: str, start: datetime, end: datetime, book: CreditRateBook
-) -> list[dict]:
-    """Per series and day, what its latest level has accrued since its reading, within [start, end)."""
-    g = CREDITS.daily
-    latest = (
-        select(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id, func.max(g.c.day).label("day"))
-        .where(g.c.tenant_id == tenant_id, g.c.org_id == org_id, g.c.readings > 0)
-        .group_by(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id, g.c.level_milli, g.c.level_at).join_from(
-            g,
-            latest,
-            and_(
-                g.c.tenant_id == tenant_id,
-                g.c.org_id == org_id,
-                g.c.resource_type == latest.c.resource_type,
-                g.c.app_id == latest.c.app_id,
-                g.c.user_id == latest.c.user_id,
-                g.c.agent_id == latest.c.agent_id,
-                g.c.day == latest.c.day,
-            ),
-        )
-    ).mappings()
-    out = []
-    for row in rows:
-        if not row["level_milli"] or row["level_at"] is None:
-            continue
-        level = Decimal(row["level_milli"]) / MILLI
-        for day, segment_start, seconds in split_days(max(start, row["level_at"]), end):
-            rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
-            out.append(
-                {
-                    "day": day,
-                    "resource_type": row["resource_type"],
-                    "app_id": row["app_id"],
-                    "user_id": row["user_id"],
-                    "agent_id": row["agent_id"],
-                    "credits_nanos": to_nanos_exact(gauge_credits(level, rate, seconds)),
-                }
-            )
-    return out
 
 
 def month_start(moment: datetime) -> datetime:

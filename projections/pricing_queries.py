@@ -4,14 +4,23 @@ from __future__ import annotations
 import threading
 from datetime import timezone
 
-from sqlalchemy import Connection, Engine, select
+from decimal import Decimal
 
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
+
+from ledger.pricing.credits import CreditRate, CreditRateBook
+from ledger.pricing.events import CreditRateSet, ModelPriceSet
 from ledger.pricing.prices import ModelPrice, PriceBook
-from projections.framework import projection_positions
+from ledger.store import LedgerStore
+from projections.credits import CreditsProjection
+from projections.framework import projection_positions, topics_of
 from projections.pricing import PricingProjection
 from projections.usage import from_nanos
 
 PRICING = PricingProjection()
+CREDITS = CreditsProjection()
+RATE_TOPICS = topics_of(ModelPriceSet, CreditRateSet)
 
 
 def overrides(conn: Connection) -> list[ModelPrice]:
@@ -42,24 +51,88 @@ def _price(r) -> ModelPrice:
     )
 
 
-class PriceBookCache:
-    """The ledger's `price_book` provider: defaults plus the overrides of the pricing read
-    model, rebuilt only when the pricing projection's position moved (one small query)."""
+class LedgerRates:
+    """The ledger's `price_book` and `credit_rates` providers: defaults plus every
+    ModelPriceSet and CreditRateSet appended before the call, read from the ledger itself
+    so that a price set a moment ago prices the next event, however far the read models
+    lag (or while they are rebuilt).
 
-    def __init__(self, engine: Engine):
+    The first call starts from the pricing and credits read models (their rows up to their
+    positions); every call then reads the price and rate events appended since the last
+    position it saw (one indexed range of the ledger, filtered by topic)."""
+
+    def __init__(self, store: LedgerStore, engine: Engine, window: int = 50_000):
+        self.store = store
         self.engine = engine
+        self.window = window
         self._lock = threading.Lock()
-        self._position: int | None = None
-        self._book = PriceBook()
+        self._seen: int | None = None
+        self._prices: dict[int, ModelPrice] = {}
+        self._rates: dict[int, CreditRate] = {}
+        self._books: tuple[PriceBook, CreditRateBook] = (PriceBook(), CreditRateBook())
 
-    def __call__(self) -> PriceBook:
-        with self.engine.connect() as conn:
-            position = conn.execute(
-                select(projection_positions.c.position).where(projection_positions.c.name == PRICING.name)
-            ).scalar()
-            if position == self._position:
-                return self._book
-            book = PriceBook(overrides(conn))
+    def prices(self) -> PriceBook:
+        return self.current()[0]
+
+    def credit_rates(self) -> CreditRateBook:
+        return self.current()[1]
+
+    def current(self) -> tuple[PriceBook, CreditRateBook]:
+        head = self.store.max_position()
         with self._lock:
-            self._position, self._book = position, book
-        return book
+            fresh = self._seen is None
+            if fresh:
+                self._seen = self._from_read_models()
+            if self._read_ledger(head) or fresh:
+                self._books = (
+                    PriceBook(p for _, p in sorted(self._prices.items())),
+                    CreditRateBook(r for _, r in sorted(self._rates.items())),
+                )
+            return self._books
+
+    def _from_read_models(self) -> int:
+        """The rows the read models hold and the lowest position both have passed."""
+        rates = CREDITS.rates
+        try:
+            with self.engine.connect() as conn:
+                passed = dict(
+                    conn.execute(
+                        select(projection_positions.c.name, projection_positions.c.position).where(
+                            projection_positions.c.name.in_([PRICING.name, CREDITS.name])
+                        )
+                    ).all()
+                )
+                for r in conn.execute(select(PRICING.prices)).mappings():
+                    self._prices[r["position"]] = _price(r)
+                for r in conn.execute(select(rates)).mappings():
+                    self._rates[r["position"]] = CreditRate(
+                        r["resource_type"], Decimal(r["credits_per_unit"]), r["effective_from"].replace(tzinfo=timezone.utc), "override"
+                    )
+        except DBAPIError:  # read models not built yet: read the ledger from the start
+            self._prices.clear()
+            self._rates.clear()
+            return 0
+        return min(passed.get(PRICING.name, 0), passed.get(CREDITS.name, 0))
+
+    def _read_ledger(self, head: int) -> bool:
+        """Take in the price and rate events up to `head`; whether there were any."""
+        changed = False
+        after = self._seen or 0
+        while after < head:
+            stop = min(head, after + self.window)
+            for recorded in self.store.read(after, stop, RATE_TOPICS):
+                event = recorded.event
+                if isinstance(event, ModelPriceSet):
+                    self._prices[recorded.position] = ModelPrice(
+                        event.provider, event.model, event.input_per_1k, event.output_per_1k,
+                        event.effective_from.astimezone(timezone.utc), "override",
+                    )
+                    changed = True
+                elif isinstance(event, CreditRateSet):
+                    self._rates[recorded.position] = CreditRate(
+                        event.resource_type, event.credits_per_unit, event.effective_from.astimezone(timezone.utc), "override"
+                    )
+                    changed = True
+            after = stop
+        self._seen = max(after, self._seen or 0)
+        return changed

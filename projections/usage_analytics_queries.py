@@ -1,10 +1,11 @@
-"""Breakdowns (from the hourly/daily rollups) and filtered record pages (from usage_events)
+"""Breakdowns (exact for any window: daily and hourly rollups for whole buckets, raw
+usage_events for the edges) and filtered record pages (from usage_events)
 for the cost controls surface (SPEC.md §5.2)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
 from projections.usage import TOKEN_DETAILS
 from projections.usage_queries import USAGE, Scope, in_scope
@@ -38,25 +39,83 @@ RECORD_FILTERS = {
 }
 
 
-def _day_aligned(moment: datetime) -> bool:
-    return not (moment.hour or moment.minute or moment.second or moment.microsecond)
+RAW_GROUP_COLUMNS = {"provider": "llm_provider", "model": "llm_model"}  # rollup key → usage_events column
+
+
+def _floor(moment: datetime, unit: timedelta) -> datetime:
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + (moment - day) // unit * unit if unit < timedelta(days=1) else day
+
+
+def _ceil(moment: datetime, unit: timedelta) -> datetime:
+    floor = _floor(moment, unit)
+    return floor if floor == moment else floor + unit
+
+
+def window_parts(start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+    """[start, end) cut into (source, from, to): whole days from the daily rollup, whole
+    hours from the hourly rollup, and the edges within an hour from the raw events."""
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    if _ceil(start, hour) >= _floor(end, hour):  # no whole hour inside
+        return [("raw", start, end)] if start < end else []
+    first_hour, last_hour = _ceil(start, hour), _floor(end, hour)
+    first_day, last_day = _ceil(first_hour, day), _floor(last_hour, day)
+    parts = [("raw", start, first_hour)]
+    if first_day < last_day:
+        parts += [("hourly", first_hour, first_day), ("daily", first_day, last_day), ("hourly", last_day, last_hour)]
+    else:
+        parts.append(("hourly", first_hour, last_hour))
+    parts.append(("raw", last_hour, end))
+    return [(source, a, b) for source, a, b in parts if a < b]
 
 
 def breakdown(conn: Connection, scope: Scope, start: datetime, end: datetime, group_by: str) -> list[dict]:
-    """Totals per group over [start, end); days come from the daily rollup, and the hourly
-    rollup is used when the window does not fall on day boundaries."""
-    table = USAGE.daily if group_by == "day" or (_day_aligned(start) and _day_aligned(end)) else USAGE.hourly
-    keys = [table.c[k] for k in GROUPS[group_by]]
-    sums = [func.sum(table.c[m]).label(m) for m in BREAKDOWN_MEASURES]
-    query = select(*keys, *sums).where(in_scope(table, scope, start, end, "bucket")).group_by(*keys)
-    rows = [dict(r) for r in conn.execute(query).mappings()]
-    for row in rows:
-        for m in BREAKDOWN_MEASURES:
-            row[m] = int(row[m] or 0)
+    """Exact totals per group over [start, end), for any window: whole days from the daily
+    rollup, whole hours from the hourly rollup, the edges from the raw events."""
+    totals: dict[tuple, dict] = {}
+    for source, a, b in window_parts(start, end):
+        for row in _part(conn, scope, source, a, b, group_by):
+            key = tuple(row[k] for k in GROUPS[group_by])
+            entry = totals.setdefault(key, {**dict(zip(GROUPS[group_by], key)), **{m: 0 for m in BREAKDOWN_MEASURES}})
+            for m in BREAKDOWN_MEASURES:
+                entry[m] += int(row[m] or 0)
+    rows = list(totals.values())
     if group_by == "day":
         rows.sort(key=lambda r: r["bucket"])
     else:
         rows.sort(key=lambda r: (-r["cost_nanos"], -r["events"], tuple(r[k] for k in GROUPS[group_by])))
+    return rows
+
+
+def _part(conn: Connection, scope: Scope, source: str, start: datetime, end: datetime, group_by: str) -> list[dict]:
+    if source != "raw":
+        table = USAGE.daily if source == "daily" else USAGE.hourly
+        keys = grouping = [table.c[k] for k in GROUPS[group_by]]  # hours are floored to their day below
+        sums = [func.sum(table.c[m]).label(m) for m in BREAKDOWN_MEASURES]
+        query = select(*keys, *sums).where(in_scope(table, scope, start, end, "bucket")).group_by(*grouping)
+        rows = [dict(r) for r in conn.execute(query).mappings() if r["events"]]
+        if group_by == "day":
+            for row in rows:
+                row["bucket"] = _floor(row["bucket"], timedelta(days=1))
+        return rows
+    t = USAGE.events  # an edge: less than an hour, so within one day
+    if group_by == "day":
+        keys, grouping = [], []
+    else:
+        grouping = [t.c[RAW_GROUP_COLUMNS.get(k, k)] for k in GROUPS[group_by]]
+        keys = [func.coalesce(c, "").label(k) for c, k in zip(grouping, GROUPS[group_by])]
+    sums = [
+        func.count().label("events"),
+        *[func.sum(t.c[m]).label(m) for m in ("prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos", "credits_nanos")],
+        func.sum(case((t.c.unpriced, 1), else_=0)).label("unpriced_events"),
+    ]
+    query = select(*keys, *sums).where(in_scope(t, scope, start, end, "occurred_at"))
+    if grouping:
+        query = query.group_by(*grouping)
+    rows = [dict(r) for r in conn.execute(query).mappings() if r["events"]]
+    if group_by == "day":
+        for row in rows:
+            row["bucket"] = _floor(start, timedelta(days=1))
     return rows
 
 

@@ -1,5 +1,5 @@
 """One place that wires a process: `bootstrap(settings)` builds the ledger store, the
-`Ledger` application (with prices and credit rates read from their read models) and the
+`Ledger` application (with the prices and credit rates the ledger holds) and the
 read-model engine. The API, every worker job, the command line and the tests call it."""
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from sqlalchemy import Engine
 from ledger.application import Ledger
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from projections.credits_queries import credit_rate_loader
 from projections.db import make_engine
-from projections.pricing_queries import PriceBookCache
+from projections.pricing_queries import LedgerRates
 
 
 @dataclass
@@ -47,5 +46,6 @@ def bootstrap(
     timeout = pool_timeout or settings.db_pool_timeout
     store = LedgerStore(settings.database_url, pool_size=size, pool_timeout=timeout)
     engine = make_engine(settings.database_url, writer=writer, pool_size=size, pool_timeout=timeout)
-    ledger = Ledger(store, settings, price_book=PriceBookCache(engine), credit_rates=credit_rate_loader(engine))
+    rates = LedgerRates(store, engine)
+    ledger = Ledger(store, settings, price_book=rates.prices, credit_rates=rates.credit_rates)
     return Services(settings, store, ledger, engine)

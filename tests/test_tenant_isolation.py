@@ -182,7 +182,7 @@ OPERATOR_ONLY = {
     "policies.create_policy", "policies.update_policy", "policies.delete_policy",
     "admin_pricing.set_price", "admin_pricing.price_history",
     "credit_admin.put_credit_rate", "credit_admin.get_credit_rates", "credit_admin.post_entity",
-    "credit_admin.sync_licenses_now", "nodes.admin_nodes_status",
+    "credit_admin.sync_licenses_now", "nodes.admin_nodes_status", "ops.admin_health",
 }
 
 

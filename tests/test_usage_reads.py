@@ -74,12 +74,16 @@ def test_raw_csv_is_usage_events_csv_with_the_raw_header(h, agent):
     assert response.headers["Content-Disposition"] == "attachment; filename=usage_events.csv"
     assert response.mimetype == "text/csv"
     rows = _rows(response)
-    assert list(rows[0].keys()) == [
+    seed_columns = [
         "event_id", "event_type", "instance_id", "instance_type", "http_method", "http_path", "http_status_code",
         "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
         "latency_ms", "policies_evaluated", "policy_violations", "created_at",
         "cached_prompt_tokens", "cache_creation_tokens", "reasoning_tokens",  # token details follow the seed's columns
     ]
+    # the seed's columns first, then every other raw JSON field
+    assert list(rows[0].keys())[: len(seed_columns)] == seed_columns
+    raw = h.http.get("/api/v1/usage?granularity=raw", headers=agent).json["data"][0]
+    assert set(rows[0]) == set(raw)
     assert {r["event_id"] for r in rows} == {"l-1", "l-2", "l-3", "a-1"}
 
 
@@ -180,7 +184,7 @@ def test_export_accepts_rfc3339_bounds(h, agent):
     seed(h, agent)
     h.project()
     rows = _rows(h.http.get("/api/v1/export/usage?start=2026-11-19T10:30:00Z&end=2026-11-20T09:10:00Z", headers=agent))
-    assert [r["timestamp"] for r in rows] == ["2026-11-20T09:05:00Z", "2026-11-19T10:45:00Z"]
+    assert [r["timestamp"] for r in rows] == ["2026-11-20T09:05:00.000000Z", "2026-11-19T10:45:00.000000Z"]
 
 
 def test_export_days_is_legacy_and_bounded(h, agent):

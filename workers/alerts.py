@@ -228,6 +228,7 @@ def threshold_event(row: dict, now: datetime) -> BudgetThresholdCrossed:
         limit=from_nanos(row["limit_nanos"]),
         crossed_at=as_utc(row["crossed_at"]),
         webhook_url=row["webhook_url"],
+        incarnation=row["incarnation"],
     )
 
 

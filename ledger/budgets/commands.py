@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLDS = (Decimal(50), Decimal(80), Decimal(100))
 MAX_THRESHOLDS = 20
-MAX_LIMIT = Decimal(10) ** 12
+MAX_LIMIT = Decimal(10) ** 9  # × 10^9 nano-units still fits a 64-bit integer
 EDITABLE = (
     "name", "scope", "scope_id", "unit", "limit", "period", "on_exceed", "alert_thresholds",
     "enabled", "webhook_url", "downgrade_model",
@@ -49,8 +49,9 @@ _SCOPE_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
 # streams ------------------------------------------------------------------------------
-def alert_stream(tenant_id: str, budget_id: str, period_start: datetime, threshold: Decimal) -> UUID:
-    return stream_id("budget-alert", tenant_id, budget_id, as_utc(period_start).isoformat(), str(threshold.normalize()))
+def alert_stream(tenant_id: str, budget_id: str, period_start: datetime, threshold: Decimal, incarnation: int = 0) -> UUID:
+    parts = [tenant_id, budget_id, as_utc(period_start).isoformat(), str(threshold.normalize())]
+    return stream_id("budget-alert", *parts, *([str(incarnation)] if incarnation else []))
 
 
 def delivery_stream(alert_id: str) -> UUID:
@@ -100,7 +101,7 @@ def check_terms(terms: dict[str, Any], org_id: str) -> BudgetTerms:
         raise _invalid(limit_field, f"is required for a budget in {unit}")
     limit = _decimal(terms["limit"], limit_field)
     if not Decimal(0) < limit < MAX_LIMIT or limit != limit.quantize(Decimal("1e-9")):
-        raise _invalid(limit_field, "must be above 0, below 10^12, with at most 9 decimals")
+        raise _invalid(limit_field, "must be above 0, below 10^9, with at most 9 decimals")
     period = terms.get("period")
     if period not in PERIODS:
         raise _invalid("period", f"must be one of {', '.join(PERIODS)}")
@@ -283,7 +284,7 @@ class CostControls:
     # alerts ----------------------------------------------------------------------------
     def raise_threshold_crossed(self, event: BudgetThresholdCrossed) -> int | None:
         """Append the alert unless it was raised already; returns its position or None."""
-        stream = alert_stream(event.tenant_id, event.budget_id, event.period_start, event.threshold)
+        stream = alert_stream(event.tenant_id, event.budget_id, event.period_start, event.threshold, event.incarnation)
         if event.alert_id != str(stream):
             raise ValueError("alert_id must be the alert's stream id")
         try:

@@ -62,6 +62,9 @@ class BudgetThresholdCrossed(LedgerEvent, frozen=True):
     limit: Decimal
     crossed_at: datetime
     webhook_url: str | None = None
+    # the budget incarnation: 0 for a budget id's first creation, else the position of the
+    # BudgetCreated that recreated it (a recreated budget raises its own alerts)
+    incarnation: int = 0
 
 
 class BudgetAlertDelivered(LedgerEvent, frozen=True):

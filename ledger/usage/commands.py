@@ -16,7 +16,7 @@ from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
 from ledger.store import NewEvent, StreamConflict
 from ledger.usage.events import Usage, UsageRecorded
-from ledger.usage.rules import ItemError, UsageIn, validate_items
+from ledger.usage.rules import ItemError, UsageIn, sent_fingerprint, validate_items
 from ledger.usage.streams import usage_stream
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,8 +58,13 @@ class UsageCommands:
         )
         fresh, duplicates = dedupe_within_batch(usages)
         streams = {usage_stream(actor.tenant_id, u.event_id): u for u in fresh}
+        as_sent = {
+            item.event_id: sha
+            for item in items
+            if isinstance(item, UsageIn) and (sha := sent_fingerprint(item)) is not None
+        }
         for _ in range(APPEND_ATTEMPTS):
-            new, stored_duplicates = self._not_yet_stored(streams)
+            new, stored_duplicates = self._not_yet_stored(streams, as_sent)
             if not new:
                 return IngestResult(0, duplicates + stored_duplicates, self.store.max_position())
             now = self.settings.clock.now()
@@ -81,13 +86,17 @@ class UsageCommands:
             return IngestResult(len(new), duplicates + stored_duplicates, max(positions))
         raise Unavailable("INGEST_CONTENDED", "Too many concurrent writers for the same event ids; retry")
 
-    def _not_yet_stored(self, streams: dict[UUID, Usage]) -> tuple[list[tuple[UUID, Usage]], int]:
-        """The usages whose streams hold nothing yet; 409 when a stored one differs."""
+    def _not_yet_stored(
+        self, streams: dict[UUID, Usage], as_sent: dict[str, str]
+    ) -> tuple[list[tuple[UUID, Usage]], int]:
+        """The usages whose streams hold nothing yet; 409 when a stored one differs (a
+        stored event of an older release may carry the hash of occurred_at as written)."""
         stored = self.store.first_events(streams)
         conflicts = sorted(
             u.event_id
             for s, u in streams.items()
-            if s in stored and stored[s].usage.body_sha256 != u.body_sha256  # type: ignore[attr-defined]
+            if s in stored
+            and stored[s].usage.body_sha256 not in (u.body_sha256, as_sent.get(u.event_id))  # type: ignore[attr-defined]
         )
         if conflicts:
             raise Conflict(

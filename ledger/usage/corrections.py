@@ -14,6 +14,7 @@ from ledger.errors import Conflict, Invalid, NotFound
 from ledger.events import LedgerEvent
 from ledger.identity.rules import EXTERNAL_ID
 from ledger.journal import Journal
+from ledger.pricing.credits import CreditRateBook
 from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
@@ -44,11 +45,19 @@ class UsageState:
 
 
 class UsageCorrections:
-    def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands, price_book: Callable[[], PriceBook]):
+    def __init__(
+        self,
+        journal: Journal,
+        settings: Settings,
+        audit: AuditCommands,
+        price_book: Callable[[], PriceBook],
+        credit_rates: Callable[[], CreditRateBook],
+    ):
         self.journal = journal
         self.settings = settings
         self.audit = audit
         self.price_book = price_book
+        self.credit_rates = credit_rates
 
     @property
     def now(self) -> datetime:
@@ -88,7 +97,11 @@ class UsageCorrections:
                     field="fields", fields=refused,
                 )
             current = amended(
-                state.usage, fields, backdating_days=self.settings.backdating_days, prices=self.price_book()
+                state.usage,
+                fields,
+                backdating_days=self.settings.backdating_days,
+                prices=self.price_book(),
+                credit_rates=self.credit_rates(),
             )
             event = UsageAmended(
                 tenant_id=actor.tenant_id, org_id=state.org_id, recorded_at=self.now, actor=actor.name,

@@ -31,6 +31,7 @@ MAX_METADATA_DEPTH = 8
 MAX_FUTURE = timedelta(minutes=5)
 MAX_MONEY = Decimal(1_000_000)
 MAX_QUANTITY = Decimal(10) ** 15
+MAX_COMPUTED_CREDITS = Decimal(10) ** 9  # credits computed at ingest (× 10^9 nanos fits 64 bits)
 MONEY_EXPONENT = -9  # money is kept to the nano-dollar
 QUANTITY_EXPONENT = -3
 OPERATIONS = ("completion", "embedding", "rag_query")
@@ -300,6 +301,10 @@ def normalize(
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
+        if credits is not None and credits >= MAX_COMPUTED_CREDITS:  # what the read models hold exactly
+            field = "quantity" if quantity is not None else "cost_usd"
+            message = f"gives {credits} credits; one event carries below 10^9"
+            return None, [ItemError(index, item.event_id, field, message)]
 
     usage = Usage(
         event_id=item.event_id,
@@ -346,19 +351,32 @@ def normalize(
 _PRICING_INPUTS = frozenset(
     {"llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cached_prompt_tokens", "cache_creation_tokens"}
 )
+# what an event's computed credits follow from (the cost, for `ai` events)
+_CREDIT_INPUTS = _PRICING_INPUTS | {"resource_type", "quantity", "cost_usd"}
 
 
-def amended(usage: Usage, fields: dict[str, Any], *, backdating_days: int, prices: PriceBook) -> Usage:
-    """The usage with some fields replaced, judged by the ingest rules again. Totals,
-    success and cost that followed from replaced inputs are derived anew; the event keeps
-    its occurred_at, so the backdating window is measured from it."""
+def amended(
+    usage: Usage,
+    fields: dict[str, Any],
+    *,
+    backdating_days: int,
+    prices: PriceBook,
+    credit_rates: "CreditRateBook | None" = None,
+) -> Usage:
+    """The usage with some fields replaced, judged by the ingest rules again, exactly as
+    ingest would judge it at the event's occurred_at: totals, success, cost, `unpriced`
+    and credits that followed from replaced inputs are derived anew, and an unpriced
+    event stays unpriced until its model has a price. The event keeps its occurred_at,
+    so the backdating window is measured from it."""
     base = msgspec.to_builtins(usage)  # what was stated (fields at their default are left out)
     for derived in ("client_id", "unpriced", "body_sha256"):
         base.pop(derived, None)
     if {"prompt_tokens", "completion_tokens"} & set(fields) and "total_tokens" not in fields:
         base.pop("total_tokens", None)
-    if _PRICING_INPUTS & set(fields) and "cost_usd" not in fields:
-        base.pop("cost_usd", None)
+    if (usage.unpriced or _PRICING_INPUTS & set(fields)) and "cost_usd" not in fields:
+        base.pop("cost_usd", None)  # priced again (an unpriced event's $0 was never stated)
+    if (usage.unpriced or _CREDIT_INPUTS & set(fields)) and "credits" not in fields:
+        base.pop("credits", None)
     if "http_status_code" in fields and "success" not in fields:
         base.pop("success", None)
     base.update(fields)
@@ -369,17 +387,40 @@ def amended(usage: Usage, fields: dict[str, Any], *, backdating_days: int, price
     except msgspec.ValidationError as error:
         item = type_error(0, usage.event_id, str(error))
     (current,) = validate_items(
-        [item], client_id=usage.client_id, now=usage.occurred_at, backdating_days=backdating_days, prices=prices
+        [item],
+        client_id=usage.client_id,
+        now=usage.occurred_at,
+        backdating_days=backdating_days,
+        prices=prices,
+        credit_rates=credit_rates,
     )
     return msgspec.structs.replace(current, body_sha256=usage.body_sha256)
 
 
 def fingerprint(item: UsageIn) -> str:
-    """Hash of what the client sent, so a retry of the same body is a duplicate, not a conflict."""
+    """Hash of what the client sent, so a retry of the same body is a duplicate, not a
+    conflict. occurred_at counts as the instant it names (in UTC), so the same instant
+    written with another offset is the same body."""
+    return _fingerprint(item, utc=True)
+
+
+def sent_fingerprint(item: UsageIn) -> str | None:
+    """The hash older releases stored for an item whose occurred_at has a non-UTC offset
+    (occurred_at as written), or None when it is the same as `fingerprint`: a retry of
+    such an item recorded by an older release is still a duplicate."""
+    moment = item.occurred_at
+    if not isinstance(moment, datetime) or moment.utcoffset() in (None, timedelta(0)):
+        return None
+    return _fingerprint(item, utc=False)
+
+
+def _fingerprint(item: UsageIn, utc: bool) -> str:
     sent = msgspec.to_builtins(item)
     for key, value in list(sent.items()):
         if isinstance(value, str) and key in ("cost_usd", "credits", "quantity", "reported_cost_usd"):
             sent[key] = str(Decimal(value).normalize())
+    if utc and isinstance(item.occurred_at, datetime) and item.occurred_at.tzinfo is not None:
+        sent["occurred_at"] = msgspec.to_builtins(item.occurred_at.astimezone(timezone.utc))
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 
 

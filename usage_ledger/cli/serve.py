@@ -58,16 +58,17 @@ def work() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Run API and workers as separate processes; Ctrl-C or SIGTERM stops all."""
+    """Run API and workers as separate processes, restarting one that dies (with back-off);
+    Ctrl-C or SIGTERM stops all."""
     config = settings()
     require_free_port(host, port)
     setup_database(config)
     exe = [sys.executable, "-m", "usage_ledger.cli"]
-    children = [
-        subprocess.Popen(exe + ["work"]),
-        subprocess.Popen(exe + ["api", "--host", host, "--port", str(port)]),
-    ]
-    stopping = []
+    children = {
+        "work": Child("work", exe + ["work"]),
+        "api": Child("api", exe + ["api", "--host", host, "--port", str(port)]),
+    }
+    stopping: list[bool] = []
 
     def stop(*_):
         stopping.append(True)
@@ -75,21 +76,68 @@ def serve(host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        if wait_for_port(host, port, children, stopping):
+        for child in children.values():
+            child.start()
+        if wait_for_port(host, port, [c.process for c in children.values()], stopping):
             click.echo(f"usage-ledger is running at http://{host}:{port}/ (database {config.database_url})", err=True)
-        while not stopping and all(c.poll() is None for c in children):
+        while not stopping:
+            for child in children.values():
+                child.supervise()
             time.sleep(0.2)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    if not stopping:
-        raise CliError("a usage-ledger process stopped unexpectedly; see its log above")
+        for child in children.values():
+            child.terminate()
+        for child in children.values():
+            child.wait()
+
+
+class Child:
+    """One supervised process: restarted when it exits, after a back-off that doubles
+    while it keeps dying soon after a start (1 s up to 30 s) and resets once it ran a minute."""
+
+    FIRST_DELAY, MAX_DELAY, HEALTHY_SECONDS = 1.0, 30.0, 60.0
+
+    def __init__(self, name: str, command: list[str]):
+        self.name, self.command = name, command
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+        self.delay = self.FIRST_DELAY
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def supervise(self) -> None:
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                click.echo(f"usage-ledger: restarting the {self.name} process", err=True)
+                self.start()
+            return
+        code = self.process.poll() if self.process else None
+        if code is None:
+            return
+        if now - self.started >= self.HEALTHY_SECONDS:
+            self.delay = self.FIRST_DELAY
+        click.echo(
+            f"usage-ledger: the {self.name} process exited with code {code}; restarting it in {self.delay:g} s", err=True
+        )
+        self.restart_at = now + self.delay
+        self.delay = min(self.delay * 2, self.MAX_DELAY)
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def require_free_port(host: str, port: int) -> None:

@@ -1,0 +1,92 @@
+"""Gauge credits (levels held over time): what each series' latest level has accrued since
+its reading, and a scope's gauge credits over a window (closed days from gauge_daily plus
+that open tail). Budgets in credits count these beside the event credits they keep."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import Connection, and_, func, select
+
+from ledger.pricing.credits import CreditRateBook, gauge_credits
+from projections.credits import CreditsProjection, load_rate_book, split_days, to_nanos_exact
+from projections.usage import MILLI
+
+CREDITS = CreditsProjection()
+# the gauge series column a budget scope is matched on (gauge series carry no team)
+SCOPE_COLUMNS = {"app": "app_id", "user": "user_id", "agent": "agent_id"}
+
+
+def open_gauge_credits(
+    conn: Connection, tenant_id: str, org_id: str, start: datetime, end: datetime, book: CreditRateBook
+) -> list[dict]:
+    """Per series and day, what its latest level has accrued since its reading, within [start, end)."""
+    g = CREDITS.daily
+    latest = (
+        select(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id, func.max(g.c.day).label("day"))
+        .where(g.c.tenant_id == tenant_id, g.c.org_id == org_id, g.c.readings > 0)
+        .group_by(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(g.c.resource_type, g.c.app_id, g.c.user_id, g.c.agent_id, g.c.level_milli, g.c.level_at).join_from(
+            g,
+            latest,
+            and_(
+                g.c.tenant_id == tenant_id,
+                g.c.org_id == org_id,
+                g.c.resource_type == latest.c.resource_type,
+                g.c.app_id == latest.c.app_id,
+                g.c.user_id == latest.c.user_id,
+                g.c.agent_id == latest.c.agent_id,
+                g.c.day == latest.c.day,
+            ),
+        )
+    ).mappings()
+    out = []
+    for row in rows:
+        if not row["level_milli"] or row["level_at"] is None:
+            continue
+        level = Decimal(row["level_milli"]) / MILLI
+        for day, segment_start, seconds in split_days(max(start, row["level_at"]), end):
+            rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
+            out.append(
+                {
+                    "day": day,
+                    "resource_type": row["resource_type"],
+                    "app_id": row["app_id"],
+                    "user_id": row["user_id"],
+                    "agent_id": row["agent_id"],
+                    "credits_nanos": to_nanos_exact(gauge_credits(level, rate, seconds)),
+                }
+            )
+    return out
+
+
+
+
+def scope_gauge_credits(
+    conn: Connection,
+    tenant_id: str,
+    org_id: str,
+    scope: str,
+    scope_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> int:
+    """Gauge credits (nanos) of one budget scope in [start, min(end, now)) (naive UTC):
+    the same figure the credit reports give for it."""
+    column = SCOPE_COLUMNS.get(scope)
+    if scope != "organization" and column is None:
+        return 0
+    g = CREDITS.daily
+    where = [g.c.tenant_id == tenant_id, g.c.org_id == org_id, g.c.day >= start, g.c.day < end]
+    if column is not None:
+        where.append(g.c[column] == scope_id)
+    total = int(conn.execute(select(func.coalesce(func.sum(g.c.credits_nanos), 0)).where(*where)).scalar() or 0)
+    book = load_rate_book(conn, CREDITS.rates)
+    for tail in open_gauge_credits(conn, tenant_id, org_id, start, min(end, now), book):
+        if column is None or tail[column] == scope_id:
+            total += tail["credits_nanos"]
+    return total

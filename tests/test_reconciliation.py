@@ -1,0 +1,130 @@
+"""Every output ties out to the nano-dollar: a generated mix of usage (many models, gauges,
+unpriced models, tiny and huge costs, offsets, backdated times, voids, amendments and
+price changes between posts) is read back through every usage output, and each equals the
+exact Decimal sum of what was posted at the prices in force when it was posted. pandas and
+DuckDB load every CSV with their default settings."""
+from __future__ import annotations
+
+import io
+import itertools
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import duckdb
+import pandas
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+
+from ledger.pricing.prices import ModelPrice, PriceBook
+from tests.conftest import ADMIN_KEY
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+WINDOW = "start_date=2026-10-15&end_date=2026-11-20"
+MODELS = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "house-model", "secret-model"]
+PROVIDER = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-sonnet-4": "anthropic", "house-model": "openai",
+            "secret-model": "acme"}
+OFFSETS = [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+NANO = Decimal("0.000000001")
+_tenants = itertools.count()
+
+event = st.fixed_dictionaries({
+    "model": st.sampled_from(MODELS),
+    "prompt": st.integers(0, 200_000),
+    "completion": st.integers(0, 50_000),
+    "cost": st.one_of(st.none(), st.sampled_from(["0.000000001", "999999.999999999", "0.5", "12.345678912"])),
+    "minutes_ago": st.integers(-4, 30 * 24 * 60),
+    "offset": st.sampled_from(OFFSETS),
+    "gauge": st.booleans(),
+    "fate": st.sampled_from(["keep", "keep", "keep", "void", "amend"]),
+})
+batches = st.lists(st.tuples(st.lists(event, min_size=1, max_size=6), st.sampled_from([None, "1", "0.000001"])),
+                   min_size=1, max_size=3)
+
+
+def _admin(tenant: str) -> dict:
+    return {"X-Admin-API-Key": ADMIN_KEY, "X-Tenant-ID": tenant, "X-Org-ID": "prod"}
+
+
+@hyp_settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(plan=batches)
+def test_every_output_equals_the_exact_sum(h, plan):
+    tenant = f"t{next(_tenants)}"
+    h.tenant(tenant)
+    agent = h.agent(tenant, "prod")
+    overrides: list[ModelPrice] = []
+    expected: dict[str, Decimal] = {}
+    counter = itertools.count()
+    for events, new_price in plan:
+        if new_price is not None:  # a price change between posts, in force for earlier times too
+            body = {"provider": "openai", "model": "house-model", "input_per_1k": new_price, "output_per_1k": new_price,
+                    "effective_from": "2026-10-01T00:00:00Z"}
+            assert h.admin("PUT", "/api/v1/admin/pricing", json=body).status_code == 200
+            overrides.append(ModelPrice("openai", "house-model", Decimal(new_price), Decimal(new_price),
+                                        datetime(2026, 10, 1, tzinfo=timezone.utc), "override"))
+        book = PriceBook(overrides)
+        posted = []
+        for e in events:
+            event_id = f"{tenant}-{next(counter)}"
+            at = (NOW - timedelta(minutes=e["minutes_ago"], microseconds=next(counter))).astimezone(e["offset"])
+            if e["gauge"]:
+                body = {"event_id": event_id, "event_type": "storage", "resource_type": "app_storage",
+                        "quantity": 1_000_000, "app_id": "a", "occurred_at": at.isoformat()}
+                cost = Decimal(0)
+            else:
+                body = {"event_id": event_id, "event_type": "llm_request", "occurred_at": at.isoformat(),
+                        "llm_provider": PROVIDER[e["model"]], "llm_model": e["model"],
+                        "prompt_tokens": e["prompt"], "completion_tokens": e["completion"]}
+                if e["cost"] is not None:
+                    body["cost_usd"] = e["cost"]
+                    cost = Decimal(e["cost"])
+                else:
+                    price = book.price_for(PROVIDER[e["model"]], e["model"], at)
+                    cost = price.cost(e["prompt"], e["completion"]) if price else Decimal(0)
+            posted.append((event_id, e, body))
+            expected[event_id] = cost
+        assert h.post_events(agent, [b for _, _, b in posted]).status_code == 202
+        for event_id, e, body in posted:
+            if e["fate"] == "void":
+                assert h.http.post(f"/api/v1/events/{event_id}/void", json={"reason": "r"}, headers=_admin(tenant)).status_code == 200
+                del expected[event_id]
+            elif e["fate"] == "amend" and not e["gauge"]:
+                fields = {"cost_usd": "0.000000007"}
+                assert h.http.post(f"/api/v1/events/{event_id}/amend", json={"fields": fields, "reason": "r"},
+                                   headers=_admin(tenant)).status_code == 200
+                expected[event_id] = Decimal("0.000000007")
+    h.project()
+    exact = sum(expected.values(), Decimal(0))
+    nanos = int(exact / NANO)
+    get = lambda path: h.http.get(path, headers=agent)  # noqa: E731
+
+    summary = get(f"/api/v1/usage/summary?{WINDOW}").json
+    assert (summary["estimated_cost_nanos"], summary["total_events"]) == (nanos, len(expected)), "summary"
+
+    raw, cursor = [], ""
+    while True:
+        page = get(f"/api/v1/usage?granularity=raw&limit=1000&{WINDOW}{cursor}").json
+        raw += page["data"]
+        if not page["next_cursor"]:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert {r["event_id"]: r["cost_nanos"] for r in raw} == {k: int(v / NANO) for k, v in expected.items()}
+    assert all(len(r["occurred_at"]) == 27 and r["occurred_at"].endswith("Z") for r in raw)
+
+    for granularity in ("hourly", "daily"):
+        rows = get(f"/api/v1/usage?granularity={granularity}&{WINDOW}").json["data"]
+        assert sum(r["estimated_cost_nanos"] for r in rows) == nanos, granularity
+
+    records = get("/api/v1/usage/records?start=2026-10-15&end=2026-11-20&limit=1000").json["records"]
+    assert sum(r["cost_nanos"] for r in records) == nanos, "records"
+    totals = get("/api/v1/usage/breakdown?group_by=model&start=2026-10-15&end=2026-11-20").json["totals"]
+    assert totals["events"] == len(expected)
+
+    text = get(f"/api/v1/usage?granularity=raw&format=csv&{WINDOW}").get_data(as_text=True)
+    frame = pandas.read_csv(io.StringIO(text))
+    assert len(frame) == len(expected)
+    assert sum(Decimal(v) for v in pandas.read_csv(io.StringIO(text), dtype=str)["cost_usd"]) == exact
+    assert frame["cost_usd"].dtype.kind == "f" and frame["prompt_tokens"].dtype.kind == "i"
+    assert pandas.to_datetime(frame["occurred_at"]).notna().all()
+    table = duckdb.read_csv(io.StringIO(text))
+    assert table.aggregate("count(*)").fetchone()[0] == len(expected)
+    kinds = dict(zip(table.columns, [str(t) for t in table.types]))
+    assert kinds["occurred_at"].startswith("TIMESTAMP") and kinds["prompt_tokens"] in ("BIGINT", "INTEGER")
