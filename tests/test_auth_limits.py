@@ -75,6 +75,7 @@ KEY_OPERATIONS = {
     ("GET", "/v1/axon/usage"), ("GET", "/v1/axon/audit"),
     ("GET", "/api/v1/license/status"), ("GET", "/api/v1/nodes"), ("GET", "/api/v1/nodes/status"),
     ("GET", "/api/v1/nodes/{instance_id}"), ("GET", "/api/v1/policies/export"),
+    ("GET", "/api/v1/ledger"), ("GET", "/api/v1/ledger/checkpoints"),
 }
 
 

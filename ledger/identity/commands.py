@@ -28,6 +28,7 @@ from ledger.identity.events import (
     UserLoggedOut,
     UserPermissionsChanged,
 )
+from ledger.identity.credentials import seal, unseal
 from ledger.identity.passwords import dummy_hash, hash_password, password_matches
 from ledger.identity.rules import (
     Client,
@@ -82,6 +83,12 @@ class IdentityCommands:
     def now(self) -> datetime:
         return self.journal.now
 
+    def _seal(self, value: str, field: str) -> str:
+        return seal(value, self.settings.secret_pepper, field)
+
+    def _unseal(self, stored: str, field: str) -> str:
+        return unseal(stored, self.settings.secret_pepper, field)
+
     # tenants and organizations -----------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str, actor: str) -> int:
         check_id("tenant_id", tenant_id)
@@ -125,7 +132,7 @@ class IdentityCommands:
             actor=actor,
             client_id=client_id,
             name=name,
-            secret_hash=hash_secret(secret, self.settings.secret_pepper),
+            secret_hash=self._seal(hash_secret(secret, self.settings.secret_pepper), "secret_hash"),
         )
         position = self.journal.start_stream(client_stream(client_id), event, "CLIENT_EXISTS", f"Client {client_id} already exists")
         return NewClient(client_id, secret, tenant_id, org_id, name, position)
@@ -139,7 +146,7 @@ class IdentityCommands:
             recorded_at=self.now,
             actor=actor,
             client_id=client_id,
-            secret_hash=hash_secret(secret, self.settings.secret_pepper),
+            secret_hash=self._seal(hash_secret(secret, self.settings.secret_pepper), "secret_hash"),
         )
         position = self.journal.extend_stream(client_stream(client_id), event, client.version)
         return NewClient(client_id, secret, client.tenant_id, client.org_id, client.name, position)
@@ -157,9 +164,10 @@ class IdentityCommands:
         for recorded in self.journal.stream(client_stream(client_id)):
             event = recorded.event
             if isinstance(event, ClientRegistered):
-                client = Client(event.client_id, event.tenant_id, event.org_id, event.name, event.secret_hash, False, recorded.version)
+                secret_hash = self._unseal(event.secret_hash, "secret_hash")
+                client = Client(event.client_id, event.tenant_id, event.org_id, event.name, secret_hash, False, recorded.version)
             elif client is not None and isinstance(event, ClientSecretRotated):
-                client = replace(client, secret_hash=event.secret_hash, version=recorded.version)
+                client = replace(client, secret_hash=self._unseal(event.secret_hash, "secret_hash"), version=recorded.version)
             elif client is not None and isinstance(event, ClientDisabled):
                 client = replace(client, disabled=True, version=recorded.version)
         return client
@@ -182,7 +190,7 @@ class IdentityCommands:
             check_password(password)
             event = UserCreated(
                 tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor,
-                email=email, password_hash=hash_password(password), permissions=permissions,
+                email=email, password_hash=self._seal(hash_password(password), "password_hash"), permissions=permissions,
             )
             position = self.journal.start_stream(user_stream(email), event, "USER_EXISTS", f"User {email} already exists")
         return _user_from(event, 1), position
@@ -219,7 +227,8 @@ class IdentityCommands:
         """A new session for the right password; 401 INVALID_CREDENTIALS otherwise (the same
         answer, after the same work, whether or not the user exists)."""
         user = self.find_user(email) if isinstance(email, str) else None
-        matches = password_matches(password if isinstance(password, str) else "", user.password_hash if user else dummy_hash())
+        stored = self._unseal(user.password_hash, "password_hash") if user else dummy_hash()
+        matches = password_matches(password if isinstance(password, str) else "", stored)
         if user is None or not matches:
             if user is not None:
                 self.audit.record_access_attempt(

@@ -13,6 +13,7 @@ from uuid import UUID
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
 from ledger.errors import Conflict, NotFound, Unauthenticated
+from ledger.identity.credentials import seal, unseal
 from ledger.journal import Journal
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
 from ledger.keys.rules import (
@@ -72,12 +73,12 @@ class KeyCommands:
                 key_id = key_id_for(prefix)
                 event = ApiKeyCreated(
                     tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=now, actor=actor.name,
-                    key_id=key_id, name=name, key_prefix=prefix, key_sha256=sha256_hex(secret),
+                    key_id=key_id, name=name, key_prefix=prefix, key_sha256=seal(sha256_hex(secret), self.settings.secret_pepper, "key_sha256"),
                     scopes=chosen, expires_at=expires_at,
                 )
                 position = self.journal.try_append(key_stream(key_id), event, 0)
                 if position is not None:
-                    return NewApiKey(_key_from(event, 1), secret, position)
+                    return NewApiKey(self._key_from(event, 1), secret, position)
                 # the random prefix is taken: draw another
             raise Conflict("KEY_PREFIX_EXHAUSTED", "Could not allocate a unique key prefix; retry")
 
@@ -88,7 +89,7 @@ class KeyCommands:
         for recorded in self.journal.stream(key_stream(key_id)):
             event = recorded.event
             if isinstance(event, ApiKeyCreated):
-                key = _key_from(event, recorded.version)
+                key = self._key_from(event, recorded.version)
             elif key is not None and isinstance(event, ApiKeyRevoked):
                 key = replace(key, revoked_at=event.recorded_at, version=recorded.version)
         return key
@@ -132,9 +133,9 @@ class KeyCommands:
         event = ApiKeyUsed(tenant_id=key.tenant_id, org_id=key.org_id, recorded_at=now, actor=f"key:{key.key_id}", key_id=key.key_id)
         return self.journal.try_append(key_use_stream(key.key_id), event, last.version if last else 0)
 
-
-def _key_from(event: ApiKeyCreated, version: int) -> ApiKey:
-    return ApiKey(
-        event.key_id, event.tenant_id, event.org_id, event.name, event.key_prefix, event.key_sha256,
-        tuple(event.scopes), event.recorded_at, event.expires_at, None, version,
-    )
+    def _key_from(self, event: ApiKeyCreated, version: int) -> ApiKey:
+        return ApiKey(
+            event.key_id, event.tenant_id, event.org_id, event.name, event.key_prefix,
+            unseal(event.key_sha256, self.settings.secret_pepper, "key_sha256"),
+            tuple(event.scopes), event.recorded_at, event.expires_at, None, version,
+        )
