@@ -32,7 +32,7 @@ def error_response(status: int, code: str, message: str, **details):
     response = jsonify(body)
     response.status_code = status
     if status in (429, 503):
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response.headers["Retry-After"] = str(details.get("retry_after") or RETRY_AFTER_SECONDS)
     return response
 
 

@@ -39,6 +39,7 @@ from ledger.identity.events import (
     UserLoggedOut,
     UserPermissionsChanged,
 )
+from ledger.identity.events import UserDisabled, UserEnabled, UserPasswordChanged
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked
 from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevoked
 from ledger.policies.events import PolicyCreated, PolicyDeleted, PolicyUpdated
@@ -59,6 +60,9 @@ AUDITED_EVENTS: dict[type[LedgerEvent], str] = {
     UserPermissionsChanged: "USER_PERMISSIONS_CHANGE",
     UserLoggedIn: "USER_LOGIN",
     UserLoggedOut: "USER_LOGOUT",
+    UserDisabled: "USER_DISABLE",
+    UserEnabled: "USER_ENABLE",
+    UserPasswordChanged: "USER_PASSWORD_CHANGE",
     ApiKeyCreated: "API_KEY_CREATE",
     ApiKeyRevoked: "API_KEY_REVOKE",
     LicenseIssued: "LICENSE_ISSUE",

@@ -59,6 +59,7 @@ def setup_database(settings) -> list[str]:
     Returns the names of the projections that were reset."""
     from ledger.store import LedgerStore
     from projections.db import make_engine
+    from projections.auth_failures import create_table as create_auth_failures
     from projections.consistency_marks import create_table as create_consistency_marks
     from projections.framework import migrate
     from projections.ledger_chain import create_checkpoint_table
@@ -69,6 +70,7 @@ def setup_database(settings) -> list[str]:
         store.create_tables()
         create_checkpoint_table(engine)
         create_consistency_marks(engine)
+        create_auth_failures(engine)
         return migrate(engine, all_projections(settings=settings))
     finally:
         store.close()

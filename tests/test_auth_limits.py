@@ -157,6 +157,8 @@ def _write_cases(h, event_id: str) -> dict[tuple[str, str], tuple[str, dict]]:
         ("POST", "/api/v1/docs/access/grant"): ("user", {"email": "r@acme.test"}),
         ("POST", "/api/v1/docs/access/revoke"): ("user", {"email": "r@acme.test"}),
         ("POST", "/api/v1/auth/login"): ("nobody", {"email": "root@acme.test", "password": PASSWORD}),
+        # last: it ends the user's sessions and sets a new cookie in the same browser
+        ("POST", "/api/v1/auth/password"): ("user", {"current_password": PASSWORD, "new_password": PASSWORD}),
     }
 
 

@@ -131,7 +131,10 @@ def test_the_audit_log_needs_the_admin_key_or_a_portal_admin(h, agent):
     assert h.http.get("/api/v1/admin/audit-log").status_code == 401
     plain = h.portal_user("ada@acme.test")
     assert plain.get("/api/v1/admin/audit-log").status_code == 403
-    key = plain.post("/api/v1/keys", json={"name": "k", "scopes": ["read:audit"]}).json["key"]
+    refused = plain.post("/api/v1/keys", json={"name": "k", "scopes": ["read:audit"]})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "SCOPE_NOT_ALLOWED"
+    auditor = h.portal_user("aud@acme.test", permissions=["read:audit"])
+    key = auditor.post("/api/v1/keys", json={"name": "k", "scopes": ["read:audit"]}).json["key"]
     assert h.http.get("/api/v1/admin/audit-log", headers={"Authorization": f"Bearer {key}"}).status_code == 401
 
 

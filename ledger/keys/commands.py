@@ -12,7 +12,7 @@ from uuid import UUID
 
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
-from ledger.errors import Conflict, NotFound, Unauthenticated
+from ledger.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from ledger.identity.credentials import seal, unseal
 from ledger.journal import Journal
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
@@ -60,8 +60,8 @@ class KeyCommands:
         expires_in_days: int | None,
         may_grant: frozenset[str] = frozenset(),
     ) -> NewApiKey:
-        """A new key of the actor's org. `may_grant`: the caller's own permissions, needed to
-        hand out the usage:platform_wide scope."""
+        """A new key of the actor's org, created by `actor.name`. `may_grant`: the creator's
+        permissions (scopes need the matching one, ledger/keys/rules.py SCOPE_PERMISSIONS)."""
         chosen = list(scopes) if scopes else list(DEFAULT_SCOPES)
         with self.audit.attempt(actor, "API_KEY_CREATE", name, {"name": name, "scopes": chosen}):
             chosen = check_scopes(chosen, may_grant)
@@ -74,7 +74,7 @@ class KeyCommands:
                 event = ApiKeyCreated(
                     tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=now, actor=actor.name,
                     key_id=key_id, name=name, key_prefix=prefix, key_sha256=seal(sha256_hex(secret), self.settings.secret_pepper, "key_sha256"),
-                    scopes=chosen, expires_at=expires_at,
+                    scopes=chosen, expires_at=expires_at, created_by=actor.name,
                 )
                 position = self.journal.try_append(key_stream(key_id), event, 0)
                 if position is not None:
@@ -94,8 +94,9 @@ class KeyCommands:
                 key = replace(key, revoked_at=event.recorded_at, version=recorded.version)
         return key
 
-    def revoke_key(self, actor: Actor, key_id: str) -> int:
-        """Revoke a key of the actor's org. Unknown, another org's or already revoked → 404."""
+    def revoke_key(self, actor: Actor, key_id: str, may_revoke_others: bool = True) -> int:
+        """Revoke a key of the actor's org. Unknown, another org's or already revoked → 404;
+        a key someone else created, unless `may_revoke_others` (admin) → 403."""
         key = self.find_key(key_id)
         visible = key is not None and key.tenant_id == actor.tenant_id and key.org_id == actor.org_id
         details = {"key_id": key_id, **({"name": key.name, "scopes": list(key.scopes)} if visible and key else {})}
@@ -104,6 +105,8 @@ class KeyCommands:
                 raise NotFound("KEY_NOT_FOUND", f"API key {key_id} not found")
             if key.revoked_at is not None:
                 raise NotFound("KEY_NOT_FOUND", f"API key {key_id} not found (already revoked)")
+            if not may_revoke_others and key.created_by != actor.name:
+                raise Forbidden("PERMISSION_DENIED", "Revoking a key someone else created needs admin", permission="admin")
             event = ApiKeyRevoked(
                 tenant_id=key.tenant_id, org_id=key.org_id, recorded_at=self.now, actor=actor.name,
                 key_id=key.key_id, name=key.name, scopes=list(key.scopes),
@@ -137,5 +140,5 @@ class KeyCommands:
         return ApiKey(
             event.key_id, event.tenant_id, event.org_id, event.name, event.key_prefix,
             unseal(event.key_sha256, self.settings.secret_pepper, "key_sha256"),
-            tuple(event.scopes), event.recorded_at, event.expires_at, None, version,
+            tuple(event.scopes), event.recorded_at, event.expires_at, None, version, event.created_by,
         )
