@@ -54,10 +54,10 @@ def record_failure(engine: Engine, subject: str, now: int, limit: int) -> int:
         values = dict(zip(_FIELDS, astuple(new)))
         with engine.begin() as conn:
             if state is None:
-                done = conn.execute(
-                    insert(auth_failures).prefix_with("OR IGNORE") if conn.dialect.name == "sqlite"
-                    else _pg_insert_ignore(), {"subject": subject, **values},
-                ).rowcount
+                statement = (
+                    insert(auth_failures).prefix_with("OR IGNORE") if conn.dialect.name == "sqlite" else _pg_insert_ignore()
+                ).values(subject=subject, **values).returning(auth_failures.c.subject)
+                done = len(conn.execute(statement).all())
             else:
                 done = conn.execute(
                     update(auth_failures)
