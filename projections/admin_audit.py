@@ -100,8 +100,12 @@ def is_secret_field(name: str) -> bool:
     ) or lowered.endswith(_SECRET_SUFFIXES) or lowered in ("key", "hash")
 
 
+ENTRY_FORMAT = 2  # 2: a client's write naming a user keeps the client as actor (on_behalf_of)
+
+
 def _mapping_version() -> int:
     mapping = sorted((event_class.__name__, action) for event_class, action in AUDITED_EVENTS.items())
+    mapping.append(("entry_format", str(ENTRY_FORMAT)))
     digest = hashlib.sha256(json.dumps(mapping).encode()).hexdigest()
     return int(digest[:6], 16)
 
@@ -138,12 +142,18 @@ def audit_entry(position: int, event: LedgerEvent) -> dict | None:
         reason = str(fields.get("reason") or "")
     else:
         return None
+    actor = event.actor
+    client_id = getattr(event, "client_id", "")
+    if client_id and actor.startswith("user:") and isinstance(client_id, str):
+        # a client's write naming a user (X-User-ID): the client acted, the user is asserted
+        details = {**details, "on_behalf_of": actor[5:]}
+        actor = f"client:{client_id}"
     return {
         "position": position,
         "tenant_id": event.tenant_id,
         "org_id": event.org_id,
         "recorded_at": naive_utc(event.recorded_at),
-        "actor": event.actor[:300],
+        "actor": actor[:300],
         "action": action[:64],
         "target": target[:300],
         "outcome": outcome[:16],
