@@ -106,7 +106,7 @@ def register_error_handlers(app: Flask) -> None:
         # the JSON decoders recurse once per nesting level: a body nested thousands deep
         # is the client's fault, whichever decoder met it first
         if request.is_json or request.path in _JSON_WITHOUT_CONTENT_TYPE:
-            return error_response(400, "MALFORMED_JSON", "The JSON body is nested too deeply")
+            return error_response(422, "JSON_TOO_DEEP", "The JSON body is nested too deeply")
         return _unexpected(error)
 
     @app.errorhandler(Exception)

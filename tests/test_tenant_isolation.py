@@ -165,6 +165,7 @@ NO_TENANT_DATA = {
     "credits.resource_types": "the resource-type registry is code",
     "auth.login": "answers the credentials' own user only",
     "auth.logout": "ends the caller's own session only",
+    "auth.change_password": "changes the caller's own password only",
     "dashboard.dashboard_page": "the page shell holds no data; its script reads the JSON API above",
     "dashboard.static": "the dashboard's static files",
 }
@@ -174,6 +175,7 @@ NO_TENANT_DATA = {
 OPERATOR_ONLY = {
     "admin.create_tenant", "admin.create_org", "admin.create_client", "admin.rotate_client", "admin.disable_client",
     "admin_users.create_user", "admin_users.change_permissions", "admin_users.list_users",
+    "admin_users.disable_user", "admin_users.enable_user", "admin_users.reset_password",
     "licenses.issue_license", "licenses.replace_license", "licenses.revoke_license",
     "policies.create_policy", "policies.update_policy", "policies.delete_policy",
     "admin_pricing.set_price", "admin_pricing.price_history",
