@@ -8,10 +8,11 @@ from flask import request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from api.auth import Principal, require_admin_key
+from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import reflect
 from api.services import services
 from ledger.chain.hashes import stream_hex
+from ledger.chain.redaction import redact_payload
 from ledger.errors import NotFound, Unauthenticated
 from projections.ledger_chain import list_checkpoints, sealed_through, served_public_key
 from projections.ledger_snapshot import ledger_page
@@ -19,14 +20,16 @@ from projections.ledger_snapshot import ledger_page
 blp = Blueprint("auditors", __name__, url_prefix="/api/v1/ledger", description="Ledger for auditors (hash chain, checkpoints)")
 
 MAX_LIMIT = 1000
+TENANT_SCAN = 5000  # positions a tenant-scoped page looks through at most (next_after moves on)
 
 
 def require_auditor() -> Principal:
-    """Who may read the whole ledger: the admin key. Portal API keys with the
-    `read:ledger` scope join with one line here once api/auth.py knows them, e.g.
-    `return authenticate("key", scope="read:ledger")` in place of the raise."""
+    """Who may read the ledger: the admin key (every event), or a portal API key with the
+    `read:ledger` scope (its tenant's events only, with their positions and entry hashes)."""
     if "X-Admin-API-Key" in request.headers:
         return require_admin_key()
+    if request.headers.get("Authorization", "")[:7].lower() == "bearer ":
+        return authenticate("key", scope="read:ledger")
     raise Unauthenticated("UNAUTHENTICATED", "An admin key (or an API key with scope read:ledger) is required")
 
 
@@ -48,6 +51,9 @@ class LedgerEventOut(Schema):
     version = fields.Integer()
     payload = fields.Dict(metadata={"description": "the stored event, parsed"})
     entry_hash = fields.String(allow_none=True, metadata={"description": "hex SHA-256; null until sealed"})
+    redacted = fields.List(fields.String(), metadata={
+        "description": "credential fields of an event written by an earlier release, shown as [redacted]"
+    })
 
 
 class LedgerPageOut(Schema):
@@ -90,22 +96,30 @@ class PublicKeyOut(Schema):
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, LedgerPageOut)
 def read_ledger(args):
-    """Events after `after` in position order, each with its entry hash (auditors)."""
-    require_auditor()
+    """Events after `after` in position order, each with its entry hash. The admin key reads
+    every event; a `read:ledger` API key reads its tenant's events (a page then looks
+    through at most a few thousand positions: follow `next_after` while `has_more`)."""
+    principal = require_auditor()
     reflect("ledger_chain")
+    tenant = principal.tenant_id if principal.kind == "key" else None
+    after, limit = args["after"], args["limit"]
+    scan = TENANT_SCAN if tenant else limit
     with services().engine.connect() as conn:
-        rows = ledger_page(conn, args["after"], args["limit"] + 1)
+        rows = ledger_page(conn, after, scan + 1)
         sealed = sealed_through(conn)
-    has_more = len(rows) > args["limit"]
-    rows = rows[: args["limit"]]
-    events = [_event_json(r) for r in rows]
-    return {
-        "events": events,
-        "after": args["after"],
-        "next_after": events[-1]["position"] if events else args["after"],
-        "has_more": has_more,
-        "sealed_through": sealed,
-    }
+    has_more = len(rows) > scan
+    rows = rows[:scan]
+    events = []
+    next_after = after
+    for row in rows:
+        event = _event_json(row)
+        if tenant is None or event["tenant_id"] == tenant:
+            if len(events) == limit:
+                has_more = True
+                break
+            events.append(event)
+        next_after = row.position
+    return {"events": events, "after": after, "next_after": next_after, "has_more": has_more, "sealed_through": sealed}
 
 
 def _event_json(row) -> dict:
@@ -117,6 +131,7 @@ def _event_json(row) -> dict:
     if not isinstance(payload, dict):
         payload = {"value": payload}
     digest = row.entry_hash
+    redacted = redact_payload(row.topic, payload)
     return {
         "position": row.position,
         "type": row.topic,
@@ -126,6 +141,7 @@ def _event_json(row) -> dict:
         "version": row.originator_version,
         "payload": payload,
         "entry_hash": bytes(digest).hex() if digest is not None else None,
+        **({"redacted": redacted} if redacted else {}),
     }
 
 

@@ -20,10 +20,12 @@ from typing import Any
 from flask import Flask, g, request
 
 from api.services import services
+from api.throttle import client_address, credential_failed
 from ledger.actor import Actor
 from ledger.errors import Forbidden, Unauthenticated, Unavailable
 from ledger.identity.rules import check_id, secret_matches
 from ledger.identity.rules import Session
+from ledger.keys.rules import effective_scopes, key_id_for, parse_key
 
 SESSION_COOKIE = "ul_session"
 LOGIN_PATH = "/api/v1/auth/login"
@@ -100,12 +102,25 @@ def _user(token: str) -> Principal:
 
 
 def _key(presented: str) -> Principal:
-    keys = services().ledger.keys
-    key = keys.authenticate_key(presented)
-    keys.record_key_use(key)
+    ledger = services().ledger
+    try:
+        key = ledger.keys.authenticate_key(presented)
+    except Unauthenticated as error:
+        prefix = parse_key(presented)
+        known = ledger.keys.find_key(key_id_for(prefix)) if prefix else None
+        if known is not None:
+            credential_failed(f"key:{known.key_id}", known.tenant_id, known.org_id, "API_KEY_AUTH", known.key_id, error.code)
+        raise
+    creator_permissions = None
+    if key.creator_email:
+        creator = ledger.identity.find_user(key.creator_email)
+        if creator is None or creator.disabled:
+            raise Unauthenticated("KEY_CREATOR_DISABLED", "The user who created this API key is disabled")
+        creator_permissions = creator.permissions
+    ledger.keys.record_key_use(key)
     return Principal(
         "key", key.tenant_id, key.org_id, f"key:{key.key_id}", client_id=key.key_id,
-        permissions=frozenset(key.scopes), key_id=key.key_id,
+        permissions=frozenset(effective_scopes(key.scopes, creator_permissions)), key_id=key.key_id,
     )
 
 
@@ -146,6 +161,8 @@ def require_admin_key() -> Principal:
         raise Unavailable("ADMIN_API_NOT_CONFIGURED", "The admin API is not configured (set ADMIN_API_KEY)")
     presented = request.headers.get("X-Admin-API-Key", "")
     if not hmac.compare_digest(presented.encode(), configured.encode()):
+        address = client_address()
+        credential_failed(f"admin-key:{address}", "", "", "ADMIN_KEY_AUTH", address, "wrong admin key")
         raise Unauthenticated("UNAUTHENTICATED", "A valid X-Admin-API-Key header is required")
     principal = Principal("admin", "", "", "admin")
     g.principal = principal
@@ -173,6 +190,9 @@ def _client(encoded: str) -> Principal:
     client = svc.ledger.identity.find_client(client_id) if client_id and len(client_id) <= 64 else None
     matches = secret_matches(secret, client.secret_hash if client else _DUMMY_HASH, svc.settings.secret_pepper)
     if client is None or not matches or client.disabled:
+        if client is not None:
+            reason = "disabled client" if matches else "wrong client secret"
+            credential_failed(f"client:{client.client_id}", client.tenant_id, client.org_id, "CLIENT_AUTH", client.client_id, reason)
         raise Unauthenticated("UNAUTHENTICATED", "Unknown client, wrong secret or disabled client")
     org_id = request.headers.get("X-Org-ID") or client.org_id
     if org_id != client.org_id:

@@ -70,8 +70,10 @@ def _audited(principal: Principal, action: str, target: str) -> Iterator[None]:
         yield
     except DomainError as error:
         if error.kind in ("invalid", "not_found", "conflict", "forbidden"):
+            author = _author(principal)  # the client acted; an X-User-ID is only asserted
             services().ledger.audit.record_access_attempt(
-                principal.tenant_id, principal.org_id, _author(principal), action, target, "failure", error.code
+                principal.tenant_id, principal.org_id, principal.actor, action, target, "failure", error.code,
+                details={"on_behalf_of": author[5:]} if author != principal.actor else None,
             )
         raise
 

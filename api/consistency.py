@@ -18,10 +18,12 @@ beyond the ledger's head can never be reached and answers 422 POSITION_AHEAD_OF_
 """
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, g, request
 
 from api.services import services
-from ledger.errors import Invalid
+from ledger.errors import Invalid, Unavailable
 from projections.consistency_marks import PLATFORM_CONFIGURATION, marks_of, raise_marks, tenant_configuration
 from projections.framework import wait_for_positions
 
@@ -35,6 +37,10 @@ PLATFORM_WRITES = frozenset({"pricing", "admin_pricing", "docs_access"})
 UNMARKED_WRITES = frozenset({"auth"})
 # Read models of usage only: configuration changes do not show in them.
 USAGE_READ_MODELS = frozenset({"usage_events", "usage_rollups"})
+# Reads that wait for the read models, at once per process: beyond it a read answers 503
+# (Retry-After) at once, so waiting reads never hold every worker thread.
+MAX_CONCURRENT_WAITS = 4
+_WAITS = threading.BoundedSemaphore(MAX_CONCURRENT_WAITS)
 
 
 def reflect(*projection_names: str) -> int:
@@ -50,8 +56,18 @@ def consult(*projection_names: str) -> int:
     the lowest position among them."""
     svc = services()
     wanted = wanted_position(*projection_names)
-    timeout = svc.settings.read_wait_seconds if wanted else 0
-    return wait_for_positions(svc.engine, projection_names, wanted, timeout=timeout)
+    if not wanted:
+        return wait_for_positions(svc.engine, projection_names, 0, timeout=0)
+    try:
+        return wait_for_positions(svc.engine, projection_names, wanted, timeout=0)  # there already: no wait slot
+    except Unavailable:
+        pass
+    if not _WAITS.acquire(blocking=False):
+        raise Unavailable("TOO_MANY_WAITS", "Too many reads are waiting for the read models here; retry shortly")
+    try:
+        return wait_for_positions(svc.engine, projection_names, wanted, timeout=svc.settings.read_wait_seconds)
+    finally:
+        _WAITS.release()
 
 
 def wanted_position(*projection_names: str) -> int:

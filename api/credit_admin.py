@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import require_admin_key
 from api.consistency import appended, consult, reflect
-from api.formats import timestamp
+from api.formats import Moment, timestamp
 from api.services import services
 from ledger.identity.rules import ENTITY_TYPES
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
@@ -22,7 +22,7 @@ blp = Blueprint("credit_admin", __name__, url_prefix="/api/v1/admin", descriptio
 class CreditRateIn(Schema):
     resource_type = fields.String(required=True, validate=validate.OneOf(sorted(RESOURCE_TYPE_SLUGS)))
     credits_per_unit = fields.Decimal(required=True, validate=validate.Range(min=0), metadata={"description": "credits per unit (per unit-day for gauges)"})
-    effective_from = fields.AwareDateTime(metadata={"description": "RFC3339; default now"})
+    effective_from = Moment(metadata={"description": "RFC3339; default now"})
 
 
 class EntityIn(Schema):

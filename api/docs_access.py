@@ -4,7 +4,10 @@ Session only: neither API keys nor the admin key are accepted (401). The Access 
 deployment-wide, so managing it needs the `admin` permission. Cloudflare is the source of
 truth; the ledger records every grant and revoke (and every failed attempt). An e-mail that
 another tenant granted is that tenant's: it is not listed, and granting or revoking it
-answers like a no-op without touching the group (the attempt is recorded as denied).
+answers like a no-op without touching the group (the attempt is recorded as denied). Who
+owns an e-mail is read from the ledger at the moment of the command
+(ledger/docs_access/commands.py); an e-mail that was in the group before any tenant granted
+it cannot be revoked by a tenant.
 """
 from __future__ import annotations
 
@@ -52,15 +55,11 @@ def _other_tenants_readers(principal: Principal) -> set[str]:
         return q.docs_readers_of_other_tenants(conn, principal.tenant_id)
 
 
-def _refuse_foreign(principal: Principal, action: str, email: str) -> bool:
-    """True (and the attempt recorded as denied) when another tenant granted this e-mail."""
-    if email.strip().lower() not in _other_tenants_readers(principal):
-        return False
-    services().ledger.audit.record_access_attempt(
-        principal.tenant_id, principal.org_id, principal.actor, action, email.strip().lower(), "denied",
-        "not granted by this tenant",
-    )
-    return True
+def _earlier_owner(email: str) -> str | None:
+    """Who granted an e-mail before grants had a stream per e-mail (the read model)."""
+    consult("docs_access")
+    with services().engine.connect() as conn:
+        return q.docs_reader_owner(conn, email)
 
 
 @blp.route("", methods=["GET"])
@@ -79,10 +78,10 @@ def list_access():
 def grant(body):
     """Add an e-mail to the Access group (already present: a successful no-op)."""
     principal = _admin_session()
-    if _refuse_foreign(principal, "DOCS_ACCESS_GRANT", body["email"]):
-        return _granted_message(body["email"].strip().lower())
     cloudflare = CloudflareAccess.from_settings(services().settings)
-    result = services().ledger.docs_access.grant(principal.as_actor(), cloudflare, body["email"], body.get("reason", ""))
+    result = services().ledger.docs_access.grant(
+        principal.as_actor(), cloudflare, body["email"], body.get("reason", ""), earlier_owner=_earlier_owner
+    )
     appended(result.position)
     return _granted_message(result.email)
 
@@ -104,10 +103,7 @@ def _granted_message(email: str) -> dict:
 def revoke(body):
     """Remove an e-mail from the Access group (absent: a successful no-op)."""
     principal = _admin_session()
-    if _refuse_foreign(principal, "DOCS_ACCESS_REVOKE", body["email"]):
-        email = body["email"].strip().lower()
-        return {"success": True, "message": f"Access revoked for {email}", "email": email}
     cloudflare = CloudflareAccess.from_settings(services().settings)
-    result = services().ledger.docs_access.revoke(principal.as_actor(), cloudflare, body["email"])
+    result = services().ledger.docs_access.revoke(principal.as_actor(), cloudflare, body["email"], earlier_owner=_earlier_owner)
     appended(result.position)
     return {"success": True, "message": f"Access revoked for {result.email}", "email": result.email}

@@ -24,6 +24,7 @@ STATUS_BY_KIND = {
     "unavailable": 503,
 }
 RETRY_AFTER_SECONDS = "1"
+_INVALID_JSON = "Invalid JSON body."  # webargs' message for a body that does not parse
 _JSON_WITHOUT_CONTENT_TYPE = ("/api/v1/events", "/api/v1/budgets/check")  # decoded whatever the Content-Type
 
 
@@ -32,7 +33,7 @@ def error_response(status: int, code: str, message: str, **details):
     response = jsonify(body)
     response.status_code = status
     if status in (429, 503):
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response.headers["Retry-After"] = str(details.get("retry_after") or RETRY_AFTER_SECONDS)
     return response
 
 
@@ -55,6 +56,8 @@ def handle_http_exception(error: HTTPException):
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
+    if status == 400 and messages and "json" in messages and _INVALID_JSON in messages["json"]:
+        return error_response(400, "MALFORMED_JSON", "The request body is not valid JSON")
     if messages:  # webargs / marshmallow validation of query or body
         return error_response(422, "VALIDATION_FAILED", "The request is not valid", fields=_flatten(messages))
     response = error_response(status, _code_for_status(status), error.description or error.name)
@@ -77,7 +80,8 @@ def _flatten(messages: dict) -> dict:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(error: DomainError):
-        return error_response(STATUS_BY_KIND.get(error.kind, 400), error.code, error.message, **error.details)
+        status = 400 if error.code == "MALFORMED_JSON" else STATUS_BY_KIND.get(error.kind, 400)  # a body that does not parse
+        return error_response(status, error.code, error.message, **error.details)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
@@ -102,7 +106,7 @@ def register_error_handlers(app: Flask) -> None:
         # the JSON decoders recurse once per nesting level: a body nested thousands deep
         # is the client's fault, whichever decoder met it first
         if request.is_json or request.path in _JSON_WITHOUT_CONTENT_TYPE:
-            return error_response(422, "MALFORMED_JSON", "The JSON body is nested too deeply")
+            return error_response(422, "JSON_TOO_DEEP", "The JSON body is nested too deeply")
         return _unexpected(error)
 
     @app.errorhandler(Exception)

@@ -1,18 +1,50 @@
 """How values leave the API: money as numbers rounded to 6 decimals, UTC times with Z, safe CSV."""
 from __future__ import annotations
 
-import csv
-import io
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
 from flask import Response, stream_with_context
+from marshmallow import ValidationError, fields
 
 from ledger.errors import Invalid
 from projections.wire import money, timestamp  # noqa: F401  (shared with the webhooks)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTES = re.compile(r'[,;\t"\r\n=+\-@]')
+
+
+MIN_YEAR, MAX_YEAR = 1970, 9999  # every timestamp the API accepts; both backends read these back
+
+
+def _out_of_range(field: str) -> Invalid:
+    return Invalid("VALIDATION_FAILED", f"{field} must be between the years {MIN_YEAR} and {MAX_YEAR}", field=field)
+
+
+class Moment(fields.AwareDateTime):
+    """An RFC3339 timestamp with an offset, in the years 1970-9999 (422 otherwise)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            year = moment.astimezone(timezone.utc).year
+        except OverflowError:
+            year = 0
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            raise ValidationError(f"must be between the years {MIN_YEAR} and {MAX_YEAR}")
+        return moment
+
+
+class Day(fields.Date):
+    """YYYY-MM-DD in the years 1970-9999 (422 otherwise)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        day = super()._deserialize(value, attr, data, **kwargs)
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise ValidationError(f"must be between the years {MIN_YEAR} and {MAX_YEAR}")
+        return day
 
 
 def day_start(day: date) -> datetime:
@@ -25,13 +57,19 @@ def parse_moment(value: str, field: str, *, end_of_day: bool = False) -> datetim
     try:
         if len(value) == 10:
             start = day_start(date.fromisoformat(value))
-            return start + timedelta(days=1) if end_of_day else start
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = start + timedelta(days=1) if end_of_day else start
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                raise Invalid("VALIDATION_FAILED", f"{field} needs a time zone offset (e.g. Z)", field=field)
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     except ValueError:
         raise Invalid("VALIDATION_FAILED", f"{field} must be an RFC3339 timestamp or YYYY-MM-DD", field=field) from None
-    if moment.tzinfo is None:
-        raise Invalid("VALIDATION_FAILED", f"{field} needs a time zone offset (e.g. Z)", field=field)
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:
+        raise _out_of_range(field) from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise _out_of_range(field)
+    return moment
 
 
 def event_time(moment: datetime | None) -> str | None:
@@ -51,25 +89,42 @@ def exact_decimal(nanos: int | None) -> str | None:
 
 
 def csv_safe(value):
-    """Text that a spreadsheet would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+    """Text that a spreadsheet would run as a formula (after any leading blanks) is
+    prefixed with an apostrophe."""
+    if isinstance(value, str) and value.lstrip(" \t\r\n").startswith(_FORMULA_PREFIXES):
         return "'" + value
     return value
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence]) -> Response:
+def csv_cell(value) -> str:
+    """One CSV cell: quoted when it holds a separator (comma, semicolon, tab), a quote, a
+    line break or a formula character (= + - @) anywhere, so that no spreadsheet splits
+    it into cells or reads part of it as a formula."""
+    value = csv_safe(value)
+    text = "" if value is None else str(value)
+    if _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_line(row: Sequence) -> str:
+    return ",".join(csv_cell(v) for v in row) + "\r\n"
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence], row_cap: int | None = None) -> Response:
+    """Streamed CSV; `row_cap`: the most rows it holds (newest first), stated in X-Row-Cap."""
+
     def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
+        chunk = [csv_line(header)]
         for count, row in enumerate(rows, 1):
-            writer.writerow([csv_safe(v) for v in row])
+            chunk.append(csv_line(row))
             if count % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+                yield "".join(chunk)
+                chunk = []
+        yield "".join(chunk)
 
     response = Response(stream_with_context(generate()), mimetype="text/csv")
     response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+    if row_cap is not None:
+        response.headers["X-Row-Cap"] = str(row_cap)
     return response

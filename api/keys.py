@@ -13,7 +13,7 @@ from api.consistency import appended, reflect
 from api.formats import timestamp
 from api.services import services
 from ledger.errors import NotFound
-from ledger.keys.rules import DEFAULT_SCOPES, MAX_KEY_EXPIRY_DAYS, SCOPES
+from ledger.keys.rules import ALL_PERMISSIONS, DEFAULT_SCOPES, MAX_KEY_EXPIRY_DAYS, SCOPES
 from projections import keys_queries as q
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1", description="Portal API keys")
@@ -86,11 +86,13 @@ def list_keys():
 @blp.arguments(KeyIn)
 @blp.response(201, NewKeyOut)
 def create_key(body):
-    """Create a key; the full key is in this response only (SHA-256 is what is stored)."""
+    """Create a key; the full key is in this response only (SHA-256 is what is stored, sealed).
+    `read:audit`, `read:ledger` and `usage:platform_wide` need the matching permission (or
+    admin) of the creator, else 403 SCOPE_NOT_ALLOWED; the key loses them when its creator does."""
     principal = _manager()
     created = services().ledger.keys.create_key(
         principal.as_actor(), body["name"], body.get("scopes"), body.get("expires_in_days"),
-        may_grant=frozenset(p for p in ("usage:platform_wide",) if principal.can(p)),
+        may_grant=ALL_PERMISSIONS if principal.kind == "admin" else principal.permissions,
     )
     k = created.key
     out = key_json({
@@ -116,6 +118,7 @@ def get_key(key_id):
 @blp.route("/keys/<key_id>", methods=["DELETE"])
 @blp.response(204)
 def revoke_key(key_id):
-    """Revoke a key: it answers 401 from now on. Revoking again answers 404."""
+    """Revoke a key: it answers 401 from now on. Revoking again answers 404; revoking a key
+    someone else created needs the admin permission (403)."""
     principal = _manager()
-    appended(services().ledger.keys.revoke_key(principal.as_actor(), key_id))
+    appended(services().ledger.keys.revoke_key(principal.as_actor(), key_id, may_revoke_others=principal.can("admin")))

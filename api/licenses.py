@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
-from api.formats import timestamp
+from api.formats import Moment, timestamp
 from api.services import services
 from ledger.errors import Forbidden, NotFound
 from ledger.licensing.rules import TIERS, LicenseTerms, license_status, percentage
@@ -22,7 +22,7 @@ _id = dict(required=True, validate=validate.Length(min=1, max=64))
 class TermsIn(Schema):
     tier = fields.String(required=True, validate=validate.OneOf(TIERS))
     nodes_total = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1_000_000))
-    expires_at = fields.AwareDateTime(required=True, metadata={"description": "RFC3339 with offset"})
+    expires_at = Moment(required=True, metadata={"description": "RFC3339 with offset"})
     credits_included = fields.Decimal(allow_none=True, validate=validate.Range(min=0), metadata={"description": "credits in the pool"})
     license_key = fields.String(allow_none=True, validate=validate.Length(min=1, max=256))
 

@@ -1,8 +1,10 @@
-"""Operations: liveness, readiness, metrics and the deployment config (no auth); the
-admin health report."""
+"""Operations: liveness, readiness, metrics (bearer METRICS_TOKEN when set) and the
+deployment config (no auth); the admin health report."""
 from __future__ import annotations
 
-from flask import Response
+import hmac
+
+from flask import Response, request
 from flask_smorest import Blueprint
 
 from api.auth import require_admin_key
@@ -33,15 +35,35 @@ def healthz():
 
 @blp.route("/readyz", methods=["GET"])
 def readyz():
-    """The database is reachable; projections' lag and parked errors."""
+    """Ready (the database answers) or not: `{"status": "ready" | "degraded"}`, 503 when the
+    database is down. Positions, lag and parked errors only with the admin key."""
     report = projection_report(services())
     report["status"] = "degraded" if report["parked_errors"] else "ready"
-    return report
+    if _is_admin():
+        return report
+    return {"status": report["status"]}
+
+
+def _is_admin() -> bool:
+    configured = services().settings.admin_api_key
+    presented = request.headers.get("X-Admin-API-Key", "")
+    return bool(configured) and hmac.compare_digest(presented.encode(), configured.encode())
+
+
+def metrics_allowed() -> bool:
+    """With METRICS_TOKEN set, /metrics needs `Authorization: Bearer <token>`."""
+    token = services().settings.metrics_token
+    if not token:
+        return True
+    presented = request.headers.get("Authorization", "")
+    return hmac.compare_digest(presented.encode(), f"Bearer {token}".encode())
 
 
 @blp.route("/metrics", methods=["GET"])
 def metrics():
-    """Prometheus text: ledger position and projection lag."""
+    """Prometheus text: ledger position and projection lag (bearer METRICS_TOKEN when set)."""
+    if not metrics_allowed():
+        return error_response(401, "UNAUTHENTICATED", "A valid Authorization: Bearer <METRICS_TOKEN> header is required")
     try:
         report = projection_report(services())
     except Exception:  # metrics must answer even when the database does not

@@ -10,7 +10,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from api.auth import authenticate, require_admin_key
 from api.consistency import appended, reflect
-from api.formats import timestamp
+from api.formats import Moment, timestamp
 from api.services import services
 from ledger.pricing.prices import DEFAULT_PRICES_SOURCE_DATE, ModelPrice, PriceBook
 from projections import pricing_queries as q
@@ -23,7 +23,7 @@ class PricingArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    at = fields.AwareDateTime(metadata={"description": "RFC3339; default now: the prices in force at that moment"})
+    at = Moment(metadata={"description": "RFC3339; default now: the prices in force at that moment"})
     min_position = fields.Integer(validate=validate.Range(min=0))
 
 
@@ -35,7 +35,7 @@ class PriceIn(Schema):
     model = fields.String(required=True, validate=validate.Length(min=1, max=256))
     input_per_1k = fields.Decimal(required=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000 input tokens"})
     output_per_1k = fields.Decimal(required=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000 output tokens"})
-    effective_from = fields.AwareDateTime(metadata={"description": "RFC3339; default now"})
+    effective_from = Moment(metadata={"description": "RFC3339; default now"})
     cached_input_per_1m = fields.Decimal(
         allow_none=True, validate=validate.Range(min=0), metadata={"description": "USD per 1,000,000 cache-read tokens; default the input price"}
     )

@@ -9,6 +9,8 @@ from api.auth import SESSION_COOKIE, authenticate
 from api.consistency import appended
 from api.formats import timestamp
 from api.services import services
+from api.throttle import check_login, login_failed, login_succeeded
+from ledger.errors import Unauthenticated
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Portal sessions")
 
@@ -16,6 +18,11 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Portal
 class LoginIn(Schema):
     email = fields.String(required=True, validate=validate.Length(min=3, max=254))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024), load_only=True)
+
+
+class PasswordChangeIn(Schema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=1024))
 
 
 class SessionOut(Schema):
@@ -35,9 +42,22 @@ def _session_json(session) -> dict:
 @blp.arguments(LoginIn)
 @blp.response(200, SessionOut)
 @blp.alt_response(401, description="Unknown e-mail or wrong password")
+@blp.alt_response(429, description="TOO_MANY_ATTEMPTS: too many failures for this account or address (Retry-After)")
 def login(body):
-    """Log in with e-mail and password; sets an HttpOnly, SameSite=Strict session cookie."""
-    session = services().ledger.identity.login(body["email"], body["password"])
+    """Log in with e-mail and password; sets an HttpOnly, SameSite=Strict session cookie.
+    After 5 failures in 15 minutes the account is locked out (429, Retry-After), longer each time."""
+    check_login(body["email"])
+    try:
+        session = services().ledger.identity.login(body["email"], body["password"])
+    except Unauthenticated as error:
+        if error.code == "INVALID_CREDENTIALS":
+            login_failed(body["email"])
+        raise
+    login_succeeded(body["email"])
+    return _with_cookie(session)
+
+
+def _with_cookie(session):
     appended(session.position)
     settings = services().settings
     response = _response(_session_json(session))
@@ -52,6 +72,24 @@ def login(body):
         path="/",
     )
     return response
+
+
+@blp.route("/password", methods=["POST"])
+@blp.arguments(PasswordChangeIn)
+@blp.response(200, SessionOut)
+@blp.alt_response(401, description="The current password is not right")
+def change_password(body):
+    """Change your own password: every session of yours ends, and this answer starts a new
+    one (a new cookie)."""
+    principal = authenticate("user")
+    check_login(principal.email)
+    try:
+        session = services().ledger.identity.change_own_password(principal.session, body["current_password"], body["new_password"])
+    except Unauthenticated as error:
+        if error.code == "INVALID_CREDENTIALS":
+            login_failed(principal.email)
+        raise
+    return _with_cookie(session)
 
 
 @blp.route("/logout", methods=["POST"])

@@ -10,7 +10,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from api.auth import Principal, authenticate
 from api.consistency import reflect
-from api.formats import csv_response, day_start, event_time, money, parse_moment, timestamp
+from api.formats import Day, csv_response, day_start, event_time, money, parse_moment, timestamp
 from api.services import services
 from api.usage_codec import RAW_JSON_FIELDS, usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
@@ -48,8 +48,8 @@ class ReadArgs(Schema):
 
 
 class WindowArgs(ReadArgs):
-    start_date = fields.Date(metadata={"description": "YYYY-MM-DD; default 30 days before today"})
-    end_date = fields.Date(metadata={"description": "YYYY-MM-DD, inclusive; default today"})
+    start_date = Day(metadata={"description": "YYYY-MM-DD; default 30 days before today"})
+    end_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default today"})
     platform_wide = fields.Boolean(load_default=False)
 
 
@@ -102,7 +102,7 @@ def get_usage(args):
     engine = services().engine
     if granularity == "raw":
         if fmt == "csv":
-            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end))
+            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end), EXPORT_ROW_CAP)
         after = _decode_cursor(args.get("cursor"))
         with engine.connect() as conn:
             rows = q.raw_page(conn, scope, start, end, args["limit"] + 1, after)
@@ -197,12 +197,12 @@ def export_usage(args):
                     r["completion_tokens"], r["total_tokens"], _cents(r["cost_nanos"]), r["policy_violations"],
                 ]
 
-    return csv_response("usage_export.csv", EXPORT_HEADER, rows())
+    return csv_response("usage_export.csv", EXPORT_HEADER, rows(), EXPORT_ROW_CAP)
 
 
 def _raw_csv_rows(engine, scope, start, end):
     with engine.connect() as conn:
-        for r in q.stream_events(conn, scope, start, end, limit=None):
+        for r in q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP):  # newest first, capped like the export
             yield usage_csv_row(r, RAW_CSV_HEADER)
 
 

@@ -1,4 +1,5 @@
-"""Portal users under /api/v1/admin (X-Admin-API-Key): create, change permissions."""
+"""Portal users under /api/v1/admin (X-Admin-API-Key): create, change permissions,
+disable and enable, reset a password."""
 from __future__ import annotations
 
 from flask_smorest import Blueprint
@@ -14,6 +15,7 @@ from ledger.identity.rules import PERMISSIONS
 blp = Blueprint("admin_users", __name__, url_prefix="/api/v1/admin", description="Portal users (X-Admin-API-Key)")
 
 _id = dict(required=True, validate=validate.Length(min=1, max=64))
+_ADMIN = Actor("", "", "admin")
 
 
 class UserIn(Schema):
@@ -26,6 +28,10 @@ class UserIn(Schema):
 
 class PermissionsIn(Schema):
     permissions = fields.List(fields.String(), required=True, metadata={"description": ", ".join(PERMISSIONS)})
+
+
+class PasswordIn(Schema):
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=1024))
 
 
 class TenantArgs(Schema):
@@ -54,6 +60,14 @@ class UserOut(Schema):
     position = fields.Integer()
 
 
+class UserStateOut(UserOut):
+    disabled = fields.Boolean()
+
+
+def _state(user, position: int) -> dict:
+    return {**user.public(), "disabled": user.disabled, "position": appended(position)}
+
+
 @blp.route("/users", methods=["POST"])
 @blp.arguments(UserIn)
 @blp.response(201, UserOut)
@@ -74,6 +88,34 @@ def change_permissions(body, email):
     require_admin_key()
     user, position = services().ledger.identity.change_permissions(email, body["permissions"], Actor("", "", "admin"))
     return {**user.public(), "position": appended(position)}
+
+
+@blp.route("/users/<email>/disable", methods=["POST"])
+@blp.response(200, UserStateOut)
+@blp.alt_response(409, description="USER_ALREADY_DISABLED")
+def disable_user(email):
+    """Disable a user: every session ends at once and every key the user created answers
+    401 KEY_CREATOR_DISABLED until the user is enabled again."""
+    require_admin_key()
+    return _state(*services().ledger.identity.disable_user(email, _ADMIN))
+
+
+@blp.route("/users/<email>/enable", methods=["POST"])
+@blp.response(200, UserStateOut)
+@blp.alt_response(409, description="USER_NOT_DISABLED")
+def enable_user(email):
+    """Enable a disabled user again (old sessions stay ended; the user logs in again)."""
+    require_admin_key()
+    return _state(*services().ledger.identity.enable_user(email, _ADMIN))
+
+
+@blp.route("/users/<email>/password", methods=["PUT"])
+@blp.arguments(PasswordIn)
+@blp.response(200, UserStateOut)
+def reset_password(body, email):
+    """Set a new password for a user (an admin's reset); every session of the user ends."""
+    require_admin_key()
+    return _state(*services().ledger.identity.set_password(email, body["password"], _ADMIN))
 
 
 @blp.route("/users", methods=["GET"])

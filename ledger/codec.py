@@ -12,6 +12,7 @@ import msgspec
 from ledger.events import LedgerEvent
 from ledger.usage.events import UsageRecorded, UsageVoided, UsageAmended
 from ledger.identity.events import TenantCreated, OrganizationCreated, ClientRegistered, ClientSecretRotated, ClientDisabled, UserCreated, UserPermissionsChanged, UserLoggedIn, UserLoggedOut, EntityRegistered
+from ledger.identity.events import UserDisabled, UserEnabled, UserPasswordChanged
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
 from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevoked, HeartbeatReceived, LicenseSynced, LicenseSyncFailed
 from ledger.policies.events import PolicyCreated, PolicyUpdated, PolicyDeleted
@@ -58,6 +59,9 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     CreditRateSet,
     LicenseSynced,
     LicenseSyncFailed,
+    UserDisabled,
+    UserEnabled,
+    UserPasswordChanged,
 )
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
 

@@ -40,6 +40,12 @@ class Unauthenticated(DomainError):
     kind = "unauthenticated"
 
 
+class Throttled(DomainError):
+    """429; details carry `retry_after` (seconds), sent as the Retry-After header."""
+
+    kind = "throttled"
+
+
 class TooLarge(DomainError):
     kind = "too_large"
 

@@ -56,6 +56,9 @@ class Settings:
     cf_access_group_id: str | None = None
     cf_api_base_url: str = "https://api.cloudflare.com/client/v4"
     cf_api_timeout_seconds: float = 10.0
+    # security: proxies whose X-Forwarded-For is believed, the /metrics bearer token
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -94,6 +97,7 @@ class Settings:
         )
         values.update(_portal_settings(env))
         values.update(_budget_settings(env))
+        values.update(_security_settings(env))
         values.update(overrides)
         return cls(**values)
 
@@ -142,3 +146,8 @@ def _budget_settings(env: dict[str, str]) -> dict[str, Any]:
             env.get("BUDGET_ALERTS_INTERVAL_SECONDS", Settings.budget_alerts_interval_seconds)
         ),
     )
+
+
+def _security_settings(env: dict[str, str]) -> dict[str, Any]:
+    proxies = tuple(p.strip() for p in (env.get("TRUSTED_PROXIES") or "").split(",") if p.strip())
+    return dict(trusted_proxies=proxies, metrics_token=env.get("METRICS_TOKEN") or None)

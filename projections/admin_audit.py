@@ -41,6 +41,7 @@ from ledger.identity.events import (
     UserLoggedOut,
     UserPermissionsChanged,
 )
+from ledger.identity.events import UserDisabled, UserEnabled, UserPasswordChanged
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked
 from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevoked
 from ledger.policies.events import PolicyCreated, PolicyDeleted, PolicyUpdated
@@ -61,6 +62,9 @@ AUDITED_EVENTS: dict[type[LedgerEvent], str] = {
     UserPermissionsChanged: "USER_PERMISSIONS_CHANGE",
     UserLoggedIn: "USER_LOGIN",
     UserLoggedOut: "USER_LOGOUT",
+    UserDisabled: "USER_DISABLE",
+    UserEnabled: "USER_ENABLE",
+    UserPasswordChanged: "USER_PASSWORD_CHANGE",
     ApiKeyCreated: "API_KEY_CREATE",
     ApiKeyRevoked: "API_KEY_REVOKE",
     LicenseIssued: "LICENSE_ISSUE",
@@ -99,8 +103,12 @@ def is_secret_field(name: str) -> bool:
     ) or lowered.endswith(_SECRET_SUFFIXES) or lowered in ("key", "hash")
 
 
+ENTRY_FORMAT = 2  # 2: a client's write naming a user keeps the client as actor (on_behalf_of)
+
+
 def _mapping_version() -> int:
     mapping = sorted((event_class.__name__, action) for event_class, action in AUDITED_EVENTS.items())
+    mapping.append(("entry_format", str(ENTRY_FORMAT)))
     digest = hashlib.sha256(json.dumps(mapping).encode()).hexdigest()
     return int(digest[:6], 16)
 
@@ -141,12 +149,18 @@ def audit_entry(position: int, event: LedgerEvent) -> dict | None:
         reason = str(fields.get("reason") or "")
     else:
         return None
+    actor = event.actor
+    client_id = getattr(event, "client_id", "")
+    if client_id and actor.startswith("user:") and isinstance(client_id, str):
+        # a client's write naming a user (X-User-ID): the client acted, the user is asserted
+        details = {**details, "on_behalf_of": actor[5:]}
+        actor = f"client:{client_id}"
     return {
         "position": position,
         "tenant_id": event.tenant_id,
         "org_id": event.org_id,
         "recorded_at": naive_utc(event.recorded_at),
-        "actor": event.actor[:300],
+        "actor": actor[:300],
         "action": action[:64],
         "target": target[:300],
         "outcome": outcome[:16],

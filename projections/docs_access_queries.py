@@ -14,3 +14,10 @@ def docs_readers_of_other_tenants(conn: Connection, tenant_id: str) -> set[str]:
     t = DOCS.grants
     rows = conn.execute(select(t.c.email).where(t.c.granted.is_(True), t.c.tenant_id != tenant_id))
     return {r.email for r in rows}
+
+
+def docs_reader_owner(conn: Connection, email: str) -> str | None:
+    """The tenant whose grant of this e-mail stands (None: not granted, or revoked)."""
+    t = DOCS.grants
+    row = conn.execute(select(t.c.tenant_id).where(t.c.email == email.strip().lower(), t.c.granted.is_(True))).first()
+    return row.tenant_id if row else None

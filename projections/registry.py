@@ -59,6 +59,7 @@ def setup_database(settings) -> list[str]:
     Returns the names of the projections that were reset."""
     from ledger.store import LedgerStore
     from projections.db import make_engine
+    from projections.auth_failures import create_table as create_auth_failures
     from projections.consistency_marks import create_table as create_consistency_marks
     from projections.webhook_secrets import create_table as create_webhook_secrets
     from projections.framework import migrate
@@ -71,6 +72,7 @@ def setup_database(settings) -> list[str]:
         create_checkpoint_table(engine)
         create_consistency_marks(engine)
         create_webhook_secrets(engine)
+        create_auth_failures(engine)
         return migrate(engine, all_projections(settings=settings))
     finally:
         store.close()

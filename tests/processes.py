@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from ledger.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli_env(database_url: str, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "ADMIN_API_KEY")}
+    env.setdefault("SECRET_PEPPER", Settings.secret_pepper)  # the server processes refuse to start without one
     env.update(DATABASE_URL=database_url, PROJECTOR_POLL_SECONDS="0.02", PYTHONUNBUFFERED="1", **extra)
     return env
 

@@ -75,6 +75,7 @@ KEY_OPERATIONS = {
     ("GET", "/v1/axon/usage"), ("GET", "/v1/axon/audit"),
     ("GET", "/api/v1/license/status"), ("GET", "/api/v1/nodes"), ("GET", "/api/v1/nodes/status"),
     ("GET", "/api/v1/nodes/{instance_id}"), ("GET", "/api/v1/policies/export"),
+    ("GET", "/api/v1/ledger"), ("GET", "/api/v1/ledger/checkpoints"),
 }
 
 
@@ -163,6 +164,8 @@ def _write_cases(h, event_id: str) -> dict[tuple[str, str], tuple[str, dict]]:
             "traceId": "0" * 31 + "1", "spanId": "0" * 15 + "2", "name": "chat", "endTimeUnixNano": "1795174200000000000",
             "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
                            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "3"}}]}]}]}]}),
+        # last: it ends the user's sessions and sets a new cookie in the same browser
+        ("POST", "/api/v1/auth/password"): ("user", {"current_password": PASSWORD, "new_password": PASSWORD}),
     }
 
 

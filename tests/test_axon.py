@@ -319,7 +319,7 @@ def h_positions(h) -> list[int]:
 
 
 def test_portal_api_keys_need_read_usage_and_read_audit(h, agent):
-    browser = h.portal_user("ops@acme.test")
+    browser = h.portal_user("ops@acme.test", permissions=["read:audit"])
     auditor = browser.post("/api/v1/keys", json={"name": "auditor", "scopes": ["read:audit"]}).json["key"]
     reporter = browser.post("/api/v1/keys", json={"name": "reporter", "scopes": ["read:usage"]}).json["key"]
     h.project()

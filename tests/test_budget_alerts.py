@@ -145,7 +145,7 @@ def test_a_budget_without_thresholds_never_alerts(h, agent, alerts_job):
     assert alerts(h, agent) == []
     status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
     assert (status["status"], status["thresholds_crossed"]) == ("exceeded", [])
-    assert h.http.get("/readyz").json["parked_errors"] == []
+    assert h.http.get("/readyz", headers={"X-Admin-API-Key": h.settings.admin_api_key}).json["parked_errors"] == []
 
 
 def test_disabled_budgets_raise_nothing_until_enabled(h, agent, alerts_job):

@@ -218,9 +218,10 @@ def test_every_budget_write_is_an_event_with_its_author(h, author):
     updated = next(e for e in events if e.type == "BudgetUpdated")
     assert updated.changed == ("name",) and updated.previous.name == "Budget"
     refused = [e for e in events if e.type == "AccessAttempted"]
-    assert [(e.action, e.target, e.outcome, e.reason, e.actor) for e in refused] == [
-        ("BUDGET_CREATE", "x", "failure", "BUDGET_EXISTS", "user:mallory")
+    assert [(e.action, e.target, e.outcome, e.reason, e.details) for e in refused] == [
+        ("BUDGET_CREATE", "x", "failure", "BUDGET_EXISTS", {"on_behalf_of": "mallory"})
     ]
+    assert refused[0].actor.startswith("client:")  # the client acted; the user is only asserted
 
 
 def test_credit_budgets_count_credits(h, author, agent):

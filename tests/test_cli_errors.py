@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import basic, usage
 from tests.processes import ROOT, free_port, run_cli, start_cli, stop
 
@@ -118,6 +120,12 @@ def test_an_unexpected_error_is_one_line_and_a_traceback_only_when_debugging(dat
     assert_one_error_line(result, "error: ValueError", "many")
     debugging = run_cli(database_url, "status", PROJECTOR_BATCH_SIZE="many", USAGE_LEDGER_DEBUG="1", timeout=60)
     assert debugging.returncode == 1 and "Traceback" in debugging.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "api", "work"])
+def test_the_server_processes_refuse_to_start_without_a_pepper(tmp_path, command):
+    result = run_cli(f"sqlite:///{tmp_path}/pepper.db", command, timeout=60, SECRET_PEPPER="")
+    assert_one_error_line(result, "SECRET_PEPPER")
 
 
 def test_serve_on_a_busy_port_names_the_port_and_the_hint(tmp_path):

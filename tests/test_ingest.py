@@ -98,7 +98,7 @@ def test_bodies_above_five_mib_are_too_large(h, agent):
 
 def test_malformed_json_is_a_clear_error(h, agent):
     response = h.http.post("/api/v1/events", data=b"{not json", headers={**agent, "Content-Type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json["error"]["code"] == "MALFORMED_JSON"
 
 

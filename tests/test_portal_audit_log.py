@@ -2,6 +2,7 @@
 paginated, tenant-scoped for portal admins, never a secret or a hash."""
 from __future__ import annotations
 
+import base64
 import json
 
 from tests.conftest import PASSWORD, usage
@@ -131,7 +132,10 @@ def test_the_audit_log_needs_the_admin_key_or_a_portal_admin(h, agent):
     assert h.http.get("/api/v1/admin/audit-log").status_code == 401
     plain = h.portal_user("ada@acme.test")
     assert plain.get("/api/v1/admin/audit-log").status_code == 403
-    key = plain.post("/api/v1/keys", json={"name": "k", "scopes": ["read:audit"]}).json["key"]
+    refused = plain.post("/api/v1/keys", json={"name": "k", "scopes": ["read:audit"]})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "SCOPE_NOT_ALLOWED"
+    auditor = h.portal_user("aud@acme.test", permissions=["read:audit"])
+    key = auditor.post("/api/v1/keys", json={"name": "k", "scopes": ["read:audit"]}).json["key"]
     assert h.http.get("/api/v1/admin/audit-log", headers={"Authorization": f"Bearer {key}"}).status_code == 401
 
 
@@ -160,7 +164,10 @@ def test_budget_writes_and_refusals_are_in_the_audit_log_with_their_author(h, ag
     assert h.http.put("/api/v1/budgets/b-1", json={"limit_usd": 200}, headers=author).status_code == 200
     assert h.http.post("/api/v1/budgets", json=body, headers=author).status_code == 409
     assert h.http.delete("/api/v1/budgets/b-1", headers=author).status_code == 204
-    entries = log(h, "actor=user:fin@acme.test")
+    client = "client:" + base64.b64decode(agent["Authorization"][6:]).decode().partition(":")[0]
+    assert log(h, "actor=user:fin@acme.test") == []  # the client acted; the user is only asserted
+    entries = [e for e in log(h, f"actor={client}") if e["action"].startswith("BUDGET")]
+    assert {e["details"]["on_behalf_of"] for e in entries} == {"fin@acme.test"}
     assert [(e["action"], e["target"], e["outcome"]) for e in reversed(entries)] == [
         ("BUDGET_CREATE", "b-1", "success"),
         ("BUDGET_UPDATE", "b-1", "success"),

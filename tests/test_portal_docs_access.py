@@ -49,11 +49,32 @@ def test_granting_a_present_email_is_a_successful_no_op(docs, cloudflare):
 
 
 def test_revoke_removes_the_email_and_answers_the_seed_message(docs, cloudflare):
-    response = docs.browser.post("/api/v1/docs/access/revoke", json={"email": "first@reader.test"})
+    assert docs.browser.post("/api/v1/docs/access/grant", json={"email": "new@reader.test"}).status_code == 200
+    response = docs.browser.post("/api/v1/docs/access/revoke", json={"email": "new@reader.test"})
     assert response.status_code == 200
-    assert response.json == {"success": True, "message": "Access revoked for first@reader.test", "email": "first@reader.test"}
-    assert cloudflare.emails == []
-    assert docs.browser.get("/api/v1/docs/access").json == {"users": [], "total": 0}
+    assert response.json == {"success": True, "message": "Access revoked for new@reader.test", "email": "new@reader.test"}
+    assert cloudflare.emails == ["first@reader.test"]
+
+
+def test_an_email_in_the_group_before_any_grant_cannot_be_revoked_by_a_tenant(docs, cloudflare):
+    for attempt in ("revoke", "grant", "revoke"):  # granting it first does not make it the tenant's
+        assert docs.browser.post(f"/api/v1/docs/access/{attempt}", json={"email": "first@reader.test"}).status_code == 200
+    assert cloudflare.emails == ["first@reader.test"]
+    assert docs.browser.get("/api/v1/docs/access").json["users"] == ["first@reader.test"]
+
+
+def test_a_grant_by_one_tenant_survives_an_immediate_revoke_by_another(docs, cloudflare):
+    docs.tenant("other", ("main",))
+    other = docs.portal_user("root@other.test", permissions=["admin"], tenant_id="other", org_id="main")
+    assert docs.browser.post("/api/v1/docs/access/grant", json={"email": "b@reader.test"}).status_code == 200
+    # no projection has run: the ownership check reads the ledger itself
+    assert other.post("/api/v1/docs/access/revoke", json={"email": "b@reader.test"}).status_code == 200
+    assert sorted(cloudflare.emails) == ["b@reader.test", "first@reader.test"]
+    assert other.post("/api/v1/docs/access/grant", json={"email": "b@reader.test"}).status_code == 200
+    assert docs.browser.post("/api/v1/docs/access/revoke", json={"email": "b@reader.test"}).status_code == 200
+    assert cloudflare.emails == ["first@reader.test"]  # the owner's revoke takes effect
+    assert other.post("/api/v1/docs/access/grant", json={"email": "b@reader.test"}).status_code == 200
+    assert sorted(cloudflare.emails) == ["b@reader.test", "first@reader.test"]  # now the other tenant's
 
 
 def test_a_cloudflare_error_answers_502_with_its_message_and_nothing_is_granted(docs, cloudflare):

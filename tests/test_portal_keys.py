@@ -50,12 +50,14 @@ def test_nullable_timestamps_are_omitted_when_unset(h, agent):
     assert set(fetched) == {"id", "name", "key_prefix", "scopes", "created_at"}
 
 
-def test_only_a_sha256_of_the_key_is_stored(h, agent):
+def test_neither_the_key_nor_its_sha256_is_stored_in_the_clear(h, agent):
     browser = h.portal_user()
     created = new_key(browser)
     everything = b"".join(n.state for n in h.store.read_window(0, h.store.max_position()))
     assert created["key"].encode() not in everything
-    assert hashlib.sha256(created["key"].encode()).hexdigest().encode() in everything
+    assert hashlib.sha256(created["key"].encode()).hexdigest().encode() not in everything
+    assert b'"key_sha256":"enc1:' in everything
+    assert browser.get("/api/v1/policies/export", headers={"Authorization": f"Bearer {created['key']}"}).status_code == 200
 
 
 def test_unknown_scopes_answer_422(h, agent):

@@ -126,7 +126,7 @@ def test_a_poison_event_is_parked_and_the_rest_keep_flowing(h, agent, monkeypatc
         parked = parked_errors(conn)
     assert [(p["projection"], p["event_type"]) for p in parked] == [("usage_rollups", "UsageRecorded")]
     assert "cannot project this one" in parked[0]["error"]
-    readyz = h.http.get("/readyz").json
+    readyz = h.http.get("/readyz", headers={"X-Admin-API-Key": h.settings.admin_api_key}).json
     assert readyz["status"] == "degraded" and readyz["parked_errors"][0]["projection"] == "usage_rollups"
     assert run_cli(h.settings.database_url, "status").returncode == 2
 

@@ -2,8 +2,9 @@
 batches the Verifier understands, and verifying a file.
 
 A header line, the checkpoints, then every event and every sealed position in position
-order (an event line carries its entry hash and its state verbatim), then an end line
-with the counts.
+order (an event line carries its entry hash and its state verbatim, except the plain
+credential fields of events written by earlier releases, which are redacted and named in
+`redacted`: ledger/chain/redaction.py), then an end line with the counts.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import IO, Callable, Iterable, Iterator
 import msgspec
 
 from ledger.chain.hashes import CANONICAL_VERSION, Checkpoint, PublicKey
+from ledger.chain.redaction import redact_state
 from ledger.chain.verify import Damage, Verifier, VerifyReport
 from ledger.errors import Invalid
 
@@ -35,6 +37,7 @@ class _Line(msgspec.Struct, kw_only=True):
     signed_at: str = ""
     signature: str = ""
     key_id: str = ""
+    redacted: list[str] | None = None
 
 
 class _Owner(msgspec.Struct):
@@ -73,6 +76,7 @@ def export_lines(
             state = bytes(state)
             sealed = by_chain.pop(position, None)
             tenant_id, _org = owner_of(state)
+            state, redacted = redact_state(topic, state)
             line = {
                 "kind": "event",
                 "position": position,
@@ -85,6 +89,8 @@ def export_lines(
                 line["state"] = state.decode("utf-8")
             except UnicodeDecodeError:
                 line["state_b64"] = base64.b64encode(state).decode()
+            if redacted:
+                line["redacted"] = redacted
             line["entry_hash"] = bytes(sealed[2]).hex() if sealed else None
             line["prev_position"] = sealed[1] if sealed else None
             out.append((position, _encode(line)))
@@ -157,7 +163,9 @@ def read_export(handle: IO[bytes], batch_size: int = 20_000) -> ExportFile:
             if kind == "chain":
                 chain.append((p, line.prev_position, bytes.fromhex(line.entry_hash or "")))
                 continue
-            if line.state is not None:
+            if line.redacted:
+                state = None  # credential fields of an earlier release: its entry hash is taken as given
+            elif line.state is not None:
                 state = line.state.encode("utf-8")
             else:
                 state = base64.b64decode(line.state_b64 or "")

@@ -66,6 +66,7 @@ class VerifyReport:
     intact: bool = True
     events_verified: int = 0
     unsealed_events: int = 0
+    redacted_events: int = 0  # export lines whose credential fields were redacted (hash taken as given)
     checkpoints_verified: int = 0
     checkpoints_total: int = 0
     first_position: int | None = None
@@ -168,6 +169,8 @@ class Verifier:
     def _fast(self, events: list, chain: list, bound: int | None) -> bool:
         if self.pending is not None or not events or len(chain) != len(events):
             return False
+        if any(e[4] is None for e in events):  # redacted lines: position by position
+            return False
         if chain[-1][0] != events[-1][0] or chain[0][0] != events[0][0]:
             return False
         positions = [e[0] for e in events]
@@ -208,7 +211,13 @@ class Verifier:
                         f"the ledger ends at position {self.prev_position} but position {p} was {what}",
                     )
                 )
-            h = entry_hash(self.prev, *ev)
+            if ev[4] is None:  # redacted in the export: the sealed hash stands for the event
+                if ch is None:
+                    raise _Found(Damage("edited", p, f"the event at position {p} is redacted but was never sealed"))
+                self.report.redacted_events += 1
+                h = bytes(ch[2])
+            else:
+                h = entry_hash(self.prev, *ev)
             if ch is None:
                 if self.pending is None:
                     self.pending = (p, self.prev, 0)
@@ -258,7 +267,8 @@ class Verifier:
                 prev_sealed_position,
                 f"position {p} was sealed after position {prev_sealed_position}, which is missing",
             )
-        ahead = list(islice(later, LOOKAHEAD))
+        # redacted events (no bytes to hash) cannot be matched elsewhere: treat them as absent
+        ahead = [(q, o if o is None or o[4] is not None else None, c, k) for q, o, c, k in islice(later, LOOKAHEAD)]
         content = ev[1:]
         next_event = next((a for a in ahead if a[1] is not None), None)
         # the chain row at p was changed, the events still chain through it

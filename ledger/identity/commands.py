@@ -1,21 +1,20 @@
 """Identity commands: tenants, organizations, agent clients, portal users and their
 sessions, and named entities (apps, users, agents).
 
+Portal users and sessions are in ledger/identity/users.py (the base class).
+
 Each command folds the state of one stream from the ledger (so it is never behind) and
 appends to a deterministic stream: registering the same thing twice is a stream conflict
 and answers 409.
 """
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
-from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
-from ledger.errors import NotFound, Unauthenticated
+from ledger.errors import NotFound
 from ledger.identity.events import (
     ClientDisabled,
     ClientRegistered,
@@ -23,26 +22,17 @@ from ledger.identity.events import (
     EntityRegistered,
     OrganizationCreated,
     TenantCreated,
-    UserCreated,
-    UserLoggedIn,
-    UserLoggedOut,
-    UserPermissionsChanged,
 )
-from ledger.identity.passwords import dummy_hash, hash_password, password_matches
 from ledger.identity.rules import (
     Client,
     NewClient,
-    Session,
-    User,
     check_entity,
     check_id,
-    check_password,
-    check_permissions,
     hash_secret,
     new_client_id,
     new_client_secret,
-    normalize_email,
 )
+from ledger.identity.users import UserAccounts, session_stream, user_stream
 from ledger.journal import Journal
 from ledger.settings import Settings
 from ledger.store import stream_id
@@ -60,19 +50,11 @@ def client_stream(client_id: str) -> UUID:
     return stream_id("client", client_id)
 
 
-def user_stream(email: str) -> UUID:
-    return stream_id("user", email)
-
-
-def session_stream(token: str) -> UUID:
-    return stream_id("session", hashlib.sha256(token.encode()).hexdigest())
-
-
 def entity_stream(tenant_id: str, entity_type: str, entity_id: str) -> UUID:
     return stream_id("entity", tenant_id, entity_type, entity_id)
 
 
-class IdentityCommands:
+class IdentityCommands(UserAccounts):
     def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands):
         self.journal = journal
         self.settings = settings
@@ -125,7 +107,7 @@ class IdentityCommands:
             actor=actor,
             client_id=client_id,
             name=name,
-            secret_hash=hash_secret(secret, self.settings.secret_pepper),
+            secret_hash=self._seal(hash_secret(secret, self.settings.secret_pepper), "secret_hash"),
         )
         position = self.journal.start_stream(client_stream(client_id), event, "CLIENT_EXISTS", f"Client {client_id} already exists")
         return NewClient(client_id, secret, tenant_id, org_id, name, position)
@@ -139,7 +121,7 @@ class IdentityCommands:
             recorded_at=self.now,
             actor=actor,
             client_id=client_id,
-            secret_hash=hash_secret(secret, self.settings.secret_pepper),
+            secret_hash=self._seal(hash_secret(secret, self.settings.secret_pepper), "secret_hash"),
         )
         position = self.journal.extend_stream(client_stream(client_id), event, client.version)
         return NewClient(client_id, secret, client.tenant_id, client.org_id, client.name, position)
@@ -157,9 +139,10 @@ class IdentityCommands:
         for recorded in self.journal.stream(client_stream(client_id)):
             event = recorded.event
             if isinstance(event, ClientRegistered):
-                client = Client(event.client_id, event.tenant_id, event.org_id, event.name, event.secret_hash, False, recorded.version)
+                secret_hash = self._unseal(event.secret_hash, "secret_hash")
+                client = Client(event.client_id, event.tenant_id, event.org_id, event.name, secret_hash, False, recorded.version)
             elif client is not None and isinstance(event, ClientSecretRotated):
-                client = replace(client, secret_hash=event.secret_hash, version=recorded.version)
+                client = replace(client, secret_hash=self._unseal(event.secret_hash, "secret_hash"), version=recorded.version)
             elif client is not None and isinstance(event, ClientDisabled):
                 client = replace(client, disabled=True, version=recorded.version)
         return client
@@ -169,100 +152,6 @@ class IdentityCommands:
         if client is None:
             raise NotFound("CLIENT_NOT_FOUND", f"Client {client_id} not found")
         return client
-
-    # portal users ------------------------------------------------------------------------
-    def create_user(
-        self, tenant_id: str, org_id: str, email: str, password: str, permissions: list[str], actor: str
-    ) -> tuple[User, int]:
-        who = Actor(tenant_id, org_id, actor)
-        with self.audit.attempt(who, "USER_CREATE", str(email), {"permissions": list(permissions)}):
-            email = normalize_email(email)
-            self.require_org(tenant_id, org_id)
-            permissions = check_permissions(permissions)
-            check_password(password)
-            event = UserCreated(
-                tenant_id=tenant_id, org_id=org_id, recorded_at=self.now, actor=actor,
-                email=email, password_hash=hash_password(password), permissions=permissions,
-            )
-            position = self.journal.start_stream(user_stream(email), event, "USER_EXISTS", f"User {email} already exists")
-        return _user_from(event, 1), position
-
-    def change_permissions(self, email: str, permissions: list[str], actor: Actor, tenant_id: str | None = None) -> tuple[User, int]:
-        """Replace a user's permissions. With tenant_id, a user of another tenant is unknown (404)."""
-        with self.audit.attempt(actor, "USER_PERMISSIONS_CHANGE", str(email), {"permissions": list(permissions)}):
-            user = self.find_user(email)
-            if user is None or (tenant_id is not None and user.tenant_id != tenant_id):
-                raise NotFound("USER_NOT_FOUND", f"User {email} not found")
-            permissions = check_permissions(permissions)
-            event = UserPermissionsChanged(
-                tenant_id=user.tenant_id, org_id=user.org_id, recorded_at=self.now, actor=actor.name,
-                email=user.email, permissions=permissions, previous=list(user.permissions),
-            )
-            position = self.journal.extend_stream(user_stream(user.email), event, user.version)
-        return replace(user, permissions=tuple(permissions), version=user.version + 1), position
-
-    def find_user(self, email: str) -> User | None:
-        email = (email or "").strip().lower()
-        if not email or len(email) > 254:
-            return None
-        user: User | None = None
-        for recorded in self.journal.stream(user_stream(email)):
-            event = recorded.event
-            if isinstance(event, UserCreated):
-                user = _user_from(event, recorded.version)
-            elif user is not None and isinstance(event, UserPermissionsChanged):
-                user = replace(user, permissions=tuple(event.permissions), version=recorded.version)
-        return user
-
-    # sessions ----------------------------------------------------------------------------
-    def login(self, email: str, password: str) -> Session:
-        """A new session for the right password; 401 INVALID_CREDENTIALS otherwise (the same
-        answer, after the same work, whether or not the user exists)."""
-        user = self.find_user(email) if isinstance(email, str) else None
-        matches = password_matches(password if isinstance(password, str) else "", user.password_hash if user else dummy_hash())
-        if user is None or not matches:
-            if user is not None:
-                self.audit.record_access_attempt(
-                    user.tenant_id, user.org_id, f"user:{user.email}", "USER_LOGIN", user.email, "failure", "wrong password"
-                )
-            raise Unauthenticated("INVALID_CREDENTIALS", "Unknown e-mail or wrong password")
-        token = secrets.token_urlsafe(32)
-        session_id = "ses_" + secrets.token_hex(8)
-        expires_at = self.now + timedelta(hours=self.settings.session_ttl_hours)
-        event = UserLoggedIn(
-            tenant_id=user.tenant_id, org_id=user.org_id, recorded_at=self.now, actor=f"user:{user.email}",
-            email=user.email, session_id=session_id, expires_at=expires_at,
-        )
-        position = self.journal.start_stream(session_stream(token), event, "SESSION_EXISTS", "Session token already in use; retry")
-        return Session(token, session_id, user, expires_at, position)
-
-    def find_session(self, token: str) -> Session | None:
-        """The live session for a token (not logged out, not expired), with the user's
-        current permissions; None otherwise."""
-        if not token or len(token) > 256:
-            return None
-        started: UserLoggedIn | None = None
-        for recorded in self.journal.stream(session_stream(token)):
-            if isinstance(recorded.event, UserLoggedIn):
-                started = recorded.event
-            elif isinstance(recorded.event, UserLoggedOut):
-                return None
-        if started is None or self.now >= started.expires_at:
-            return None
-        user = self.find_user(started.email)
-        if user is None:
-            return None
-        return Session(token, started.session_id, user, started.expires_at)
-
-    def logout(self, session: Session) -> int:
-        event = UserLoggedOut(
-            tenant_id=session.user.tenant_id, org_id=session.user.org_id, recorded_at=self.now,
-            actor=f"user:{session.user.email}", email=session.user.email, session_id=session.session_id,
-        )
-        position = self.journal.try_append(session_stream(session.token), event, 1)
-        if position is None:
-            raise Unauthenticated("UNAUTHENTICATED", "The session has already ended")
-        return position
 
     # named entities ----------------------------------------------------------------------
     def register_entity(
@@ -298,8 +187,4 @@ class IdentityCommands:
         )
 
 
-def _user_from(event: UserCreated, version: int) -> User:
-    return User(
-        event.email, event.tenant_id, event.org_id, event.password_hash,
-        tuple(event.permissions), event.recorded_at, version,
-    )
+__all__ = ["IdentityCommands", "session_stream", "user_stream"]

@@ -48,6 +48,7 @@ class UserLoggedIn(LedgerEvent, frozen=True):
     email: str
     session_id: str
     expires_at: datetime
+    user_version: int = 0  # the user stream's version at login (sessions before a password change or disabling end)
 
 
 class UserLoggedOut(LedgerEvent, frozen=True):
@@ -65,3 +66,21 @@ class EntityRegistered(LedgerEvent, frozen=True):
     owner_id: str | None = None
     display_name: str | None = None
 
+
+
+class UserDisabled(LedgerEvent, frozen=True):
+    """Every session of the user ends; every key the user created answers 401."""
+
+    email: str
+
+
+class UserEnabled(LedgerEvent, frozen=True):
+    email: str
+
+
+class UserPasswordChanged(LedgerEvent, frozen=True):
+    """A new password (an admin's reset or the user's own change); every session ends.
+    The hash is sealed (ledger/identity/credentials.py)."""
+
+    email: str
+    password_hash: str

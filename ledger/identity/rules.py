@@ -16,7 +16,9 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # ids chosen by callers for things they own (usage events, nodes, policies)
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-PERMISSIONS = ("permission.billing.manage", "permission.tenant.superuser", "usage:platform_wide", "admin")
+PERMISSIONS = (
+    "permission.billing.manage", "permission.tenant.superuser", "usage:platform_wide", "read:audit", "read:ledger", "admin",
+)
 ENTITY_TYPES = ("app", "user", "agent")
 
 
@@ -107,6 +109,8 @@ class User:
     permissions: tuple[str, ...]
     created_at: datetime
     version: int
+    disabled: bool = False
+    sessions_since: int = 0  # sessions that began before this user stream version have ended
 
     def public(self) -> dict[str, Any]:
         return {

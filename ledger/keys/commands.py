@@ -12,7 +12,8 @@ from uuid import UUID
 
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
-from ledger.errors import Conflict, NotFound, Unauthenticated
+from ledger.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from ledger.identity.credentials import seal, unseal
 from ledger.journal import Journal
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
 from ledger.keys.rules import (
@@ -59,8 +60,8 @@ class KeyCommands:
         expires_in_days: int | None,
         may_grant: frozenset[str] = frozenset(),
     ) -> NewApiKey:
-        """A new key of the actor's org. `may_grant`: the caller's own permissions, needed to
-        hand out the usage:platform_wide scope."""
+        """A new key of the actor's org, created by `actor.name`. `may_grant`: the creator's
+        permissions (scopes need the matching one, ledger/keys/rules.py SCOPE_PERMISSIONS)."""
         chosen = list(scopes) if scopes else list(DEFAULT_SCOPES)
         with self.audit.attempt(actor, "API_KEY_CREATE", name, {"name": name, "scopes": chosen}):
             chosen = check_scopes(chosen, may_grant)
@@ -72,12 +73,12 @@ class KeyCommands:
                 key_id = key_id_for(prefix)
                 event = ApiKeyCreated(
                     tenant_id=actor.tenant_id, org_id=actor.org_id, recorded_at=now, actor=actor.name,
-                    key_id=key_id, name=name, key_prefix=prefix, key_sha256=sha256_hex(secret),
-                    scopes=chosen, expires_at=expires_at,
+                    key_id=key_id, name=name, key_prefix=prefix, key_sha256=seal(sha256_hex(secret), self.settings.secret_pepper, "key_sha256"),
+                    scopes=chosen, expires_at=expires_at, created_by=actor.name,
                 )
                 position = self.journal.try_append(key_stream(key_id), event, 0)
                 if position is not None:
-                    return NewApiKey(_key_from(event, 1), secret, position)
+                    return NewApiKey(self._key_from(event, 1), secret, position)
                 # the random prefix is taken: draw another
             raise Conflict("KEY_PREFIX_EXHAUSTED", "Could not allocate a unique key prefix; retry")
 
@@ -88,13 +89,14 @@ class KeyCommands:
         for recorded in self.journal.stream(key_stream(key_id)):
             event = recorded.event
             if isinstance(event, ApiKeyCreated):
-                key = _key_from(event, recorded.version)
+                key = self._key_from(event, recorded.version)
             elif key is not None and isinstance(event, ApiKeyRevoked):
                 key = replace(key, revoked_at=event.recorded_at, version=recorded.version)
         return key
 
-    def revoke_key(self, actor: Actor, key_id: str) -> int:
-        """Revoke a key of the actor's org. Unknown, another org's or already revoked → 404."""
+    def revoke_key(self, actor: Actor, key_id: str, may_revoke_others: bool = True) -> int:
+        """Revoke a key of the actor's org. Unknown, another org's or already revoked → 404;
+        a key someone else created, unless `may_revoke_others` (admin) → 403."""
         key = self.find_key(key_id)
         visible = key is not None and key.tenant_id == actor.tenant_id and key.org_id == actor.org_id
         details = {"key_id": key_id, **({"name": key.name, "scopes": list(key.scopes)} if visible and key else {})}
@@ -103,6 +105,8 @@ class KeyCommands:
                 raise NotFound("KEY_NOT_FOUND", f"API key {key_id} not found")
             if key.revoked_at is not None:
                 raise NotFound("KEY_NOT_FOUND", f"API key {key_id} not found (already revoked)")
+            if not may_revoke_others and key.created_by != actor.name:
+                raise Forbidden("PERMISSION_DENIED", "Revoking a key someone else created needs admin", permission="admin")
             event = ApiKeyRevoked(
                 tenant_id=key.tenant_id, org_id=key.org_id, recorded_at=self.now, actor=actor.name,
                 key_id=key.key_id, name=key.name, scopes=list(key.scopes),
@@ -132,9 +136,9 @@ class KeyCommands:
         event = ApiKeyUsed(tenant_id=key.tenant_id, org_id=key.org_id, recorded_at=now, actor=f"key:{key.key_id}", key_id=key.key_id)
         return self.journal.try_append(key_use_stream(key.key_id), event, last.version if last else 0)
 
-
-def _key_from(event: ApiKeyCreated, version: int) -> ApiKey:
-    return ApiKey(
-        event.key_id, event.tenant_id, event.org_id, event.name, event.key_prefix, event.key_sha256,
-        tuple(event.scopes), event.recorded_at, event.expires_at, None, version,
-    )
+    def _key_from(self, event: ApiKeyCreated, version: int) -> ApiKey:
+        return ApiKey(
+            event.key_id, event.tenant_id, event.org_id, event.name, event.key_prefix,
+            unseal(event.key_sha256, self.settings.secret_pepper, "key_sha256"),
+            tuple(event.scopes), event.recorded_at, event.expires_at, None, version, event.created_by,
+        )

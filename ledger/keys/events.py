@@ -13,6 +13,7 @@ class ApiKeyCreated(LedgerEvent, frozen=True):
     key_sha256: str
     scopes: list[str]
     expires_at: datetime | None = None
+    created_by: str | None = None  # "user:<email>" or "admin"; None for keys of earlier releases
 
 
 class ApiKeyRevoked(LedgerEvent, frozen=True):

@@ -30,6 +30,14 @@ class ApiKey:
     expires_at: datetime | None
     revoked_at: datetime | None
     version: int
+    created_by: str | None = None
+
+    @property
+    def creator_email(self) -> str | None:
+        """The portal user who created the key (None: the admin key, or an earlier release)."""
+        if self.created_by and self.created_by.startswith("user:"):
+            return self.created_by[5:]
+        return None
 
 
 @dataclass(frozen=True)
@@ -62,16 +70,39 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+# scopes a key may carry only while its creator holds the matching permission (or admin)
+SCOPE_PERMISSIONS = {"read:audit": "read:audit", "read:ledger": "read:ledger", "usage:platform_wide": "usage:platform_wide"}
+ALL_PERMISSIONS = frozenset({"admin", *SCOPE_PERMISSIONS.values()})  # what the admin key may grant
+
+
+def scope_allowed(scope: str, permissions: frozenset[str] | tuple[str, ...]) -> bool:
+    needed = SCOPE_PERMISSIONS.get(scope)
+    return needed is None or needed in permissions or "admin" in permissions
+
+
+def effective_scopes(scopes: tuple[str, ...], creator_permissions: tuple[str, ...] | None) -> tuple[str, ...]:
+    """A key's scopes at use: those its creator may still grant (all when the creator is the
+    admin key or unknown to this release)."""
+    if creator_permissions is None:
+        return scopes
+    return tuple(s for s in scopes if scope_allowed(s, creator_permissions))
+
+
 def check_scopes(chosen: list[str], may_grant: frozenset[str]) -> list[str]:
-    """The chosen scopes in canonical order; 400 for unknown ones, 403 for usage:platform_wide
-    unless the caller holds it."""
+    """The chosen scopes in canonical order; 400 for unknown ones, 403 SCOPE_NOT_ALLOWED
+    for a scope whose permission the creator (`may_grant`: its permissions) lacks."""
     unknown = sorted(set(chosen) - set(SCOPES))
     if unknown:
         raise Invalid(
             "INVALID_SCOPES", f"Unknown scope(s): {', '.join(unknown)}; known: {', '.join(SCOPES)}", field="scopes"
         )
-    if "usage:platform_wide" in chosen and "usage:platform_wide" not in may_grant:
-        raise Forbidden("PERMISSION_DENIED", "Only holders of usage:platform_wide may grant that scope")
+    refused = [s for s in SCOPES if s in chosen and not scope_allowed(s, may_grant)]
+    if refused:
+        raise Forbidden(
+            "SCOPE_NOT_ALLOWED",
+            f"Granting {', '.join(refused)} needs the matching permission or admin",
+            scopes=refused,
+        )
     return sorted(set(chosen), key=SCOPES.index)
 
 

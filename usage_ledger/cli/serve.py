@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
 import subprocess
@@ -16,12 +17,20 @@ from projections.registry import setup_database
 STARTUP_SECONDS = 60.0
 
 
+def require_pepper() -> None:
+    """The server processes need SECRET_PEPPER: it keys client-secret hashes and seals
+    credentials in the ledger, so a built-in default would be the same everywhere."""
+    if not (os.environ.get("SECRET_PEPPER") or "").strip():
+        raise CliError("SECRET_PEPPER is not set: set it to a long random value (make run sets a demo one)")
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
 def api(host: str, port: int, workers: int) -> None:
     """Run the HTTP API (gunicorn)."""
+    require_pepper()
     from gunicorn.app.base import BaseApplication
 
     from workers.logs import configure_logging
@@ -47,6 +56,7 @@ def api(host: str, port: int, workers: int) -> None:
 @click.command()
 def work() -> None:
     """Run the background workers (projectors) until SIGTERM."""
+    require_pepper()
     from workers.logs import configure_logging
     from workers.projector import run_workers
 
@@ -60,6 +70,7 @@ def work() -> None:
 def serve(host: str, port: int) -> None:
     """Run API and workers as separate processes, restarting one that dies (with back-off);
     Ctrl-C or SIGTERM stops all."""
+    require_pepper()
     config = settings()
     require_free_port(host, port)
     setup_database(config)
