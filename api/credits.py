@@ -13,6 +13,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import CreditHistoryOut, CreditUsageOut, ResourceTypeOut, TopConsumersOut
 from api.auth import Principal, authenticate, require_permission
 from api.consistency import reflect
 from api.formats import timestamp
@@ -74,6 +76,7 @@ def _naive(moment: datetime) -> datetime:
 
 
 @blp.route("", methods=["GET"])
+@answers(CreditUsageOut)
 @blp.arguments(UsageArgs, location="query")
 def usage(args):
     """Credits by entity and resource type, daily totals, budgets, credit pool and sync health."""
@@ -180,6 +183,7 @@ def _sync(conn, tenant_id: str, org_id: str, now: datetime) -> dict:
 
 
 @blp.route("/monthly", methods=["GET"])
+@answers(CreditHistoryOut)
 @blp.arguments(MonthlyArgs, location="query")
 def monthly(args):
     """Credits and events per month and resource type over the trailing `months` months."""
@@ -204,6 +208,7 @@ def monthly(args):
 
 
 @blp.route("/top-consumers", methods=["GET"])
+@answers(TopConsumersOut)
 @blp.arguments(TopArgs, location="query")
 def top_consumers(args):
     """Top apps and top users (or agents) by credits over the last `days` days (today included)."""
@@ -273,6 +278,7 @@ def _display_name(entity: dict | None) -> str | None:
 
 
 @blp.route("/resource-types", methods=["GET"])
+@answers(list[ResourceTypeOut])
 def resource_types():
     """The canonical resource-type registry (read-only, defined in code)."""
     _reader(TENANT_SUPERUSER)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import request
 from flask_smorest import Blueprint
 
+from api.answers import IngestOut, answers, events_body
 from api.auth import authenticate
 from api.consistency import appended
 from api.services import services
@@ -13,46 +14,9 @@ from ledger.usage.rules import MAX_BODY_BYTES
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="Usage event ingest")
 
-_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object", "description": "one usage event"},
-                        {
-                            "type": "object",
-                            "properties": {"events": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}},
-                            "required": ["events"],
-                        },
-                    ]
-                }
-            }
-        },
-    },
-    "responses": {
-        "202": {
-            "description": "Accepted",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "accepted": {"type": "integer"},
-                            "duplicates": {"type": "integer"},
-                            "position": {"type": "integer"},
-                        },
-                    }
-                }
-            },
-        }
-    },
-}
-
-
 @blp.route("/events", methods=["POST"])
-@blp.doc(**_BODY_DOC)
+@blp.doc(requestBody=events_body())
+@answers(IngestOut, status=202)
 def post_events():
     """Append one usage event or a batch of up to 1,000, all or nothing (client or API key with write:logs)."""
     principal = authenticate("client", "key", scope="write:logs")

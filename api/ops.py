@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Response
 from flask_smorest import Blueprint
 
+from api.answers import DeploymentConfigOut, HealthOut, ReadinessOut, answers, answers_text
 from api.errors import error_response
 from api.services import services
 from runtime.reports import projection_report
@@ -17,6 +18,7 @@ DEPLOYMENT_MODES = {
 
 
 @blp.route("/api/v1/deployment/config", methods=["GET"])
+@answers(DeploymentConfigOut)
 def deployment_config():
     """Which portal surfaces this deployment shows."""
     mode = services().settings.deployment_mode
@@ -24,12 +26,14 @@ def deployment_config():
 
 
 @blp.route("/healthz", methods=["GET"])
+@answers(HealthOut)
 def healthz():
     """The process is up."""
     return {"status": "ok"}
 
 
 @blp.route("/readyz", methods=["GET"])
+@answers(ReadinessOut)
 def readyz():
     """The database is reachable; projections' lag and parked errors."""
     report = projection_report(services())
@@ -38,6 +42,7 @@ def readyz():
 
 
 @blp.route("/metrics", methods=["GET"])
+@answers_text("text/plain")
 def metrics():
     """Prometheus text: ledger position and projection lag."""
     try:

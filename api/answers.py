@@ -1,0 +1,283 @@
+"""What the handlers that answer plain dicts answer, declared once as msgspec types.
+
+Their JSON Schemas (msgspec.json.schema_components) are the OpenAPI document's components;
+`answers(Type)` on a handler documents its success answer with that component. Handlers
+with a marshmallow response schema (`@blp.response`) are documented by flask-smorest.
+Money and quantities are JSON numbers; times are RFC 3339 strings with Z.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from flask_smorest import Blueprint
+
+from ledger.usage.rules import MAX_BATCH_EVENTS, UsageIn
+
+ANSWER_TYPES: list[type] = []
+# (component, list property) → the types its items may take: msgspec cannot express a
+# union of two object types, so the document names them with anyOf
+ITEMS_ONE_OF: dict[tuple[str, str], tuple[str, ...]] = {("UsageOut", "data"): ("UsageEventOut", "UsageAggregateOut")}
+CSV_TEXT = {"type": "string", "description": "CSV with a header row"}
+
+Text = str | None
+Number = float | None
+Count = int | None
+
+
+def answers(answer: type, status: int = 200, csv: bool = False, description: str = "OK"):
+    """Document a handler's success answer: JSON of `answer`, and also CSV when `csv`."""
+    content: dict = {"application/json": {"schema": _reference(answer)}}
+    if csv:
+        content["text/csv"] = {"schema": CSV_TEXT}
+    return Blueprint.doc(responses={str(status): {"description": description, "content": content}})
+
+
+def _reference(answer) -> dict:
+    """A $ref to the component of a Struct type, or an array of them for list[Type]."""
+    if getattr(answer, "__origin__", None) is list:
+        return {"type": "array", "items": _reference(answer.__args__[0])}
+    if answer not in ANSWER_TYPES:
+        ANSWER_TYPES.append(answer)
+    return {"$ref": f"#/components/schemas/{answer.__name__}"}
+
+
+def component(kind: type) -> dict:
+    """A $ref to the component of a msgspec type (a request body, say), registered here."""
+    return _reference(kind)
+
+
+def answers_text(media: str, status: int = 200, description: str = "OK"):
+    """Document a handler whose success answer is text of one media type (CSV, Prometheus)."""
+    schema = CSV_TEXT if media == "text/csv" else {"type": "string"}
+    return Blueprint.doc(responses={str(status): {"description": description, "content": {media: {"schema": schema}}}})
+
+
+class Positioned(msgspec.Struct):
+    position: int  # the ledger position of the write (pass as min_position to read it back)
+
+
+# operations ---------------------------------------------------------------------------
+class DeploymentConfigOut(msgspec.Struct):
+    mode: Literal["saas", "invpc"]
+    tenant_isolation: bool
+    show_node_usage: bool
+    show_platform_metrics: bool
+    show_deployments: bool
+
+
+class HealthOut(msgspec.Struct):
+    status: str
+
+
+class ProjectionStateOut(msgspec.Struct):
+    position: int
+    lag: int
+
+
+class ParkedErrorOut(msgspec.Struct):
+    projection: str
+    position: int
+    event_type: str
+    error: str
+
+
+class ReadinessOut(msgspec.Struct):
+    status: Literal["ready", "degraded"]
+    ledger_position: int
+    projections: dict[str, ProjectionStateOut]
+    parked_errors: list[ParkedErrorOut]
+
+
+# ingest and corrections ---------------------------------------------------------------
+class UsageBatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A batch: all of its events are appended, or none."""
+
+    events: Annotated[list[UsageIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class CloudEventIn(msgspec.Struct):
+    """A usage event as a structured-mode CloudEvent (CloudEvents 1.0, JSON format)."""
+
+    specversion: Literal["1.0"]
+    id: str
+    source: str
+    type: str
+    data: dict[str, Any] | None = None
+    time: str | None = None
+    subject: str | None = None
+    datacontenttype: str | None = None
+
+
+def events_body() -> dict:
+    """The body of POST /api/v1/events: one usage event, or a batch (a one-key object
+    `events`, so exactly one branch matches); CloudEvents as their own media types."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"oneOf": [component(UsageIn), component(UsageBatchIn)]}},
+            "application/cloudevents+json": {"schema": component(CloudEventIn)},
+            "application/cloudevents-batch+json": {"schema": {"type": "array", "items": component(CloudEventIn)}},
+        },
+    }
+
+
+class IngestOut(Positioned):
+    accepted: int  # events appended by this request
+    duplicates: int  # events already in the ledger with the same body
+
+
+class HeartbeatOut(Positioned):
+    accepted: bool
+
+
+class VoidOut(Positioned):
+    event_id: str
+    voided: bool
+
+
+class AmendOut(Positioned):
+    event_id: str
+    amended: list[str]
+    total_tokens: Count
+    cost_usd: Number
+
+
+# usage reads ----------------------------------------------------------------------------
+class UsageEventOut(msgspec.Struct):
+    event_id: str
+    event_type: str
+    occurred_at: str
+    created_at: str
+    position: int
+    client_id: Text = None
+    operation: Text = None
+    resource_type: Text = None
+    quantity: Number = None
+    instance_id: Text = None
+    instance_type: Text = None
+    user_id: Text = None
+    team_id: Text = None
+    agent_id: Text = None
+    workflow_id: Text = None
+    app_id: Text = None
+    knowledge_base_id: Text = None
+    http_method: Text = None
+    http_path: Text = None
+    http_status_code: Count = None
+    llm_provider: Text = None
+    llm_model: Text = None
+    prompt_tokens: Count = None
+    completion_tokens: Count = None
+    total_tokens: Count = None
+    latency_ms: Count = None
+    cost_usd: Number = None
+    unpriced: bool | None = None
+    credits: Number = None
+    policies_evaluated: Count = None
+    policy_violations: Count = None
+    success: bool | None = None
+
+
+class UsageAggregateOut(msgspec.Struct):
+    event_type: str
+    time_bucket: str
+    event_count: int
+    prompt_tokens: Count = None
+    completion_tokens: Count = None
+    total_tokens: Count = None
+    estimated_cost_usd: Number = None
+    unpriced_events: Count = None
+    average_latency_ms: Number = None
+    policies_evaluated: Count = None
+    policy_violations: Count = None
+    success_count: Count = None
+    error_count: Count = None
+
+
+ANSWER_TYPES += [UsageEventOut, UsageAggregateOut]  # the items of UsageOut.data
+
+
+class UsageOut(Positioned):
+    """granularity raw: `data` holds events and `next_cursor` pages on; hourly or daily:
+    `data` holds one aggregate per event type and time bucket."""
+
+    granularity: Literal["raw", "hourly", "daily"]
+    start_date: str
+    end_date: str
+    data: list[dict[str, Any]]  # documented as UsageEventOut or UsageAggregateOut (ITEMS_ONE_OF)
+    next_cursor: Text = None
+
+
+class SummaryOut(Positioned):
+    start_date: str
+    end_date: str
+    total_api_calls: int
+    total_llm_requests: int
+    total_events: int
+    total_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_cost_usd: float
+    unpriced_events: int
+    average_latency_ms: Number
+    success_rate: Number
+    policy_violations: int
+    event_types: dict[str, int]
+
+
+class Measures(msgspec.Struct):
+    events: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    credits: float
+    unpriced_events: int
+
+
+class BreakdownItemOut(Measures):
+    key: Text
+    cost_share: float
+    provider: Text = None
+
+
+class BreakdownOut(Positioned):
+    group_by: str
+    start: str
+    end: str
+    breakdown: list[BreakdownItemOut]
+    totals: Measures
+
+
+class RecordsOut(Positioned):
+    records: list[UsageEventOut]
+    limit: int
+    offset: int
+    has_more: bool
+    start: str
+    end: str
+
+
+class AxonUsageData(msgspec.Struct):
+    period_days: int
+    since: str
+    totals: dict[str, float]
+    by_model: dict[str, dict[str, Any]]
+    by_operation: dict[str, dict[str, Any]]
+
+
+class AxonUsageOut(msgspec.Struct):
+    data: AxonUsageData
+
+
+class AxonPagination(msgspec.Struct):
+    page: int
+    per_page: int
+    total: int
+    has_more: bool
+
+
+class AxonAuditOut(msgspec.Struct):
+    data: list[dict[str, Any]]
+    pagination: AxonPagination
