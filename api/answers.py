@@ -7,12 +7,16 @@ Money and quantities are JSON numbers; times are RFC 3339 strings with Z.
 """
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
 from flask_smorest import Blueprint
 
+from ledger.usage.events import Usage
 from ledger.usage.rules import MAX_BATCH_EVENTS, UsageIn
+from projections.usage import FIELD_COLUMNS
 
 ANSWER_TYPES: list[type] = []
 # (component, list property) → the types its items may take: msgspec cannot express a
@@ -96,29 +100,19 @@ class UsageBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     events: Annotated[list[UsageIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
-class CloudEventIn(msgspec.Struct):
-    """A usage event as a structured-mode CloudEvent (CloudEvents 1.0, JSON format)."""
-
-    specversion: Literal["1.0"]
-    id: str
-    source: str
-    type: str
-    data: dict[str, Any] | None = None
-    time: str | None = None
-    subject: str | None = None
-    datacontenttype: str | None = None
-
-
 def events_body() -> dict:
-    """The body of POST /api/v1/events: one usage event, or a batch (a one-key object
-    `events`, so exactly one branch matches); CloudEvents as their own media types."""
+    """The body of POST /api/v1/events: one usage event, or a batch (an object whose one key
+    is `events`, so exactly one branch matches). CloudEvents are described in words: client
+    generators (openapi-python-client 0.29) emit code that does not run for a body with
+    several media types."""
     return {
         "required": True,
-        "content": {
-            "application/json": {"schema": {"oneOf": [component(UsageIn), component(UsageBatchIn)]}},
-            "application/cloudevents+json": {"schema": component(CloudEventIn)},
-            "application/cloudevents-batch+json": {"schema": {"type": "array", "items": component(CloudEventIn)}},
-        },
+        "description": "One usage event, or {\"events\": [...]} with up to 1,000, as application/json. The same "
+        "events are accepted as CloudEvents 1.0: application/cloudevents+json (one event), "
+        "application/cloudevents-batch+json (a JSON array) or binary mode (ce-* headers). A CloudEvent's "
+        "`data` holds the usage fields but event_id and event_type: the id derives from (source, id), the "
+        "type from `type`, and `time` is occurred_at.",
+        "content": {"application/json": {"schema": {"oneOf": [component(UsageIn), component(UsageBatchIn)]}}},
     }
 
 
@@ -144,39 +138,25 @@ class AmendOut(Positioned):
 
 
 # usage reads ----------------------------------------------------------------------------
-class UsageEventOut(msgspec.Struct):
-    event_id: str
-    event_type: str
-    occurred_at: str
-    created_at: str
-    position: int
-    client_id: Text = None
-    operation: Text = None
-    resource_type: Text = None
-    quantity: Number = None
-    instance_id: Text = None
-    instance_type: Text = None
-    user_id: Text = None
-    team_id: Text = None
-    agent_id: Text = None
-    workflow_id: Text = None
-    app_id: Text = None
-    knowledge_base_id: Text = None
-    http_method: Text = None
-    http_path: Text = None
-    http_status_code: Count = None
-    llm_provider: Text = None
-    llm_model: Text = None
-    prompt_tokens: Count = None
-    completion_tokens: Count = None
-    total_tokens: Count = None
-    latency_ms: Count = None
-    cost_usd: Number = None
-    unpriced: bool | None = None
-    credits: Number = None
-    policies_evaluated: Count = None
-    policy_violations: Count = None
-    success: bool | None = None
+def _json_type(kind):
+    """The JSON type of a Usage field's type as usage rows answer it."""
+    kinds = [k for k in getattr(kind, "__args__", (kind,)) if k is not type(None)]
+    shown = {Decimal: float, datetime: str}
+    return shown.get(kinds[0], kinds[0]) if len(kinds) == 1 else Any
+
+
+_ALWAYS_SET = ("event_id", "event_type", "occurred_at")
+UsageEventOut = msgspec.defstruct(
+    "UsageEventOut",
+    [(name, str) for name in _ALWAYS_SET] + [("created_at", str), ("position", int)] + [
+        (f.name, _json_type(f.type) | None)
+        for f in msgspec.structs.fields(Usage)
+        if f.name in FIELD_COLUMNS and f.name not in (*_ALWAYS_SET, "metadata")
+    ],
+    module=__name__,
+)
+"""A usage event as the usage reads answer it: every kept Usage field but metadata (money
+and quantities as numbers, times as RFC 3339), when it was recorded and its position."""
 
 
 class UsageAggregateOut(msgspec.Struct):

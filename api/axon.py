@@ -17,7 +17,7 @@ from ledger.usage.rules import OPERATIONS
 from projections import axon_queries as q
 from projections.usage import UsageRollupsProjection
 
-blp = Blueprint("axon", __name__, url_prefix="/v1/axon", description="Axon usage and audit log (seed 001)")
+blp = Blueprint("axon", __name__, url_prefix="/v1/axon", description="Axon usage and audit log")
 
 
 class AxonUsageArgs(Schema):

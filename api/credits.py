@@ -26,7 +26,7 @@ from projections.entities import entities_by_key
 from projections.license_sync import license_of, staleness_level
 from projections.usage import from_nanos
 
-blp = Blueprint("credits", __name__, url_prefix="/api/usage", description="Credit usage reporting (seed 003)")
+blp = Blueprint("credits", __name__, url_prefix="/api/usage", description="Credit usage reporting")
 
 BILLING_MANAGE = "permission.billing.manage"
 TENANT_SUPERUSER = "permission.tenant.superuser"
