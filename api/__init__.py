@@ -12,7 +12,7 @@ from api import admin, auditors, consistency, ingest, ops, usage
 from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
 from api import budgets, pricing, usage_analytics
 from api import axon, credit_admin, credits
-from api import dashboard
+from api import dashboard, metrics
 from api.errors import handle_http_exception, register_error_handlers
 from api.openapi import OPENAPI_VERSION, finish
 from ledger.usage.rules import MAX_BODY_BYTES
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(dashboard.blp)  # the admin web page at / (reads the JSON API above)
     register_error_handlers(app)
     consistency.register(app)
+    metrics.register(app)
 
     @app.route("/docs/static/<path:filename>")
     def swagger_assets(filename: str):

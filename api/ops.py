@@ -1,11 +1,10 @@
 """Operations: liveness, readiness, metrics and the deployment config (no auth)."""
 from __future__ import annotations
 
-from flask import Response
 from flask_smorest import Blueprint
 
 from api.answers import DeploymentConfigOut, HealthOut, ReadinessOut, answers, answers_text
-from api.errors import error_response
+from api.metrics import metrics_response
 from api.services import services
 from runtime.reports import projection_report
 
@@ -44,17 +43,6 @@ def readyz():
 @blp.route("/metrics", methods=["GET"])
 @answers_text("text/plain")
 def metrics():
-    """Prometheus text: ledger position and projection lag."""
-    try:
-        report = projection_report(services())
-    except Exception:  # metrics must answer even when the database does not
-        return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
-    lines = [
-        "# TYPE usage_ledger_position gauge",
-        f"usage_ledger_position {report['ledger_position']}",
-        "# TYPE usage_ledger_projection_lag gauge",
-    ]
-    for name, state in report["projections"].items():
-        lines.append(f'usage_ledger_projection_lag{{projection="{name}"}} {state["lag"]}')
-    lines += ["# TYPE usage_ledger_parked_errors gauge", f"usage_ledger_parked_errors {len(report['parked_errors'])}"]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    """Prometheus metrics: request durations, ingested events, ledger and read-model positions
+    and lag, webhook deliveries and License Manager syncs."""
+    return metrics_response()
