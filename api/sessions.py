@@ -34,7 +34,7 @@ def _session_json(session) -> dict:
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginIn)
 @blp.response(200, SessionOut)
-@blp.alt_response(401, description="Unknown e-mail or wrong password")
+@blp.alt_response(401, schema="ErrorOut", description="Unknown e-mail or wrong password")
 def login(body):
     """Log in with e-mail and password; sets an HttpOnly, SameSite=Strict session cookie."""
     session = services().ledger.identity.login(body["email"], body["password"])

@@ -52,6 +52,11 @@ def test_every_success_answer_has_a_schema_and_every_operation_an_id(h):
             for media, described in content.items():
                 schema = described.get("schema") or {}
                 assert schema.get("$ref") or schema.get("type") or schema.get("items"), f"{method} {path} {status} {media}: {schema}"
+        for status, answer in operation["responses"].items():  # errors too: {"error": {"code", "message"}}
+            if "$ref" in answer:
+                answer = doc["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+            if not status.startswith("2"):
+                assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
     assert len(ids) == len(set(ids)) >= 60
     assert all(re.fullmatch(r"[a-z0-9_]+", i) for i in ids)
 
