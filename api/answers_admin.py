@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from api.answers import Count, Number, Positioned, Text  # noqa: F401
+from api.answers import Number, Positioned, Text
 
 
 # budgets --------------------------------------------------------------------------------

@@ -15,12 +15,20 @@ Two sources:
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 
 from flask import Flask, Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -30,6 +38,7 @@ from ledger.licensing.events import LicenseSynced, LicenseSyncFailed
 from ledger.store import decode_notification
 from runtime.reports import projection_report
 
+log = logging.getLogger("usage_ledger.api")
 disable_created_metrics()  # *_created samples: absent in multiprocess mode, so absent here too
 
 # Counted in this process (and, in multiprocess mode, in files shared by the workers).
@@ -91,15 +100,16 @@ class _Local:
         return LOCAL.collect()
 
 
+OUTCOME_TOPICS = {  # the stored topic is the event class's name
+    BudgetAlertDelivered.__name__: "webhook",
+    BudgetAlertDeliveryFailed.__name__: "webhook",
+    LicenseSynced.__name__: "license_sync",
+    LicenseSyncFailed.__name__: "license_sync",
+}
+
+
 class LedgerOutcomes:
     """Webhook delivery and License Manager sync outcomes, counted from their ledger events."""
-
-    TOPICS = {
-        BudgetAlertDelivered.__name__: "webhook",
-        BudgetAlertDeliveryFailed.__name__: "webhook",
-        LicenseSynced.__name__: "license_sync",
-        LicenseSyncFailed.__name__: "license_sync",
-    }
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -117,8 +127,8 @@ class LedgerOutcomes:
     def _count(self, store, after: int, stop: int, into: dict) -> int:
         while after < stop:
             upto = min(after + OUTCOME_WINDOW, stop)
-            for stored in store.read_window(after, upto, tuple(self.TOPICS)):
-                key = (self.TOPICS[stored.topic], outcome_of(decode_notification(stored).event))
+            for stored in store.read_window(after, upto, tuple(OUTCOME_TOPICS)):
+                key = (OUTCOME_TOPICS[stored.topic], outcome_of(decode_notification(stored).event))
                 into[key] = into.get(key, 0) + 1
             after = upto
         return after
@@ -143,7 +153,8 @@ class DatabaseCollector:
         try:
             report = projection_report(self.services)
             outcomes = self.outcomes.read(self.services.store, report["ledger_position"])
-        except Exception:  # noqa: BLE001 - a scrape must answer even when the database does not
+        except Exception:  # a scrape must answer even when the database does not
+            log.warning("metrics: the database did not answer the scrape", exc_info=True)
             up.add_metric([], 0)
             yield up
             return

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import msgspec
 
-from api.answers import ANSWER_TYPES, CSV_TEXT, ITEMS_ONE_OF
+from api.answers import ANSWER_TYPES, ITEMS_ONE_OF
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -147,5 +147,3 @@ def _numeric_bounds(value) -> None:
         for item in value:
             _numeric_bounds(item)
 
-
-__all__ = ["CSV_TEXT", "OPENAPI_VERSION", "finish"]

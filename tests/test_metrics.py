@@ -7,11 +7,12 @@ counters add up across the workers (multiprocess mode)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from ledger.budgets.events import BudgetAlertDelivered, BudgetAlertDeliveryFailed
 from ledger.clock import FixedClock
@@ -85,7 +86,7 @@ def test_worker_outcomes_are_counted_from_the_ledger(h, agent):
     ledger = h.services.ledger
     common = {"tenant_id": "acme", "org_id": "prod", "recorded_at": NOW, "actor": "worker", "budget_id": "b1"}
     ledger.budgets.record_delivery(BudgetAlertDeliveryFailed(**common, alert_id="a1", attempt=1, error="503",
-                                                             next_attempt_at=datetime(2026, 11, 20, 13, tzinfo=timezone.utc)))
+                                                             next_attempt_at=datetime(2026, 11, 20, 13, tzinfo=UTC)))
     ledger.budgets.record_delivery(BudgetAlertDelivered(**common, alert_id="a1", attempt=2, status_code=200))
     ledger.budgets.record_delivery(BudgetAlertDeliveryFailed(**common, alert_id="a2", attempt=1, error="timeout"))
     first = scrape(h.http.get("/metrics").get_data(as_text=True))
@@ -150,3 +151,11 @@ def test_counters_add_up_across_gunicorn_workers(api_with_two_workers):
     assert seen == {800}
     posted = {"route": "/api/v1/events", "method": "POST", "status": "202"}
     assert value(families, "http_request_duration_seconds", "http_request_duration_seconds_count", **posted) == 40
+
+
+def test_a_scrape_answers_when_the_database_does_not(h):
+    with h.engine.begin() as conn:
+        conn.execute(text("DROP TABLE projection_positions"))
+    families = scrape(h.http.get("/metrics").get_data(as_text=True))
+    assert value(families, "usage_ledger_database_up") == 0
+    assert "usage_ledger_projection_lag" not in families and "http_request_duration_seconds" in families
