@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import OrgOut, TenantOut
 from api.auth import require_admin_key
 from api.consistency import appended
 from api.services import services
@@ -39,6 +41,7 @@ class ClientOut(Schema):
 
 
 @blp.route("/tenants", methods=["POST"])
+@answers(TenantOut, status=201)
 @blp.arguments(TenantIn)
 def create_tenant(body):
     """Create a tenant."""
@@ -48,6 +51,7 @@ def create_tenant(body):
 
 
 @blp.route("/tenants/<tenant_id>/orgs", methods=["POST"])
+@answers(OrgOut, status=201)
 @blp.arguments(OrgIn)
 def create_org(body, tenant_id):
     """Create an organization of a tenant."""

@@ -7,6 +7,7 @@ from decimal import Decimal
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from api.answers import AxonAuditOut, AxonUsageOut, answers
 from api.auth import authenticate
 from api.consistency import reflect
 from api.formats import day_start, money, parse_moment, timestamp
@@ -16,7 +17,7 @@ from ledger.usage.rules import OPERATIONS
 from projections import axon_queries as q
 from projections.usage import UsageRollupsProjection
 
-blp = Blueprint("axon", __name__, url_prefix="/v1/axon", description="Axon usage and audit log (seed 001)")
+blp = Blueprint("axon", __name__, url_prefix="/v1/axon", description="Axon usage and audit log")
 
 
 class AxonUsageArgs(Schema):
@@ -46,6 +47,7 @@ def _reader(scope: str):
 
 
 @blp.route("/usage", methods=["GET"])
+@answers(AxonUsageOut)
 @blp.arguments(AxonUsageArgs, location="query")
 def axon_usage(args):
     """Requests and tokens per model and operation over the last `days` days, with the
@@ -93,6 +95,7 @@ def axon_usage(args):
 
 
 @blp.route("/audit", methods=["GET"])
+@answers(AxonAuditOut)
 @blp.arguments(AxonAuditArgs, location="query")
 def axon_audit(args):
     """AI requests, newest first, filtered and paginated (page × per_page ≤ 10,000)."""

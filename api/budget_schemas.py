@@ -109,8 +109,3 @@ def decode_check(body: bytes) -> CheckIn:
     if estimate is not None and not (estimate.is_finite() and 0 <= estimate <= 10**6):
         raise Invalid("VALIDATION_FAILED", "estimated_cost_usd must be between 0 and 1,000,000", field="estimated_cost_usd")
     return check
-
-
-def check_schema_doc() -> dict:
-    """The check's body as JSON Schema, for the OpenAPI document."""
-    return msgspec.json.schema(CheckIn)["$defs"]["CheckIn"]

@@ -18,8 +18,10 @@ from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from api import budget_webhooks as webhooks
+from api.answers import answers, component
+from api.answers_admin import BudgetAlertsOut, BudgetListOut, BudgetStatusOut, BudgetWrittenOut, CheckOut
 from api.auth import Principal, authenticate, require_permission
-from api.budget_schemas import TERM_FIELDS, BudgetChanges, BudgetIn, ListArgs, PageArgs, check_schema_doc, decode_check
+from api.budget_schemas import TERM_FIELDS, BudgetChanges, BudgetIn, ListArgs, PageArgs, CheckIn, decode_check
 from api.consistency import appended, reflect, wanted_position
 from api.services import services
 from ledger.budgets.rules import BudgetUse, Estimate, decide, period_bounds, usage_scopes
@@ -89,6 +91,7 @@ def _load(principal: Principal, budget_id: str) -> dict:
 
 # CRUD ---------------------------------------------------------------------------------
 @blp.route("/budgets", methods=["POST"])
+@answers(BudgetWrittenOut, status=201)
 @blp.arguments(BudgetIn)
 def create_budget(body):
     """Create a budget (defaults: scope organization, on_exceed warn, thresholds [50, 80, 100])."""
@@ -109,6 +112,7 @@ def create_budget(body):
 
 
 @blp.route("/budgets", methods=["GET"])
+@answers(BudgetListOut)
 @blp.arguments(ListArgs, location="query")
 def list_budgets(args):
     """The budgets of the caller's organization (or org_id, another org of the same tenant)."""
@@ -138,6 +142,7 @@ def list_budgets(args):
 
 
 @blp.route("/budgets/<budget_id>", methods=["GET"])
+@answers(BudgetWrittenOut)
 def get_budget(budget_id):
     """One budget."""
     principal = _reader()
@@ -146,6 +151,7 @@ def get_budget(budget_id):
 
 
 @blp.route("/budgets/<budget_id>", methods=["PUT"])
+@answers(BudgetWrittenOut)
 @blp.arguments(BudgetChanges)
 def update_budget(body, budget_id):
     """Change a budget: only the fields sent change."""
@@ -291,7 +297,8 @@ def budget_use(row: dict) -> BudgetUse:
 
 
 @blp.route("/budgets/check", methods=["POST"])
-@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": check_schema_doc()}}})
+@answers(CheckOut)
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": component(CheckIn)}}})
 def check_budgets():
     """Pre-flight: may this request spend? Every enabled budget that matches is considered."""
     cache = CheckCache.of_app()
@@ -307,6 +314,7 @@ def check_budgets():
 
 # status and alerts --------------------------------------------------------------------
 @blp.route("/budgets/<budget_id>/status", methods=["GET"])
+@answers(BudgetStatusOut)
 def budget_status(budget_id):
     """Spend of the budget's current period against its limit."""
     principal = _reader()
@@ -321,6 +329,7 @@ def budget_status(budget_id):
 
 
 @blp.route("/budgets/<budget_id>/alerts", methods=["GET"])
+@answers(BudgetAlertsOut)
 @blp.arguments(PageArgs, location="query")
 def budget_alerts(args, budget_id):
     """Threshold alerts of the budget, newest period first, with their webhook delivery status."""

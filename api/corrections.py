@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.answers import AmendOut, VoidOut, answers
 from api.auth import authenticate, require_permission
 from api.consistency import appended
 from api.services import services
@@ -34,6 +35,7 @@ def _corrector():
 
 
 @blp.route("/<event_id>/void", methods=["POST"])
+@answers(VoidOut)
 @blp.arguments(VoidIn)
 def void(body, event_id):
     """Void a usage event: it no longer counts anywhere (voiding twice → 409)."""
@@ -43,6 +45,7 @@ def void(body, event_id):
 
 
 @blp.route("/<event_id>/amend", methods=["POST"])
+@answers(AmendOut)
 @blp.arguments(AmendIn)
 def amend(body, event_id):
     """Replace some fields of a usage event (re-validated; totals and cost re-derived)."""

@@ -7,6 +7,8 @@ from datetime import timezone
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import CreditRateSetOut, CreditRatesOut, EntityOut, SyncOut
 from api.auth import require_admin_key
 from api.consistency import appended, consult, reflect
 from api.formats import Moment, timestamp
@@ -36,6 +38,7 @@ class EntityIn(Schema):
 
 
 @blp.route("/credit-rates", methods=["PUT"])
+@answers(CreditRateSetOut)
 @blp.arguments(CreditRateIn)
 def put_credit_rate(body):
     """Set the credits per unit of a resource type from effective_from on (history kept)."""
@@ -53,6 +56,7 @@ def put_credit_rate(body):
 
 
 @blp.route("/credit-rates", methods=["GET"])
+@answers(CreditRatesOut)
 def get_credit_rates():
     """The credit rate of every resource type in force now (default or override)."""
     require_admin_key()
@@ -74,6 +78,7 @@ def get_credit_rates():
 
 
 @blp.route("/entities", methods=["POST"])
+@answers(EntityOut, status=201)
 @blp.arguments(EntityIn)
 def post_entity(body):
     """Register an app, user or agent with its display names (EntityRegistered)."""
@@ -93,6 +98,7 @@ def post_entity(body):
 
 
 @blp.route("/licenses/sync", methods=["POST"])
+@answers(SyncOut)
 def sync_licenses_now():
     """Run the License Manager sync now; one outcome per licence key."""
     require_admin_key()

@@ -13,6 +13,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import CreditHistoryOut, CreditUsageOut, ResourceTypeOut, TopConsumersOut
 from api.auth import Principal, authenticate, require_permission
 from api.consistency import reflect
 from api.formats import timestamp
@@ -24,7 +26,7 @@ from projections.entities import entities_by_key
 from projections.license_sync import license_of, staleness_level
 from projections.usage import from_nanos
 
-blp = Blueprint("credits", __name__, url_prefix="/api/usage", description="Credit usage reporting (seed 003)")
+blp = Blueprint("credits", __name__, url_prefix="/api/usage", description="Credit usage reporting")
 
 BILLING_MANAGE = "permission.billing.manage"
 TENANT_SUPERUSER = "permission.tenant.superuser"
@@ -73,6 +75,7 @@ def _naive(moment: datetime) -> datetime:
 
 
 @blp.route("", methods=["GET"])
+@answers(CreditUsageOut)
 @blp.arguments(UsageArgs, location="query")
 def usage(args):
     """Credits by entity and resource type, daily totals, budgets, credit pool and sync health."""
@@ -179,6 +182,7 @@ def _sync(conn, tenant_id: str, org_id: str, now: datetime) -> dict:
 
 
 @blp.route("/monthly", methods=["GET"])
+@answers(CreditHistoryOut)
 @blp.arguments(MonthlyArgs, location="query")
 def monthly(args):
     """Credits and events per month and resource type over the trailing `months` months."""
@@ -203,6 +207,7 @@ def monthly(args):
 
 
 @blp.route("/top-consumers", methods=["GET"])
+@answers(TopConsumersOut)
 @blp.arguments(TopArgs, location="query")
 def top_consumers(args):
     """Top apps and top users (or agents) by credits over the last `days` days (today included)."""
@@ -272,6 +277,7 @@ def _display_name(entity: dict | None) -> str | None:
 
 
 @blp.route("/resource-types", methods=["GET"])
+@answers(list[ResourceTypeOut])
 def resource_types():
     """The canonical resource-type registry (read-only, defined in code)."""
     _reader(TENANT_SUPERUSER)

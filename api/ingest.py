@@ -6,6 +6,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from api import cloudevents
+from api.answers import IngestOut, answers, events_body
 from api.auth import authenticate
 from api.consistency import appended
 from api.services import services
@@ -56,7 +57,8 @@ _BODY_DOC = {
 
 
 @blp.route("/events", methods=["POST"])
-@blp.doc(**_BODY_DOC)
+@blp.doc(requestBody=events_body())
+@answers(IngestOut, status=202)
 def post_events():
     """Append one usage event or a batch of up to 1,000, all or nothing (client or API key with write:logs)."""
     principal = authenticate("client", "key", scope="write:logs")

@@ -6,6 +6,8 @@ from datetime import timedelta, timezone
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import LicenseWrittenOut
 from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import Moment, timestamp
@@ -107,6 +109,7 @@ def license_status_view(args):
 
 
 @blp.route("/admin/licenses", methods=["POST"])
+@answers(LicenseWrittenOut, status=201)
 @blp.arguments(LicenseIn)
 def issue_license(body):
     """Issue an organization's licence (409 when it already has one: replace it with PUT)."""
@@ -116,6 +119,7 @@ def issue_license(body):
 
 
 @blp.route("/admin/licenses/<org_id>", methods=["PUT"])
+@answers(LicenseWrittenOut)
 @blp.arguments(ReplaceIn)
 def replace_license(body, org_id):
     """Replace the organization's licence terms."""

@@ -10,6 +10,7 @@ from datetime import timedelta, timezone
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.answers import HeartbeatOut, answers
 from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
@@ -107,6 +108,7 @@ def capacity(conn, tenant_id: str, org_id: str) -> dict:
 
 
 @blp.route("/heartbeats", methods=["POST"])
+@answers(HeartbeatOut, status=202)
 @blp.arguments(HeartbeatIn)
 def heartbeat(body):
     """An agent or orchestrator reports that it is alive (Basic client auth)."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Response, request
+from flask import request
 from flask_smorest import Blueprint
 
+from api.answers import AdminHealthOut, DeploymentConfigOut, HealthOut, ReadinessOut, answers, answers_text
 from api.auth import require_admin_key
 from api.errors import error_response
+from api.metrics import metrics_response
 from api.services import services
 from runtime.reports import projection_report
 
@@ -21,6 +23,7 @@ DEPLOYMENT_MODES = {
 
 
 @blp.route("/api/v1/deployment/config", methods=["GET"])
+@answers(DeploymentConfigOut)
 def deployment_config():
     """Which portal surfaces this deployment shows."""
     mode = services().settings.deployment_mode
@@ -28,12 +31,14 @@ def deployment_config():
 
 
 @blp.route("/healthz", methods=["GET"])
+@answers(HealthOut)
 def healthz():
     """The process is up."""
     return {"status": "ok"}
 
 
 @blp.route("/readyz", methods=["GET"])
+@answers(ReadinessOut)
 def readyz():
     """Ready (the database answers) or not: `{"status": "ready" | "degraded"}`, 503 when the
     database is down. Positions, lag and parked errors only with the admin key."""
@@ -60,26 +65,17 @@ def metrics_allowed() -> bool:
 
 
 @blp.route("/metrics", methods=["GET"])
+@answers_text("text/plain")
 def metrics():
-    """Prometheus text: ledger position and projection lag (bearer METRICS_TOKEN when set)."""
+    """Prometheus metrics: request durations, ingested events, ledger and read-model positions
+    and lag, webhook deliveries and License Manager syncs (bearer METRICS_TOKEN when set)."""
     if not metrics_allowed():
         return error_response(401, "UNAUTHENTICATED", "A valid Authorization: Bearer <METRICS_TOKEN> header is required")
-    try:
-        report = projection_report(services())
-    except Exception:  # metrics must answer even when the database does not
-        return error_response(503, "DATABASE_UNAVAILABLE", "The database is not reachable right now")
-    lines = [
-        "# TYPE usage_ledger_position gauge",
-        f"usage_ledger_position {report['ledger_position']}",
-        "# TYPE usage_ledger_projection_lag gauge",
-    ]
-    for name, state in report["projections"].items():
-        lines.append(f'usage_ledger_projection_lag{{projection="{name}"}} {state["lag"]}')
-    lines += ["# TYPE usage_ledger_parked_errors gauge", f"usage_ledger_parked_errors {len(report['parked_errors'])}"]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    return metrics_response()
 
 
 @blp.route("/api/v1/admin/health", methods=["GET"])
+@answers(AdminHealthOut)
 def admin_health():
     """Admin key: the ledger's position, each read model's position and lag, and every
     parked event with its projection, position, event type and error."""

@@ -6,6 +6,8 @@ import json
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import PoliciesOut, PolicyWrittenOut
 from api.auth import authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import csv_response, timestamp
@@ -66,6 +68,7 @@ def policy_json(row: dict) -> dict:
 
 
 @blp.route("/admin/policies", methods=["POST"])
+@answers(PolicyWrittenOut, status=201)
 @blp.arguments(PolicyIn)
 def create_policy(body):
     """Create a policy of an organization (duplicate policy_id → 409)."""
@@ -76,6 +79,7 @@ def create_policy(body):
 
 
 @blp.route("/admin/policies/<policy_id>", methods=["PUT"])
+@answers(PolicyWrittenOut)
 @blp.arguments(PolicyUpdateIn)
 def update_policy(body, policy_id):
     """Change some of a policy's fields (the others keep their values)."""
@@ -95,6 +99,7 @@ def delete_policy(args, policy_id):
 
 
 @blp.route("/policies/export", methods=["GET"])
+@answers(PoliciesOut, csv=True)
 @blp.arguments(ExportArgs, location="query")
 def export_policies(args):
     """The organization's policies as JSON, or CSV with format=csv (API keys need read:policies)."""

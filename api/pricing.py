@@ -8,6 +8,8 @@ from decimal import Decimal
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
+from api.answers import answers
+from api.answers_admin import PriceOverridesOut, PriceSetOut, PriceTableOut
 from api.auth import authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import Moment, timestamp
@@ -63,6 +65,7 @@ def price_json(price: ModelPrice) -> dict:
 
 
 @blp.route("/pricing", methods=["GET"])
+@answers(PriceTableOut)
 @blp.arguments(PricingArgs, location="query")
 def get_pricing(args):
     """The price table in force (default list prices plus overrides), USD per 1K tokens."""
@@ -82,6 +85,7 @@ def get_pricing(args):
 
 
 @admin_blp.route("/pricing", methods=["PUT"])
+@answers(PriceSetOut)
 @admin_blp.arguments(PriceIn)
 def set_price(body):
     """Set a model's price from effective_from on (a ModelPriceSet event; earlier prices stay)."""
@@ -101,6 +105,7 @@ def set_price(body):
 
 
 @admin_blp.route("/pricing", methods=["GET"])
+@answers(PriceOverridesOut)
 @admin_blp.arguments(PricingArgs, location="query")
 def price_history(args):
     """Every override ever set, oldest first per model."""

@@ -41,8 +41,8 @@ def _session_json(session) -> dict:
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginIn)
 @blp.response(200, SessionOut)
-@blp.alt_response(401, description="Unknown e-mail or wrong password")
-@blp.alt_response(429, description="TOO_MANY_ATTEMPTS: too many failures for this account or address (Retry-After)")
+@blp.alt_response(401, schema="ErrorOut", description="Unknown e-mail or wrong password")
+@blp.alt_response(429, schema="ErrorOut", description="TOO_MANY_ATTEMPTS: too many failures for this account or address (Retry-After)")
 def login(body):
     """Log in with e-mail and password; sets an HttpOnly, SameSite=Strict session cookie.
     After 5 failures in 15 minutes the account is locked out (429, Retry-After), longer each time."""

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from api.answers import SummaryOut, UsageOut, answers, answers_text
 from api.auth import Principal, authenticate
 from api.consistency import reflect
 from api.formats import Day, csv_response, day_start, event_time, money, parse_moment, timestamp
@@ -91,6 +92,7 @@ def _reader():
 
 
 @blp.route("/usage", methods=["GET"])
+@answers(UsageOut, csv=True)
 @blp.arguments(UsageArgs, location="query")
 def get_usage(args):
     """Usage events (raw, paginated) or aggregates (hourly/daily), as JSON or CSV."""
@@ -148,6 +150,7 @@ def get_usage(args):
 
 
 @blp.route("/usage/summary", methods=["GET"])
+@answers(SummaryOut)
 @blp.arguments(WindowArgs, location="query")
 def get_summary(args):
     """Totals for the window: API calls, LLM requests, tokens, cost, latency, success rate, event types."""
@@ -169,6 +172,7 @@ def get_summary(args):
 
 
 @blp.route("/export/usage", methods=["GET"])
+@answers_text("text/csv")
 @blp.arguments(ExportArgs, location="query")
 def export_usage(args):
     """CSV of usage events, newest first, at most 50,000 rows, streamed."""

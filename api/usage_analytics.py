@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from api.answers import BreakdownOut, RecordsOut, answers
 from api.auth import authenticate
 from api.consistency import reflect
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
@@ -83,6 +84,7 @@ def _measures(row: dict) -> dict:
 
 
 @blp.route("/usage/breakdown", methods=["GET"])
+@answers(BreakdownOut)
 @blp.arguments(BreakdownArgs, location="query")
 def usage_breakdown(args):
     """Usage and cost per provider, model, agent, team, user, workflow, app or day."""
@@ -116,6 +118,7 @@ def usage_breakdown(args):
 
 
 @blp.route("/usage/records", methods=["GET"])
+@answers(RecordsOut)
 @blp.arguments(RecordArgs, location="query")
 def usage_records(args):
     """Usage records, newest first, filtered; limit ≤ 1,000 with offset."""

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import click
@@ -36,6 +38,15 @@ def api(host: str, port: int, workers: int) -> None:
     from workers.logs import configure_logging
 
     configure_logging()
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the workers' shared metrics, for this run only
+        metrics_dir = tempfile.mkdtemp(prefix="usage-ledger-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    def child_exit(_server, worker) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -44,13 +55,19 @@ def api(host: str, port: int, workers: int) -> None:
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
+            self.cfg.set("child_exit", child_exit)
 
         def load(self):
             from api import create_app
 
             return create_app()
 
-    Server().run()
+    master = os.getpid()
+    try:
+        Server().run()
+    finally:  # gunicorn's workers leave through here too (SystemExit after fork): only the master cleans up
+        if metrics_dir and os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @click.command()
