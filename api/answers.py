@@ -161,7 +161,7 @@ UsageEventOut = msgspec.defstruct(
         (f.name, _json_type(f.type) | None)
         for f in msgspec.structs.fields(Usage)
         if f.name in FIELD_COLUMNS and f.name not in (*_ALWAYS_SET, "metadata")
-    ],
+    ] + [("cost_nanos", int | None), ("credits_nanos", int | None)],  # exact, beside the rounded figures
     module=__name__,
 )
 """A usage event as the usage reads answer it: every kept Usage field but metadata (money
@@ -182,6 +182,11 @@ class UsageAggregateOut(msgspec.Struct):
     policy_violations: Count = None
     success_count: Count = None
     error_count: Count = None
+    estimated_cost_nanos: Count = None  # exact, beside the rounded estimated_cost_usd
+    cached_prompt_tokens: Count = None
+    cache_creation_tokens: Count = None
+    reasoning_tokens: Count = None
+    reported_cost_usd: Number = None
 
 
 ANSWER_TYPES += [UsageEventOut, UsageAggregateOut]  # the items of UsageOut.data
@@ -213,6 +218,10 @@ class SummaryOut(Positioned):
     success_rate: Number
     policy_violations: int
     event_types: dict[str, int]
+    estimated_cost_nanos: int = 0  # the exact cost in nano-dollars beside the rounded one
+    cached_prompt_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class Measures(msgspec.Struct):

@@ -33,6 +33,13 @@ class BudgetOut(msgspec.Struct):
 
 class BudgetWrittenOut(BudgetOut):
     position: int
+    webhook_secret: str | None = None  # answered once, when a webhook_url is first set
+
+
+class WebhookSecretOut(msgspec.Struct):
+    budget_id: str
+    webhook_secret: str
+    position: int
 
 
 class BudgetListOut(Positioned):

@@ -19,7 +19,7 @@ from flask_smorest import Blueprint
 
 from api import budget_webhooks as webhooks
 from api.answers import answers, component
-from api.answers_admin import BudgetAlertsOut, BudgetListOut, BudgetStatusOut, BudgetWrittenOut, CheckOut
+from api.answers_admin import BudgetAlertsOut, BudgetListOut, BudgetStatusOut, BudgetWrittenOut, CheckOut, WebhookSecretOut
 from api.auth import Principal, authenticate, require_permission
 from api.budget_schemas import TERM_FIELDS, BudgetChanges, BudgetIn, ListArgs, PageArgs, CheckIn, decode_check
 from api.consistency import appended, reflect, wanted_position
@@ -181,6 +181,7 @@ def delete_budget(budget_id):
 
 
 @blp.route("/budgets/<budget_id>/webhook-secret/rotate", methods=["POST"])
+@answers(WebhookSecretOut)
 def rotate_webhook_secret(budget_id):
     """Replace the budget's webhook signing secret; the new one is answered this once."""
     principal = _caller()

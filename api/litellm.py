@@ -23,6 +23,7 @@ import msgspec
 from flask import request
 from flask_smorest import Blueprint
 
+from api.answers import IngestOut, component
 from api.auth import authenticate
 from api.consistency import appended
 from api.services import services
@@ -48,10 +49,10 @@ _decode_any = msgspec.json.Decoder()
         "required": True,
         "content": {
             "application/json": {"schema": {"type": "array", "maxItems": MAX_BATCH_EVENTS, "items": {"type": "object"}}},
-            "application/x-ndjson": {"schema": {"type": "string"}},
         },
+        "description": "A JSON array of StandardLoggingPayload objects (also accepted: one object, or NDJSON)",
     },
-    responses={"202": {"description": "Accepted", "content": {"application/json": {"schema": {}}}}},
+    responses={"202": {"description": "Accepted", "content": {"application/json": {"schema": component(IngestOut)}}}},
 )
 def post_litellm():
     """Append LiteLLM StandardLoggingPayloads as usage events, all or nothing (client or API key with write:logs)."""

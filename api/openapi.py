@@ -46,8 +46,8 @@ CALLERS: dict[str, tuple[str, ...]] = {
     "GET /api/v1/admin/credit-rates": ("admin",),
     "POST /api/v1/admin/entities": ("admin",),
     "POST /api/v1/admin/licenses/sync": ("admin",),
-    "GET /api/v1/ledger": ("admin",),
-    "GET /api/v1/ledger/checkpoints": ("admin",),
+    "GET /api/v1/ledger": ("admin", "key"),  # a read:ledger key sees its own tenant's events
+    "GET /api/v1/ledger/checkpoints": ("admin", "key"),
     "GET /api/v1/auth/me": ("user",),
     "POST /api/v1/auth/logout": ("user",),
     "POST /api/v1/admin/users": ("admin",),
@@ -90,6 +90,14 @@ CALLERS: dict[str, tuple[str, ...]] = {
     "GET /api/v1/budgets/{budget_id}/alerts": ("client", "user"),
     "GET /api/v1/usage/breakdown": ("client", "admin", "user"),
     "GET /api/v1/usage/records": ("client", "admin", "user"),
+    "GET /api/v1/admin/health": ("admin",),
+    "POST /api/v1/auth/password": ("user",),
+    "POST /api/v1/admin/users/{email}/disable": ("admin",),
+    "POST /api/v1/admin/users/{email}/enable": ("admin",),
+    "PUT /api/v1/admin/users/{email}/password": ("admin",),
+    "POST /api/v1/budgets/{budget_id}/webhook-secret/rotate": ("client",),
+    "POST /v1/traces": ("client", "key"),
+    "POST /api/v1/integrations/litellm": ("client", "key"),
 }
 PUBLIC = {
     "GET /api/v1/deployment/config", "GET /healthz", "GET /readyz", "GET /metrics",

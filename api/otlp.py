@@ -75,12 +75,22 @@ _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 @blp.route("/v1/traces", methods=["POST"])
 @blp.doc(
-    requestBody={"required": True, "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {"type": "object"}}}},
+    requestBody={
+        "required": True,
+        "description": "ExportTraceServiceRequest as OTLP/JSON, or as protobuf (application/x-protobuf); gzip allowed",
+        "content": {JSON: {"schema": {"type": "object"}}},
+    },
     responses={
-        "200": {"description": "ExportTraceServiceResponse", "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {}}}},
+        "200": {
+            "description": "ExportTraceServiceResponse",
+            "content": {PROTOBUF: {"schema": {"type": "string", "format": "binary"}}, JSON: {"schema": {"type": "object"}}},
+        },
         "default": {
             "description": "google.rpc.Status in the request's encoding (the JSON one also carries our error object)",
-            "content": {PROTOBUF: {"schema": {}}, JSON: {"schema": {"type": "object"}}},
+            "content": {
+                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                JSON: {"schema": {"$ref": "#/components/schemas/ErrorOut"}},
+            },
         },
     },
 )

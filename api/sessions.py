@@ -77,7 +77,7 @@ def _with_cookie(session):
 @blp.route("/password", methods=["POST"])
 @blp.arguments(PasswordChangeIn)
 @blp.response(200, SessionOut)
-@blp.alt_response(401, description="The current password is not right")
+@blp.alt_response(401, schema="ErrorOut", description="The current password is not right")
 def change_password(body):
     """Change your own password: every session of yours ends, and this answer starts a new
     one (a new cookie)."""

@@ -92,7 +92,7 @@ def change_permissions(body, email):
 
 @blp.route("/users/<email>/disable", methods=["POST"])
 @blp.response(200, UserStateOut)
-@blp.alt_response(409, description="USER_ALREADY_DISABLED")
+@blp.alt_response(409, schema="ErrorOut", description="USER_ALREADY_DISABLED")
 def disable_user(email):
     """Disable a user: every session ends at once and every key the user created answers
     401 KEY_CREATOR_DISABLED until the user is enabled again."""
@@ -102,7 +102,7 @@ def disable_user(email):
 
 @blp.route("/users/<email>/enable", methods=["POST"])
 @blp.response(200, UserStateOut)
-@blp.alt_response(409, description="USER_NOT_DISABLED")
+@blp.alt_response(409, schema="ErrorOut", description="USER_NOT_DISABLED")
 def enable_user(email):
     """Enable a disabled user again (old sessions stay ended; the user logs in again)."""
     require_admin_key()
