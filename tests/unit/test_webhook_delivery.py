@@ -48,8 +48,18 @@ class Server:
         try:
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
-            request = conn.recv(65536)
-            self.seen.append(request.split(b"\r\n"))
+            request = b""
+            while b"\r\n\r\n" not in request:  # the whole request, so closing never resets it
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length and (chunk := conn.recv(65536)):
+                body += chunk
+            self.seen.append(head.split(b"\r\n"))
             self.handle(conn)
         except (OSError, ssl.SSLError):
             pass
