@@ -17,7 +17,7 @@ from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevok
 from ledger.policies.events import PolicyCreated, PolicyUpdated, PolicyDeleted
 from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.pricing.events import ModelPriceSet, CreditRateSet
-from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed
+from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetHoldPlaced, BudgetHoldCommitted, BudgetHoldReleased, BudgetHoldExpired, BudgetPeriodHolds
 from ledger.audit.events import AccessAttempted
 
 ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
@@ -57,6 +57,11 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     CreditRateSet,
     LicenseSynced,
     LicenseSyncFailed,
+    BudgetHoldPlaced,
+    BudgetHoldCommitted,
+    BudgetHoldReleased,
+    BudgetHoldExpired,
+    BudgetPeriodHolds,
 )
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
 

@@ -45,6 +45,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     success: bool = True
     metadata: dict[str, Any] | None = None
     body_sha256: str = ""
+    hold_id: str | None = None  # the budget hold this usage commits
 
 
 class UsageRecorded(LedgerEvent, frozen=True):

@@ -72,6 +72,7 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     policy_violations: Count | None | msgspec.UnsetType = msgspec.UNSET
     success: bool | None | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    hold_id: Id | None | msgspec.UnsetType = msgspec.UNSET
 
 
 SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
@@ -311,6 +312,7 @@ def normalize(
         success=success_of(given(item.success), status),
         metadata=metadata,
         body_sha256=fingerprint(item),
+        hold_id=given(item.hold_id),
     )
     return usage, []
 
