@@ -11,7 +11,7 @@ from marshmallow import INCLUDE, Schema, fields
 
 from api import admin, auditors, consistency, ingest, ops, usage
 from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
-from api import budgets, pricing, usage_analytics
+from api import budget_holds, budgets, pricing, usage_analytics
 from api import axon, credit_admin, credits
 from api import dashboard
 from api.errors import handle_http_exception, register_error_handlers
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         api.register_blueprint(blueprint)
     auth.register(app)
-    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, usage_analytics.blp):
+    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, budget_holds.blp, usage_analytics.blp):
         api.register_blueprint(blueprint)
     document_success_answers(api)
     app.register_blueprint(dashboard.blp)  # the admin web page at / (reads the JSON API above)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Protocol, Sequence
 from uuid import UUID, uuid4
 
 from ledger.budgets.events import (
@@ -33,7 +33,7 @@ from ledger.budgets.events import (
     HeldAmount,
     PeriodHold,
 )
-from ledger.budgets.holds import PeriodState, counts, expiry, fingerprint
+from ledger.budgets.holds import PeriodState, actual_of, counts, expiry, fingerprint
 from ledger.budgets.rules import BudgetUse, Decision, Estimate, as_utc, decide
 from ledger.errors import Conflict, NotFound, Unavailable
 from ledger.store import NewEvent, StreamConflict, stream_id
@@ -71,11 +71,22 @@ class HoldTarget:
 
 @dataclass(frozen=True)
 class Fresh:
-    """What the read model says at one position: the budgets, and the hold ids whose spend
-    it includes (read first)."""
+    """The budgets a request falls under with their recorded spend, read in one statement
+    from the read model at `position`."""
 
     targets: Sequence[HoldTarget]
-    counted: Collection[str]
+    position: int
+
+
+class SpendSource(Protocol):
+    """What the budget_status read model tells a reserve."""
+
+    def targets(self) -> Fresh: ...
+
+    def committed(self, hold_ids: Collection[str]) -> dict[str, int]:
+        """Of these holds, the committed ones the read model knows, with the position of
+        their commit."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,7 @@ class BudgetHolds:
         return PeriodState() if last is None else PeriodState.of(last.event, last.version)  # type: ignore[arg-type]
 
     # reserve ---------------------------------------------------------------------------
-    def reserve(self, actor: "Actor", request: ReserveRequest, load: Callable[[], Fresh]) -> Reserved:
+    def reserve(self, actor: "Actor", request: ReserveRequest, source: SpendSource) -> Reserved:
         """Place a hold on every budget the request falls under, or refuse (no hold)."""
         hold_id = request.hold_id or str(uuid4())
         digest = request.digest()
@@ -148,13 +159,16 @@ class BudgetHolds:
                 if existing.placed.fingerprint != digest:
                     raise Conflict("HOLD_ID_CONFLICT", f"Hold {hold_id} was placed with a different request")
                 return Reserved(Decision(allowed=True, action=None), placed=existing.placed)
-            fresh = load()
+            fresh = source.targets()
             now = self.journal.now
             states = [
                 (t, self._state(period_stream(actor.tenant_id, t.use.budget_id, t.incarnation, t.period, t.period_start)))
                 for t in fresh.targets
             ]
-            uses = tuple(replace(t.use, held=s.held(now) + s.pending(fresh.counted)) for t, s in states)
+            # commits the read model counted at `position` are in the recorded spend already
+            committed = {h.hold_id for _, s in states for h in s.committed}
+            counted = {i for i, at in source.committed(committed).items() if at <= fresh.position} if committed else set()
+            uses = tuple(replace(t.use, held=s.held(now) + s.pending(counted)) for t, s in states)
             decision = decide(uses, estimate)
             if not decision.allowed:
                 return Reserved(decision, uses)
@@ -173,7 +187,7 @@ class BudgetHolds:
             )
             events = [NewEvent(stream, 1, placed)]
             for held, (_, state) in zip(holds, states):
-                after = state.pruned(now, fresh.counted).placed(PeriodHold(hold_id=hold_id, amount=held.amount, expires_at=expires_at))
+                after = state.pruned(now, counted).placed(PeriodHold(hold_id=hold_id, amount=held.amount, expires_at=expires_at))
                 events.append(self._period_event(placed, held, after, state.version, "placed"))
             try:
                 positions = self.journal.append(events)
@@ -271,8 +285,3 @@ class BudgetHolds:
             ),
         )
 
-
-def actual_of(committed: BudgetHoldCommitted, held: HeldAmount) -> Decimal:
-    """The commit's actual amount in a held budget's unit (0 when the commit names none)."""
-    value = committed.actual_cost_usd if held.unit == "usd" else committed.actual_credits
-    return value if value is not None else Decimal(0)

@@ -17,11 +17,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Collection, Iterable
+from typing import Collection
 
 import msgspec
 
-from ledger.budgets.events import BudgetPeriodHolds, PeriodHold
+from ledger.budgets.events import BudgetHoldCommitted, BudgetPeriodHolds, HeldAmount, PeriodHold
 from ledger.budgets.rules import as_utc
 
 MIN_TTL_SECONDS = 1
@@ -107,3 +107,9 @@ def available(limit: Decimal | int, used: Decimal | int, held: Decimal | int) ->
     """limit − used − held, never below zero."""
     return max(limit - used - held, 0)
 
+
+
+def actual_of(committed: BudgetHoldCommitted, held: HeldAmount) -> Decimal:
+    """A commit's actual amount in a held budget's unit (0 when the commit names none)."""
+    value = committed.actual_cost_usd if held.unit == "usd" else committed.actual_credits
+    return value if value is not None else Decimal(0)
