@@ -144,6 +144,18 @@ class HeldOut(Schema):
     budget_id = fields.String(required=True)
     held_usd = fields.Float(metadata={"description": "for a budget in usd"})
     held_credits = fields.Float(metadata={"description": "for a budget in credits"})
+    actual = fields.Float(metadata={"description": "a committed hold's actual amount in the budget's unit"})
+
+
+class ReservedOut(Schema):
+    """A granted reserve: the check's answer plus the hold."""
+
+    allowed = fields.Boolean(required=True)
+    action = fields.String(metadata={"description": "warn or downgrade, when an exceeded budget says so"})
+    hold_id = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    holds = fields.List(fields.Nested(HeldOut), required=True)
+    position = fields.Integer()
 
 
 class HoldOut(Schema):

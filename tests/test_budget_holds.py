@@ -236,3 +236,18 @@ def test_a_disabled_client_is_refused_by_the_check_at_once(h, agent, budget):
     assert h.admin("DELETE", f"/api/v1/admin/clients/{client_id}").status_code == 204
     assert h.http.post("/api/v1/budgets/check", json={}, headers=agent).status_code == 401
     assert reserve(h, agent).status_code == 401
+
+
+def test_the_hold_endpoints_are_in_the_openapi_document(h):
+    spec = h.http.get("/openapi.json").json
+    paths = spec["paths"]
+    for path in ("/api/v1/budgets/holds/{hold_id}", "/api/v1/budgets/holds/{hold_id}/commit", "/api/v1/budgets/holds/{hold_id}/release"):
+        operation = next(iter(paths[path].values()))
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/HoldOut"), (path, schema)
+    reserved = paths["/api/v1/budgets/check"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert reserved["$ref"].endswith("/ReservedOut")
+    hold = spec["components"]["schemas"]["HoldOut"]["properties"]
+    assert {"state", "expires_at", "holds", "actual_cost_usd"} <= set(hold)
+    check_body = paths["/api/v1/budgets/check"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"reserve", "ttl_seconds", "hold_id", "estimated_credits"} <= set(check_body["properties"])
