@@ -2,7 +2,12 @@
 a hold. Basic client auth; holds belong to the caller's tenant (another tenant's hold id is
 not found). A reserve is decided on fresh state: the budgets and recorded spend in one
 statement of the budget_status read model, the holds from the ledger itself (see
-`ledger.budgets.hold_commands`); it never answers from the check's per-process snapshot."""
+`ledger.budgets.hold_commands`); it never answers from the check's per-process snapshot.
+
+Hold writes raise no read-your-writes marks: they are as frequent as usage and nothing the
+caller reads next depends on a read model having seen them (a hold is read from the ledger,
+a reserve decides on the ledger's holds). A caller that wants a budget's status to show a
+hold passes the answer's `position` as `min_position`."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -13,7 +18,9 @@ from flask_smorest import Blueprint
 
 from api.auth import Principal, authenticate
 from api.budget_schemas import CheckIn, CommitIn, HoldOut
-from api.consistency import appended
+from flask import g
+
+from api.consistency import consult
 from api.services import services
 from ledger.budgets.hold_commands import Fresh, HoldTarget, ReserveRequest
 from ledger.budgets.holds import DEFAULT_TTL_SECONDS
@@ -75,7 +82,10 @@ def _whole_nanos(value: Decimal | None) -> Decimal | None:
 
 
 def reserve(principal: Principal, body: CheckIn, org_id: str):
-    """The check with `"reserve": true`: 201 with the hold, or 200 with the refusal."""
+    """The check with `"reserve": true`: 201 with the hold, or 200 with the refusal. Like
+    every read it first waits (bounded) for the budgets the caller must see (min_position,
+    its own and its tenant's configuration writes)."""
+    consult("budget_status")
     request = ReserveRequest(
         org_id=org_id,
         estimated_cost_usd=_whole_nanos(body.estimated_cost_usd),
@@ -95,7 +105,7 @@ def reserve(principal: Principal, body: CheckIn, org_id: str):
     if not reserved.position:  # the same hold id and body again: the hold as it was placed
         answer = {"allowed": True, **{k: v for k, v in (("action", placed.action), ("downgrade_model", placed.downgrade_model)) if v}}
         return {**answer, **placed_json(placed)}, 201
-    appended(reserved.position)
+    g.ledger_position = reserved.position
     return {**decision_json(reserved.decision), **placed_json(placed), "position": reserved.position}, 201
 
 
@@ -140,7 +150,7 @@ def commit_hold(body, hold_id):
 def _settled(answer: dict, position: int) -> dict:
     if not position:
         return answer
-    appended(position)
+    g.ledger_position = position
     return {**answer, "position": position}
 
 
