@@ -10,9 +10,10 @@ Streams:
   hold's version 1 in one transaction; when another writer got there first the append
   conflicts and the reserve decides again on fresh state.
 
-Recorded spend comes from the budget_status read model (the caller's `load`), together with
-the hold ids whose spend it already includes, read before the spend itself, so a commit is
-never counted neither as spend nor as a hold (at worst twice, for an instant).
+Recorded spend comes from the budget_status read model (a `SpendSource`) at a known
+position P; a committed hold listed in a period stream counts at its actual amount unless the
+read model counted its commit at or before P, so a commit is never counted neither as spend
+nor as a hold (docs/architecture.md, "How it works: budget holds").
 """
 from __future__ import annotations
 
