@@ -57,6 +57,12 @@ SUMMARY_BEFORE = {
 }
 
 
+# event types added after the release that wrote the fixture
+ADDED_SINCE_THE_FIXTURE = {
+    "BudgetHoldPlaced", "BudgetHoldCommitted", "BudgetHoldReleased", "BudgetHoldExpired", "BudgetPeriodHolds",
+}
+
+
 def old_ledger():
     """(events as stored: position, stream id, version, topic, state bytes; checkpoints)."""
     with EXPORT.open("rb") as handle:
@@ -79,7 +85,8 @@ def test_every_stored_topic_still_decodes_to_its_class():
     for _position, _stream, _version, topic, state in events:
         assert type(decode_event(state)).__name__ == topic
         topics.add(topic)
-    assert topics == {cls.__name__ for cls in ALL_EVENTS}  # every event type of the release is in the fixture
+    # every event type of the release is in the fixture; later ones are listed as such
+    assert topics == {cls.__name__ for cls in ALL_EVENTS} - ADDED_SINCE_THE_FIXTURE
 
 
 def test_the_previous_release_ledger_replays_verifies_and_reports_the_same_figures(h):
