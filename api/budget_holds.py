@@ -35,9 +35,9 @@ from projections.usage import from_nanos, to_nanos
 blp = Blueprint("budget_holds", __name__, url_prefix="/api/v1", description="Budget holds (reserve, commit, release)")
 
 
-def budget_use(row: dict, held: bool = True) -> BudgetUse:
-    """A row of `org_budgets_with_spend` as the rules take it (amounts in the budget's unit);
-    with its outstanding holds from the read model unless `held` is False."""
+def budget_use(row: dict) -> BudgetUse:
+    """A row of `org_budgets_with_spend` as the rules take it (amounts in the budget's unit),
+    with its outstanding holds as the read model knows them."""
     return BudgetUse(
         budget_id=row["budget_id"],
         name=row["name"],
@@ -46,7 +46,7 @@ def budget_use(row: dict, held: bool = True) -> BudgetUse:
         limit=from_nanos(row["limit_nanos"]),
         used=from_nanos(row["used_nanos"]),
         downgrade_model=row["downgrade_model"],
-        held=from_nanos(row["held_nanos"]) if held else 0,
+        held=from_nanos(row["held_nanos"]),
     )
 
 
@@ -66,7 +66,7 @@ class ReadModelSpend:
         with svc.engine.connect() as conn:
             rows, position = q.org_budgets_with_spend(conn, self.tenant_id, self.org_id, now)
         targets = [
-            HoldTarget(budget_use(r, held=False), r["period"], period_bounds(r["period"], now)[0], incarnation(r["created_at"]))
+            HoldTarget(budget_use(r), r["period"], period_bounds(r["period"], now)[0], incarnation(r["created_at"]))
             for r in rows
             if (r["scope"], r["scope_id"]) in self.pairs
         ]

@@ -93,6 +93,7 @@ class HeldAmount(msgspec.Struct, frozen=True, kw_only=True):
     period: str
     period_start: datetime
     incarnation: str = ""  # the budget's created_at: a budget deleted and created again starts afresh
+    guarded: bool = True  # a block budget: counted in its period stream (warn and downgrade ones are not)
 
 
 class BudgetHoldPlaced(LedgerEvent, frozen=True):

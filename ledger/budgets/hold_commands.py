@@ -143,9 +143,10 @@ class BudgetHolds:
             raise NotFound("HOLD_NOT_FOUND", f"Hold {hold_id} not found")
         return found
 
-    def _state(self, stream: UUID) -> PeriodState:
-        last = self.journal.last_in_stream(stream)
-        return PeriodState() if last is None else PeriodState.of(last.event, last.version)  # type: ignore[arg-type]
+    def _states(self, streams: Sequence[UUID]) -> list[PeriodState]:
+        """The current state of each period stream (one read for all of them)."""
+        last = self.journal.last_events(streams)
+        return [PeriodState.of(last[s].event, last[s].version) if s in last else PeriodState() for s in streams]  # type: ignore[arg-type]
 
     # reserve ---------------------------------------------------------------------------
     def reserve(self, actor: "Actor", request: ReserveRequest, source: SpendSource) -> Reserved:
@@ -162,22 +163,25 @@ class BudgetHolds:
                 return Reserved(Decision(allowed=True, action=None), placed=existing.placed)
             fresh = source.targets()
             now = self.journal.now
-            states = [
-                (t, self._state(period_stream(actor.tenant_id, t.use.budget_id, t.incarnation, t.period, t.period_start)))
-                for t in fresh.targets
-            ]
+            # only block budgets refuse: they are decided on their period streams; warn and
+            # downgrade budgets are held too, and answer from the read model's holds
+            guarded = [t for t in fresh.targets if t.use.on_exceed == "block"]
+            streams = [period_stream(actor.tenant_id, t.use.budget_id, t.incarnation, t.period, t.period_start) for t in guarded]
+            states = list(zip(guarded, self._states(streams)))
             # commits the read model counted at `position` are in the recorded spend already
             committed = {h.hold_id for _, s in states for h in s.committed}
             counted = {i for i, at in source.committed(committed).items() if at <= fresh.position} if committed else set()
-            uses = tuple(replace(t.use, held=s.held(now) + s.pending(counted)) for t, s in states)
+            held = {t.use.budget_id: s.held(now) + s.pending(counted) for t, s in states}
+            uses = tuple(replace(t.use, held=held[t.use.budget_id]) if t.use.budget_id in held else t.use for t in fresh.targets)
             decision = decide(uses, estimate)
             if not decision.allowed:
                 return Reserved(decision, uses)
             expires_at = expiry(now, request.ttl_seconds)
             holds = tuple(
                 HeldAmount(budget_id=t.use.budget_id, unit=t.use.unit, amount=Decimal(estimate.of(t.use.unit)),
-                           period=t.period, period_start=as_utc(t.period_start), incarnation=t.incarnation)
-                for t, _ in states
+                           period=t.period, period_start=as_utc(t.period_start), incarnation=t.incarnation,
+                           guarded=t.use.budget_id in held)
+                for t in fresh.targets
             )
             placed = BudgetHoldPlaced(
                 tenant_id=actor.tenant_id, org_id=request.org_id, recorded_at=now, actor=actor.name, hold_id=hold_id,
@@ -187,9 +191,9 @@ class BudgetHolds:
                 **{k: getattr(request, k) for k in SCOPE_FIELDS},
             )
             events = [NewEvent(stream, 1, placed)]
-            for held, (_, state) in zip(holds, states):
-                after = state.pruned(now, counted).placed(PeriodHold(hold_id=hold_id, amount=held.amount, expires_at=expires_at))
-                events.append(self._period_event(placed, held, after, state.version, "placed"))
+            for amount, (_, state) in zip([h for h in holds if h.guarded], states):
+                after = state.pruned(now, counted).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
+                events.append(self._period_event(placed, amount, after, state.version, "placed"))
             try:
                 positions = self.journal.append(events)
             except StreamConflict:
@@ -253,8 +257,9 @@ class BudgetHolds:
         """Version 2 of the hold and the next version of each of its period streams."""
         events = [NewEvent(hold_stream(placed.tenant_id, placed.hold_id), 2, settlement)]
         change = {BudgetHoldCommitted: "committed", BudgetHoldReleased: "released", BudgetHoldExpired: "expired"}[type(settlement)]
-        for held in placed.holds:
-            state = self._state(held_stream(placed.tenant_id, held))
+        guarded = [held for held in placed.holds if held.guarded]
+        states = self._states([held_stream(placed.tenant_id, held) for held in guarded])
+        for held, state in zip(guarded, states):
             actual = actual_of(settlement, held) if change == "committed" else None
             after = state.pruned(now, ()).settled(placed.hold_id, actual)
             events.append(self._period_event(settlement, held, after, state.version, change))
