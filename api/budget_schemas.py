@@ -147,6 +147,25 @@ class HeldOut(Schema):
     actual = fields.Float(metadata={"description": "a committed hold's actual amount in the budget's unit"})
 
 
+class CheckOut(Schema):
+    """The check's answer: `{"allowed": true}`, or the deciding budget's fields and warnings."""
+
+    allowed = fields.Boolean(required=True)
+    action = fields.String(metadata={"description": "block, downgrade or warn"})
+    budget_id = fields.String()
+    budget_name = fields.String()
+    used_usd = fields.Float()
+    held_usd = fields.Float()
+    limit_usd = fields.Float()
+    used_credits = fields.Float()
+    held_credits = fields.Float()
+    limit_credits = fields.Float()
+    percentage = fields.Float(metadata={"description": "of used + held"})
+    message = fields.String()
+    downgrade_model = fields.String()
+    warnings = fields.List(fields.Dict())
+
+
 class ReservedOut(Schema):
     """A granted reserve: the check's answer plus the hold."""
 

@@ -19,7 +19,7 @@ from flask_smorest import Blueprint
 
 from api.auth import Principal, authenticate, require_permission
 from api.budget_schemas import (
-    TERM_FIELDS, BudgetChanges, BudgetIn, ListArgs, PageArgs, ReservedOut, check_schema_doc, decode_check,
+    TERM_FIELDS, BudgetChanges, BudgetIn, CheckOut, ListArgs, PageArgs, ReservedOut, check_schema_doc, decode_check,
 )
 from api.consistency import appended, reflect, wanted_position
 from api.budget_holds import budget_use, reserve
@@ -272,6 +272,7 @@ class CheckCache:
 
 @blp.route("/budgets/check", methods=["POST"])
 @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": check_schema_doc()}}})
+@blp.alt_response(200, schema=CheckOut, description="the answer; a refused reserve places no hold")
 @blp.alt_response(201, schema=ReservedOut, description="reserve: the hold was placed")
 def check_budgets():
     """Pre-flight: may this request spend? Every enabled budget that matches is considered,
