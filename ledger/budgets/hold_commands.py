@@ -161,6 +161,8 @@ class BudgetHolds:
                 if existing.placed.fingerprint != digest:
                     raise Conflict("HOLD_ID_CONFLICT", f"Hold {hold_id} was placed with a different request")
                 return Reserved(Decision(allowed=True, action=None), placed=existing.placed)
+            # fresh every attempt: another reserve may have pruned commits that its newer
+            # read of spend included, so an older spend read would miss them
             fresh = source.targets()
             now = self.journal.now
             # only block budgets refuse: they are decided on their period streams; warn and
