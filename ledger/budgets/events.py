@@ -175,3 +175,6 @@ class BudgetPeriodHolds(LedgerEvent, frozen=True):
     change: str  # placed | committed | released | expired
     outstanding: tuple[PeriodHold, ...] = ()
     committed: tuple[PeriodHold, ...] = ()
+    # the budget_status position whose spend includes every commit dropped from `committed`:
+    # a reserve that read spend at an older position must read it again
+    spend_position: int = 0

@@ -170,6 +170,8 @@ class BudgetHolds:
             guarded = [t for t in fresh.targets if t.use.on_exceed == "block"]
             streams = [period_stream(actor.tenant_id, t.use.budget_id, t.incarnation, t.period, t.period_start) for t in guarded]
             states = list(zip(guarded, self._states(streams)))
+            if any(s.spend_position > fresh.position for _, s in states):
+                continue  # another reserve dropped commits that our spend does not include yet: read again
             # commits the read model counted at `position` are in the recorded spend already
             committed = {h.hold_id for _, s in states for h in s.committed}
             counted = {i for i, at in source.committed(committed).items() if at <= fresh.position} if committed else set()
@@ -194,7 +196,7 @@ class BudgetHolds:
             )
             events = [NewEvent(stream, 1, placed)]
             for amount, (_, state) in zip([h for h in holds if h.guarded], states):
-                after = state.pruned(now, counted).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
+                after = state.pruned(now, counted, fresh.position).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
                 events.append(self._period_event(placed, amount, after, state.version, "placed"))
             try:
                 positions = self.journal.append(events)
@@ -290,6 +292,7 @@ class BudgetHolds:
                 tenant_id=event.tenant_id, org_id=event.org_id, recorded_at=event.recorded_at, actor=event.actor,
                 budget_id=held.budget_id, period=held.period, period_start=held.period_start, hold_id=event.hold_id,
                 change=change, outstanding=state.outstanding, committed=state.committed,
+                spend_position=state.spend_position,
             ),
         )
 

@@ -60,12 +60,13 @@ class PeriodState:
     version: int = 0
     outstanding: tuple[PeriodHold, ...] = ()
     committed: tuple[PeriodHold, ...] = ()
+    spend_position: int = 0  # spend read at an older position misses commits dropped here
 
     @classmethod
     def of(cls, last: BudgetPeriodHolds | None, version: int) -> "PeriodState":
         if last is None:
             return cls()
-        return cls(version, last.outstanding, last.committed)
+        return cls(version, last.outstanding, last.committed, last.spend_position)
 
     def held(self, now: datetime) -> Decimal:
         """The outstanding holds that still count at `now`."""
@@ -75,16 +76,18 @@ class PeriodState:
         """Committed holds whose spend the read model does not include yet."""
         return sum((h.amount for h in self.committed if h.hold_id not in counted), Decimal(0))
 
-    def pruned(self, now: datetime, counted: Collection[str]) -> "PeriodState":
-        """Without expired holds and without commits the recorded spend includes."""
+    def pruned(self, now: datetime, counted: Collection[str], spend_position: int = 0) -> "PeriodState":
+        """Without expired holds and without commits the recorded spend at `spend_position`
+        includes (`counted`)."""
         return PeriodState(
             self.version,
             tuple(h for h in self.outstanding if counts(h.expires_at, now)),
             tuple(h for h in self.committed if h.hold_id not in counted),
+            max(self.spend_position, spend_position) if counted else self.spend_position,
         )
 
     def placed(self, hold: PeriodHold) -> "PeriodState":
-        return PeriodState(self.version, (*self.outstanding, hold), self.committed)
+        return PeriodState(self.version, (*self.outstanding, hold), self.committed, self.spend_position)
 
     def settled(self, hold_id: str, actual: Decimal | None) -> "PeriodState":
         """The hold leaves the outstanding list; with an actual amount it is committed."""
@@ -92,7 +95,7 @@ class PeriodState:
         committed = self.committed
         if actual is not None:
             committed = (*tuple(h for h in committed if h.hold_id != hold_id), PeriodHold(hold_id=hold_id, amount=actual))
-        return PeriodState(self.version, outstanding, committed)
+        return PeriodState(self.version, outstanding, committed, self.spend_position)
 
 
 def hold_state(terminal: str | None, expires_at: datetime, now: datetime) -> str:

@@ -106,3 +106,11 @@ def test_the_check_decides_on_used_plus_held():
     refused = decide([budget], Estimate(usd=D("1.01")))
     assert not refused.allowed and refused.deciding.budget.percentage == D(98)
     assert not decide([BudgetUse(budget_id="b", name="B", unit="usd", on_exceed="block", limit=D(50), used=D(0), held=D(50))]).allowed
+
+
+def test_dropping_counted_commits_remembers_the_spend_position_they_are_in():
+    state = PeriodState(2, committed=(hold("a", "0.4", None),), spend_position=7)
+    assert state.pruned(NOW, {"a"}, 12).spend_position == 12
+    assert state.pruned(NOW, set(), 12).spend_position == 7  # nothing dropped: nothing to remember
+    assert state.pruned(NOW, {"a"}, 3).spend_position == 7
+    assert state.placed(hold("b", "1")).settled("b", D(1)).spend_position == 7
