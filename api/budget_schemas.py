@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
+from ledger.budgets.holds import MAX_TTL_SECONDS, MIN_TTL_SECONDS, STATES
 from ledger.budgets.rules import ON_EXCEED, PERIODS, SCOPES, UNITS
 from ledger.errors import Invalid
 
@@ -92,7 +93,7 @@ class CheckIn(msgspec.Struct, frozen=True):
     estimated_cost_usd: Decimal | None = None  # 0 ≤ x ≤ 1,000,000, checked in decode_check
     estimated_credits: Decimal | None = None  # for credit budgets; the same bounds
     reserve: bool = False  # place a hold when allowed (needs an estimate)
-    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] | None = None  # of the hold; default 300
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)] | None = None  # default 300
     hold_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None  # idempotency
 
 
@@ -179,7 +180,7 @@ class ReservedOut(Schema):
 
 class HoldOut(Schema):
     hold_id = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(("held", "committed", "released", "expired")))
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
     org_id = fields.String(required=True)
     placed_at = fields.String(required=True)
     expires_at = fields.String(required=True)

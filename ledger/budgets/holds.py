@@ -27,7 +27,7 @@ from ledger.budgets.rules import as_utc
 MIN_TTL_SECONDS = 1
 MAX_TTL_SECONDS = 3600
 DEFAULT_TTL_SECONDS = 300
-STATES = ("held", "committed", "released", "expired")
+STATES = ("held", "committed", "released", "expired")  # what GET /budgets/holds/{id} answers
 
 
 def counts(expires_at: datetime | None, now: datetime) -> bool:
@@ -37,15 +37,6 @@ def counts(expires_at: datetime | None, now: datetime) -> bool:
 
 def expiry(now: datetime, ttl_seconds: int) -> datetime:
     return as_utc(now) + timedelta(seconds=ttl_seconds)
-
-
-def ttl_error(ttl_seconds: int | None) -> str | None:
-    """Why a ttl is refused, or None."""
-    if ttl_seconds is None:
-        return None
-    if isinstance(ttl_seconds, bool) or not MIN_TTL_SECONDS <= ttl_seconds <= MAX_TTL_SECONDS:
-        return f"ttl_seconds must be between {MIN_TTL_SECONDS} and {MAX_TTL_SECONDS}"
-    return None
 
 
 def fingerprint(request: dict) -> str:
