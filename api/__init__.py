@@ -10,7 +10,7 @@ from marshmallow import INCLUDE, Schema, fields
 
 from api import admin, auditors, consistency, ingest, ops, usage
 from api import audit_log, auth, corrections, docs_access, keys, licenses, nodes, policies, sessions, users
-from api import budgets, pricing, usage_analytics
+from api import budget_holds, budgets, pricing, usage_analytics
 from api import axon, credit_admin, credits
 from api import dashboard, metrics
 from api import litellm, otlp
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         api.register_blueprint(blueprint)
     auth.register(app)
-    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, usage_analytics.blp, otlp.blp, litellm.blp):
+    for blueprint in (pricing.blp, pricing.admin_blp, budgets.blp, budget_holds.blp, usage_analytics.blp, otlp.blp, litellm.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard.blp)  # the admin web page at / (reads the JSON API above)
     register_error_handlers(app)

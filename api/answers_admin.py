@@ -121,6 +121,8 @@ class CheckOut(msgspec.Struct):
     limit_usd: Number = None
     used_credits: Number = None
     limit_credits: Number = None
+    held_usd: Number = None  # outstanding holds beside recorded spend (percentage is of used + held)
+    held_credits: Number = None
 
 
 # provisioning ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
+from ledger.budgets.holds import MAX_TTL_SECONDS, MIN_TTL_SECONDS, STATES
 from ledger.budgets.rules import ON_EXCEED, PERIODS, SCOPES, UNITS
 from ledger.errors import Invalid
 
@@ -90,6 +91,10 @@ class CheckIn(msgspec.Struct, frozen=True):
     user_id: _CheckId | None = None
     app_id: _CheckId | None = None
     estimated_cost_usd: Decimal | None = None  # 0 ≤ x ≤ 1,000,000, checked in decode_check
+    estimated_credits: Decimal | None = None  # for credit budgets; the same bounds
+    reserve: bool = False  # place a hold when allowed (needs an estimate)
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)] | None = None  # default 300
+    hold_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None  # idempotency
 
 
 _check_decoder = msgspec.json.Decoder(CheckIn)
@@ -105,7 +110,62 @@ def decode_check(body: bytes) -> CheckIn:
         raise Invalid("VALIDATION_FAILED", str(error), field=match.group(1) if match else None) from None
     except msgspec.DecodeError as error:
         raise Invalid("MALFORMED_JSON", f"Request body is not a JSON object: {error}") from None
-    estimate = check.estimated_cost_usd
-    if estimate is not None and not (estimate.is_finite() and 0 <= estimate <= 10**6):
-        raise Invalid("VALIDATION_FAILED", "estimated_cost_usd must be between 0 and 1,000,000", field="estimated_cost_usd")
+    for field in ("estimated_cost_usd", "estimated_credits"):
+        estimate = getattr(check, field)
+        if estimate is not None and not (estimate.is_finite() and 0 <= estimate <= 10**6):
+            raise Invalid("VALIDATION_FAILED", f"{field} must be between 0 and 1,000,000", field=field)
+    if check.reserve and check.estimated_cost_usd is None and check.estimated_credits is None:
+        raise Invalid(
+            "VALIDATION_FAILED", "reserve needs an estimate: estimated_cost_usd or estimated_credits",
+            field="estimated_cost_usd",
+        )
+    if not check.reserve and (check.ttl_seconds is not None or check.hold_id is not None):
+        field = "ttl_seconds" if check.ttl_seconds is not None else "hold_id"
+        raise Invalid("VALIDATION_FAILED", f"{field} is only for a reserve (reserve: true)", field=field)
     return check
+
+
+class CommitIn(Schema):
+    """The actual cost of the call a hold was placed for."""
+
+    class Meta:
+        unknown = RAISE
+
+    actual_cost_usd = fields.Decimal(validate=validate.Range(min=0, max=10**6))
+    actual_credits = fields.Decimal(validate=validate.Range(min=0, max=10**6))
+    event_id = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,128}$"))
+
+
+class HeldOut(Schema):
+    budget_id = fields.String(required=True)
+    held_usd = fields.Float(metadata={"description": "for a budget in usd"})
+    held_credits = fields.Float(metadata={"description": "for a budget in credits"})
+    actual = fields.Float(metadata={"description": "a committed hold's actual amount in the budget's unit"})
+
+
+class ReservedOut(Schema):
+    """A granted reserve: the check's answer plus the hold."""
+
+    allowed = fields.Boolean(required=True)
+    action = fields.String(metadata={"description": "warn or downgrade, when an exceeded budget says so"})
+    hold_id = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    holds = fields.List(fields.Nested(HeldOut), required=True)
+    position = fields.Integer()
+
+
+class HoldOut(Schema):
+    hold_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
+    org_id = fields.String(required=True)
+    placed_at = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    settled_at = fields.String(allow_none=True)
+    estimated_cost_usd = fields.Float(allow_none=True)
+    estimated_credits = fields.Float(allow_none=True)
+    actual_cost_usd = fields.Float(allow_none=True)
+    actual_credits = fields.Float(allow_none=True)
+    event_id = fields.String(allow_none=True)
+    committed_via = fields.String(allow_none=True)
+    holds = fields.List(fields.Nested(HeldOut), required=True)
+    position = fields.Integer()

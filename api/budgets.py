@@ -21,13 +21,16 @@ from api import budget_webhooks as webhooks
 from api.answers import answers, component
 from api.answers_admin import BudgetAlertsOut, BudgetListOut, BudgetStatusOut, BudgetWrittenOut, CheckOut, WebhookSecretOut
 from api.auth import Principal, authenticate, require_permission
-from api.budget_schemas import TERM_FIELDS, BudgetChanges, BudgetIn, ListArgs, PageArgs, CheckIn, decode_check
+from api.budget_schemas import TERM_FIELDS, BudgetChanges, BudgetIn, CheckIn, ListArgs, PageArgs, ReservedOut, decode_check
 from api.consistency import appended, reflect, wanted_position
+from api.budget_holds import budget_use, reserve
 from api.services import services
 from ledger.budgets.rules import BudgetUse, Estimate, decide, period_bounds, usage_scopes
 from ledger.errors import DomainError, Invalid, NotFound
 from ledger.identity.rules import check_id
+from projections import budget_hold_queries as hq
 from projections import budget_queries as q
+from projections.budget_hold_views import held_fields
 from projections.budget_views import (
     alert_delivery_json,
     alert_json,
@@ -132,13 +135,33 @@ def list_budgets(args):
                 limit=args["limit"],
                 offset=args["offset"],
             )
+    amounts = _held_amounts(principal.tenant_id, rows)
     return {
-        "budgets": [stored_budget_json(r) for r in rows],
+        "budgets": [{**stored_budget_json(r), **amounts[r["budget_id"]]} for r in rows],
         "total": total,
         "limit": args["limit"],
         "offset": args["offset"],
         "position": position,
     }
+
+
+def _spend_now(conn, row: dict, now) -> int:
+    start, end = period_bounds(row["period"], now)
+    return q.spend_in_period(conn, row, naive_utc(start), naive_utc(end), naive_utc(now))
+
+
+def _held_amounts(tenant_id: str, rows: list[dict]) -> dict[str, dict]:
+    """held_* and available_* of each budget in its current period."""
+    now = services().settings.clock.now()
+    with services().engine.connect() as conn:
+        held = hq.held_in_period(conn, tenant_id, rows, now)
+        return {
+            r["budget_id"]: held_fields(
+                r["unit"], r["limit_nanos"], _spend_now(conn, r, now),
+                held.get(r["budget_id"], 0),
+            )
+            for r in rows
+        }
 
 
 @blp.route("/budgets/<budget_id>", methods=["GET"])
@@ -209,19 +232,20 @@ class CheckCache:
     """What the pre-flight check reads, kept per process for a short while.
 
     The check is on every agent's hot path, so it answers from a snapshot of the org's
-    enabled budgets with their current-period spend (one query when refreshed), and from
-    credentials verified within the same window. A snapshot is refreshed when it is older
-    than BUDGET_CHECK_CACHE_SECONDS (default 0.5; 0 disables the cache), when a period
-    boundary has passed, or when the request's min_position is beyond it, so
-    read-your-writes holds exactly as for every other read.
+    enabled budgets with their current-period spend and outstanding holds (one query when
+    refreshed). A snapshot is refreshed when it is older than BUDGET_CHECK_CACHE_SECONDS
+    (default 0.5; 0 disables the cache), when a period boundary has passed, when one of its
+    holds has expired, or when the request's min_position is beyond it, so read-your-writes
+    holds exactly as for every other read. Credentials are verified on every request (a
+    disabled client or a revoked key is refused at once), and a reserve never reads the
+    snapshot (`api.budget_holds`).
     """
 
     MAX_ENTRIES = 10_000
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self._principals: dict[tuple[str, str], tuple[float, Principal]] = {}
-        self._snapshots: dict[tuple[str, str], tuple[float, int, dict, dict]] = {}
+        self._snapshots: dict[tuple[str, str], tuple[float, int, dict, dict, object]] = {}
         self._starts: tuple[object, dict] = (None, {})
 
     def period_starts(self, now) -> dict:
@@ -239,17 +263,6 @@ class CheckCache:
             cache = current_app.extensions["budget_check_cache"] = cls(services().settings.budget_check_cache_seconds)
         return cache
 
-    def caller(self) -> Principal:
-        key = (request.headers.get("Authorization", ""), request.headers.get("X-Org-ID", ""))
-        hit = self._principals.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.seconds:
-            g.principal = hit[1]
-            return hit[1]
-        principal = _caller()
-        if self.seconds > 0:
-            self._remember(self._principals, key, (time.monotonic(), principal))
-        return principal
-
     def budgets(self, tenant_id: str, org_id: str) -> dict[tuple[str, str], list[BudgetUse]]:
         """The org's enabled budgets by (scope, scope_id), with their current spend."""
         svc = services()
@@ -263,6 +276,7 @@ class CheckCache:
             and time.monotonic() - hit[0] < self.seconds
             and hit[1] >= wanted
             and hit[2] == starts
+            and (hit[4] is None or naive_utc(now) < hit[4])
         ):
             g.ledger_position = hit[1]
             return hit[3]
@@ -275,7 +289,8 @@ class CheckCache:
             by_scope.setdefault((row["scope"], row["scope_id"]), []).append(budget_use(row))
         g.ledger_position = position
         if self.seconds > 0:
-            self._remember(self._snapshots, key, (time.monotonic(), position, starts, by_scope))
+            next_expiry = min((r["next_expiry"] for r in rows if r["next_expiry"] is not None), default=None)
+            self._remember(self._snapshots, key, (time.monotonic(), position, starts, by_scope, next_expiry))
         return by_scope
 
     def _remember(self, store: dict, key, value) -> None:
@@ -284,32 +299,24 @@ class CheckCache:
         store[key] = value
 
 
-def budget_use(row: dict) -> BudgetUse:
-    """A row of `org_budgets_with_spend` as the rules take it (amounts in the budget's unit)."""
-    return BudgetUse(
-        budget_id=row["budget_id"],
-        name=row["name"],
-        unit=row["unit"],
-        on_exceed=row["on_exceed"],
-        limit=from_nanos(row["limit_nanos"]),
-        used=from_nanos(row["used_nanos"]),
-        downgrade_model=row["downgrade_model"],
-    )
-
-
 @blp.route("/budgets/check", methods=["POST"])
 @answers(CheckOut)
 @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": component(CheckIn)}}})
+@blp.alt_response(201, schema=ReservedOut, description="reserve: the hold was placed")
 def check_budgets():
-    """Pre-flight: may this request spend? Every enabled budget that matches is considered."""
-    cache = CheckCache.of_app()
-    principal = cache.caller()
+    """Pre-flight: may this request spend? Every enabled budget that matches is considered,
+    on its recorded spend plus outstanding holds. With `"reserve": true` and an estimate, an
+    allowed request also places a hold on every such budget (201 with `hold_id`)."""
+    principal = _caller()
     body = decode_check(request.get_data(cache=False))
     org_id = body.org_id or principal.org_id
     _check_org(principal, org_id)
-    by_scope = cache.budgets(principal.tenant_id, org_id)
+    if body.reserve:
+        return reserve(principal, body, org_id)
+    by_scope = CheckCache.of_app().budgets(principal.tenant_id, org_id)
     budgets = [budget for pair in usage_scopes(body) for budget in by_scope.get(pair, ())]
-    estimate = Estimate(usd=from_nanos(to_nanos(body.estimated_cost_usd)))  # whole nanos, as spend is kept
+    # whole nanos, as spend is kept
+    estimate = Estimate(usd=from_nanos(to_nanos(body.estimated_cost_usd)), credits=from_nanos(to_nanos(body.estimated_credits)))
     return decision_json(decide(budgets, estimate))
 
 
@@ -326,7 +333,9 @@ def budget_status(budget_id):
     with services().engine.connect() as conn:
         used = q.spend_in_period(conn, row, naive_utc(start), naive_utc(end), naive_utc(now))
         crossed = q.thresholds_crossed(conn, principal.tenant_id, budget_id, naive_utc(start))
-    return {**status_json(row, start, end, used, crossed, now), "position": position}
+        held = hq.held_in_period(conn, principal.tenant_id, [row], now).get(budget_id, 0)
+    held_amounts = held_fields(row["unit"], row["limit_nanos"], used, held)
+    return {**status_json(row, start, end, used, crossed, now), **held_amounts, "position": position}
 
 
 @blp.route("/budgets/<budget_id>/alerts", methods=["GET"])

@@ -535,6 +535,20 @@ def bench_budget_check() -> None:
            result["healthz_rps"], "GET /healthz on the same gunicorn server", "≥ 0.6")
 
 
+def bench_budget_holds() -> None:
+    """bench/budget_holds.py: reserve+commit pairs vs plain checks, reserve latency, the race."""
+    subprocess.run([sys.executable, "-m", "bench.budget_holds", "--seconds", "8", "--out", str(RESULTS)], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    r = json.loads((RESULTS / "budget_holds.json").read_text())
+    record("budget holds: reserve + commit pairs through HTTP, 15 budgets per request (postgres)",
+           r["reserve_commit_pairs_per_s"], "pairs/s", r["check_rps"], "plain POST /api/v1/budgets/check, same run", "≥ 0.5")
+    record("budget holds: reserve latency p50, 8 concurrent clients (postgres)", r["reserve_p50_ms"], "ms",
+           note=f"{r['reserves_measured']} reserves")
+    record("budget holds: reserve latency p99, 8 concurrent clients (postgres)", r["reserve_p99_ms"], "ms")
+    record("budget holds: 200 concurrent reserves of $1 on a $50 block budget (postgres)", r["race_granted"], "granted",
+           target="50", note=f"{r['race_granted']} of {r['race_cap']}")
+
+
 def bench_verify(events: int = 200_000) -> None:
     """bench/verify_bench.py: `usage-ledger verify` throughput on both backends."""
     subprocess.run([sys.executable, "-m", "bench.verify_bench", "--events", str(events), "--out", str(RESULTS)], cwd=ROOT, check=True,
@@ -614,6 +628,7 @@ def main() -> None:
         bench_export("postgres")
     if want("budget"):
         bench_budget_check()
+        bench_budget_holds()
     if want("verify"):
         bench_verify()
     write_results(points)

@@ -14,6 +14,7 @@ from typing import Callable
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
 from ledger.budgets.commands import CostControls
+from ledger.budgets.hold_commands import BudgetHolds
 from ledger.docs_access.commands import DocsAccessCommands
 from ledger.identity.commands import IdentityCommands
 from ledger.journal import Journal
@@ -53,7 +54,8 @@ class Ledger:
         self.pricing = PricingCommands(self.journal, settings)
         self.corrections = UsageCorrections(self.journal, settings, self.audit, price_book, credit_rates)
         self.budgets = CostControls(self.journal)
-        self.usage = UsageCommands(self.journal, settings, price_book, credit_rates)
+        self.holds = BudgetHolds(self.journal)
+        self.usage = UsageCommands(self.journal, settings, price_book, credit_rates, self.holds)
 
     @property
     def now(self) -> datetime:

@@ -18,7 +18,7 @@ from ledger.licensing.events import LicenseIssued, LicenseReplaced, LicenseRevok
 from ledger.policies.events import PolicyCreated, PolicyUpdated, PolicyDeleted
 from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.pricing.events import ModelPriceSet, CreditRateSet
-from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetWebhookSecretRotated
+from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetWebhookSecretRotated, BudgetHoldPlaced, BudgetHoldCommitted, BudgetHoldReleased, BudgetHoldExpired, BudgetPeriodHolds
 from ledger.audit.events import AccessAttempted
 
 ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
@@ -62,6 +62,11 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     UserDisabled,
     UserEnabled,
     UserPasswordChanged,
+    BudgetHoldPlaced,
+    BudgetHoldCommitted,
+    BudgetHoldReleased,
+    BudgetHoldExpired,
+    BudgetPeriodHolds,
 )
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
 

@@ -33,6 +33,10 @@ class Journal:
     def last_in_stream(self, stream: UUID) -> Recorded | None:
         return self.store.last_in_stream(stream)
 
+    def last_events(self, streams) -> dict[UUID, Recorded]:
+        """The newest event of each of these streams that exists (one read)."""
+        return self.store.last_events(streams)
+
     def append(self, new_events: Sequence[NewEvent]) -> list[int]:
         """Append atomically; StreamConflict when one of the streams moved on meanwhile."""
         return self.store.append(new_events)

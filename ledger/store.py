@@ -239,6 +239,32 @@ class LedgerStore:
             found[_as_uuid(originator_id)] = decode_event(state)
         return found
 
+    def last_events(self, streams: Iterable[UUID]) -> dict[UUID, Recorded]:
+        """The newest event of each given stream that exists (one query; position 0)."""
+        ids = list(streams)
+        if not ids:
+            return {}
+        marks = ",".join([self._placeholder] * len(ids))
+        newest = f"SELECT originator_id AS o, MAX(originator_version) AS v FROM {EVENTS_TABLE} WHERE originator_id IN ({marks}) GROUP BY originator_id"
+        sql = (
+            f"SELECT e.originator_id, e.originator_version, e.state FROM {EVENTS_TABLE} e JOIN ({newest}) n "
+            "ON e.originator_id = n.o AND e.originator_version = n.v"
+        )
+        with _translate_errors():
+            if self.is_postgres:
+                with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                    curs.execute(sql, ids)
+                    rows = [(r["originator_id"], r["originator_version"], bytes(r["state"])) for r in curs.fetchall()]
+            else:
+                with self.datastore.transaction(commit=False) as curs:
+                    curs.execute(sql, [i.hex for i in ids])
+                    rows = [(r["originator_id"], r["originator_version"], bytes(r["state"])) for r in curs.fetchall()]
+        found = {}
+        for originator_id, version, state in rows:
+            stream = _as_uuid(originator_id)
+            found[stream] = Recorded(0, stream, version, decode_event(state))
+        return found
+
     def count(self) -> int:
         sql = f"SELECT COUNT(*) AS n FROM {EVENTS_TABLE}"
         with _translate_errors():

@@ -55,7 +55,8 @@ def current_period_starts(now: datetime) -> dict[str, datetime]:
 
 def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:
     """The org's enabled budgets, each with the spend of its current period (`used_nanos`,
-    in the budget's unit: one primary-key lookup per budget), and the position of the
+    in the budget's unit: one primary-key lookup per budget), its outstanding holds at `now`
+    (`held_nanos`, the earliest of their expiries `next_expiry`), and the position of the
     budget_status read model they reflect."""
     b, s = BUDGETS.budgets, BUDGETS.spend
     starts = current_period_starts(now)
@@ -78,16 +79,24 @@ def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: d
         .where(projection_positions.c.name == BUDGETS.name)
         .scalar_subquery()
     )
+    h, a = BUDGETS.holds, BUDGETS.hold_amounts
+    outstanding = [
+        a.c.tenant_id == b.c.tenant_id, a.c.budget_id == b.c.budget_id, a.c.period_start == current_start,
+        h.c.tenant_id == a.c.tenant_id, h.c.hold_id == a.c.hold_id, h.c.state == "held", h.c.expires_at > naive_utc(now),
+    ]
+    held = select(func.sum(a.c.amount_nanos)).where(*outstanding).scalar_subquery()
+    next_expiry = select(func.min(h.c.expires_at)).where(*outstanding).scalar_subquery()
     query = (
         select(
             b.c.budget_id, b.c.name, b.c.scope, b.c.scope_id, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed,
-            b.c.downgrade_model, func.coalesce(used, 0).label("used_nanos"),
+            b.c.downgrade_model, b.c.created_at, func.coalesce(used, 0).label("used_nanos"),
+            func.coalesce(held, 0).label("held_nanos"), next_expiry.label("next_expiry"), position.label("position"),
         )
         .where(b.c.tenant_id == tenant_id, b.c.org_id == org_id, b.c.enabled.is_(True))
         .order_by(b.c.budget_id)
     )
-    reflected = int(conn.execute(select(position)).scalar() or 0)  # first: the rows are at least this new
-    rows = [dict(r) for r in conn.execute(query).mappings()]
+    rows = [dict(r) for r in conn.execute(query).mappings()]  # one statement: the rows are exactly at `position`
+    reflected = int(rows[0]["position"] or 0) if rows else int(conn.execute(select(position)).scalar() or 0)
     for row in rows:
         if row["unit"] == "credits":
             start, end = period_bounds(row["period"], now)

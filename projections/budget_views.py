@@ -76,6 +76,7 @@ def finding_json(finding: Finding) -> dict:
         "budget_id": budget.budget_id,
         "budget_name": budget.name,
         f"used_{unit}": money(Decimal(budget.used)),
+        f"held_{unit}": money(Decimal(budget.held)),
         f"limit_{unit}": money(Decimal(budget.limit)),
         "percentage": number(budget.percentage),
         "message": finding.message,

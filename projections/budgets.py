@@ -24,18 +24,23 @@ from ledger.budgets.events import (
     BudgetAlertDeliveryFailed,
     BudgetCreated,
     BudgetDeleted,
+    BudgetHoldCommitted,
+    BudgetHoldExpired,
+    BudgetHoldPlaced,
+    BudgetHoldReleased,
     BudgetThresholdCrossed,
     BudgetUpdated,
 )
 from ledger.store import Recorded
 from ledger.usage.events import UsageAmended, UsageRecorded, UsageVoided
 from projections.budget_batch import BudgetBatch
+from projections.budget_holds import HoldBatch, define_hold_tables
 from projections.framework import Projection
 
 
 class BudgetStatusProjection(Projection):
     name = "budget_status"
-    version = 3  # 3: alerts belong to a budget incarnation; a deleted budget's alerts leave
+    version = 4  # 3: alerts belong to a budget incarnation; 4: holds
     topics = tuple(
         event.__name__
         for event in (
@@ -48,6 +53,10 @@ class BudgetStatusProjection(Projection):
             BudgetThresholdCrossed,
             BudgetAlertDelivered,
             BudgetAlertDeliveryFailed,
+            BudgetHoldPlaced,
+            BudgetHoldCommitted,
+            BudgetHoldReleased,
+            BudgetHoldExpired,
         )
     )
 
@@ -122,9 +131,11 @@ class BudgetStatusProjection(Projection):
             Index(f"ix_{prefix}budget_alerts_org_period", "tenant_id", "org_id", "period_start"),
             Index(f"ix_{prefix}budget_alerts_delivery", "delivery_status", "next_attempt_at"),
         )
+        self.holds, self.hold_amounts = define_hold_tables(metadata, prefix)
 
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
         changes = BudgetBatch(self, conn)
+        holds = HoldBatch(self.holds, self.hold_amounts, conn)
         for recorded in batch:
             event = recorded.event
             if isinstance(event, UsageRecorded):
@@ -141,4 +152,11 @@ class BudgetStatusProjection(Projection):
                 changes.alert_raised(recorded, event)
             elif isinstance(event, (BudgetAlertDelivered, BudgetAlertDeliveryFailed)):
                 changes.delivery(recorded, event)
+            elif isinstance(event, BudgetHoldPlaced):
+                holds.placed(recorded, event)
+            elif isinstance(event, (BudgetHoldCommitted, BudgetHoldReleased, BudgetHoldExpired)):
+                if isinstance(event, BudgetHoldCommitted) and event.via == "call" and holds.is_held(event):
+                    changes.count(recorded, event.tenant_id, event.org_id, [(HoldBatch.spend_of(event), 1)])
+                holds.settled(recorded, event)
         changes.flush()
+        holds.flush()

@@ -124,6 +124,11 @@ def two_tenants(h: Harness, docs_reader: str | None = None) -> tuple[Tenant, Ten
         "id": "beta-budget", "name": "Beta Budget", "limit_usd": 1000, "period": "monthly",
     }))
     h.project()
+    _ok(h.http.post("/api/v1/budgets/check", headers=alpha.client, json={
+        "reserve": True, "estimated_cost_usd": "0.5", "hold_id": "alpha-hold-1", "app_id": "alpha-secret-app",
+    }))
+    facts["hold_id"] = "alpha-hold-1"
+    h.project()
     table = AdminAuditProjection().log
     with h.engine.connect() as conn:
         facts["audit_entry_id"] = conn.execute(

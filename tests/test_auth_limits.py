@@ -151,6 +151,7 @@ def _write_cases(h, event_id: str) -> dict[tuple[str, str], tuple[str, dict]]:
         ("POST", "/api/v1/budgets"): ("agent", {"id": f"b-{event_id}", "name": "b", "limit_usd": 5, "period": "daily"}),
         ("PUT", "/api/v1/budgets/{budget_id}"): ("agent", {"name": "renamed"}),
         ("POST", "/api/v1/budgets/check"): ("agent", {"estimated_cost_usd": 1}),
+        ("POST", "/api/v1/budgets/holds/{hold_id}/commit"): ("agent", {"actual_cost_usd": 1}),
         ("POST", "/api/v1/keys"): ("user", {"name": "k"}),
         ("POST", "/api/v1/events/{event_id}/void"): ("user", {"reason": "wrong"}),
         ("POST", "/api/v1/events/{event_id}/amend"): ("user", {"reason": "wrong", "fields": {"latency_ms": 1}}),
@@ -172,6 +173,7 @@ def _write_cases(h, event_id: str) -> dict[tuple[str, str], tuple[str, dict]]:
 NO_BODY_WRITES = {
     ("DELETE", "/api/v1/budgets/{budget_id}"), ("DELETE", "/api/v1/keys/{key_id}"), ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/budgets/{budget_id}/webhook-secret/rotate"),
+    ("POST", "/api/v1/budgets/holds/{hold_id}/release"),
 }
 
 

@@ -254,6 +254,8 @@ def test_status_is_ok_then_warning_then_exceeded(h, author, agent):
         "status": "ok",
         "thresholds_crossed": [],
         "as_of": "2026-11-20T12:00:00Z",
+        "held_usd": 0,
+        "available_usd": 100,
         "position": status["position"],
     }
     h.post_events(agent, [usage("s-1", cost_usd="49.99")])
@@ -400,6 +402,7 @@ def test_a_block_budget_at_99_9_percent_blocks_an_estimate_that_crosses_it(h, au
         "budget_id": "monthly-budget",
         "budget_name": "Monthly Production Budget",
         "used_usd": 999,
+        "held_usd": 0,
         "limit_usd": 1000,
         "percentage": 99.9,
         "message": "Budget exceeded",
@@ -416,6 +419,7 @@ def test_an_exceeded_block_budget_answers_the_seed_response(h, author, agent):
         "budget_id": "monthly-budget",
         "budget_name": "Monthly Production Budget",
         "used_usd": 1100,
+        "held_usd": 0,
         "limit_usd": 1000,
         "percentage": 110,
         "message": "Budget exceeded",
@@ -433,7 +437,7 @@ def test_warn_and_downgrade_allow_and_the_most_restrictive_wins(h, author, agent
     assert warned == {
         "allowed": True,
         "action": "warn",
-        "warnings": [{"budget_id": "warn-org", "budget_name": "Warn", "used_usd": 12, "limit_usd": 10,
+        "warnings": [{"budget_id": "warn-org", "budget_name": "Warn", "used_usd": 12, "held_usd": 0, "limit_usd": 10,
                       "percentage": 120, "message": "Budget exceeded"}],
     }
     downgraded = check(h, agent, team_id="engineering").json
@@ -521,6 +525,7 @@ def test_at_exactly_100_percent_the_check_refuses_and_the_status_says_exceeded(h
         "budget_id": "full",
         "budget_name": "Full",
         f"used_{unit}": 100,
+        f"held_{unit}": 0,
         f"limit_{unit}": 100,
         "percentage": 100,
         "message": "Budget exceeded",

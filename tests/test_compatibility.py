@@ -31,6 +31,8 @@ EVENTS = 157
 # event types added after that release (they cannot be in its ledger)
 ADDED_SINCE = {
     "BudgetWebhookSecretRotated",
+    "UserDisabled", "UserEnabled", "UserPasswordChanged",
+    "BudgetHoldPlaced", "BudgetHoldCommitted", "BudgetHoldReleased", "BudgetHoldExpired", "BudgetPeriodHolds",
 }
 
 # GET /api/v1/usage/summary?start_date=2026-01-01&end_date=2026-12-31, answered by the
@@ -62,6 +64,8 @@ SUMMARY_BEFORE = {
 
 # The summary gained the token-detail sums since; that release's events state none, so 0.
 NO_TOKEN_DETAILS = {"cached_prompt_tokens": 0, "cache_creation_tokens": 0, "reasoning_tokens": 0}
+
+
 
 
 def old_ledger():

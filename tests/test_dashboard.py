@@ -376,13 +376,17 @@ def test_budgets_show_progress_and_the_over_budget_one_in_its_warning_colour(ser
         "llm_provider": "openai", "llm_model": "gpt-4o", "prompt_tokens": 1000, "completion_tokens": 100, "cost_usd": 0.5,
     }, Authorization=AGENT)
     assert status == 202
-    wait_until(service.caught_up, 30, "the event to be projected")
+    status, hold = http("POST", f"{service.invpc}/api/v1/budgets/check", {
+        "reserve": True, "estimated_cost_usd": 0.01, "ttl_seconds": 3600}, Authorization=AGENT)
+    assert status == 201 and hold["holds"], hold  # held on the organization's budgets
+    wait_until(service.caught_up, 30, "the event and the hold to be projected")
     tab = logged_in(tabs, service.invpc)
     page = tab.page
     colours = {
         status: page.evaluate(f"() => getComputedStyle(document.documentElement).getPropertyValue('--{status}').trim()")
         for status in ("ok", "warning", "exceeded")
     }
+    drawn_held = 0
     for budget in get(f"{service.invpc}/api/v1/budgets", Authorization=AGENT)["budgets"]:
         expected = get(f"{service.invpc}/api/v1/budgets/{budget['id']}/status", Authorization=AGENT)
         item = page.wait_for_selector(f"li.budget[data-budget-id='{budget['id']}']")
@@ -393,6 +397,10 @@ def test_budgets_show_progress_and_the_over_budget_one_in_its_warning_colour(ser
         assert colour == _rgb(colours[expected["status"]]), (budget["id"], colour)
         width = fill.evaluate("(el) => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width")
         assert width == pytest.approx(min(expected["percentage"], 100) / 100, abs=0.02)
+        held = item.query_selector(".bar-held")  # outstanding holds: a lighter segment after the spend
+        assert (held is not None) == (expected.get("held_usd", 0) > 0), budget["id"]
+        drawn_held += held is not None
+    assert drawn_held >= 1
     over = page.query_selector("li.budget[data-budget-id='support-bot-monthly']")
     assert over.get_attribute("data-status") == "exceeded"
     assert "Over budget" in over.inner_text()

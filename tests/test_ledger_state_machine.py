@@ -1,5 +1,8 @@
-"""A hypothesis state machine over ingest, void, amend and budget create/update/delete
-(issue 10, case 15). The model keeps what the ledger should hold; after any run:
+"""A hypothesis state machine over ingest, void, amend, budget create/update/delete and
+budget holds (reserve, commit by call or by a usage event, release, expire). The model keeps
+what the ledger should hold; at every step, committed holds plus outstanding holds of the
+block budget never exceed its limit, and every reserve is granted exactly when the model
+says it fits. After any run:
 
 - every read model equals a replay of the ledger into shadow tables
   (projections.framework.check against all_projections(prefix="check_"));
@@ -10,6 +13,7 @@ Bounded: derandomized, 12 runs of 15 steps on SQLite and 6 on PostgreSQL."""
 from __future__ import annotations
 
 import tempfile
+from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import HealthCheck, Phase, settings
@@ -20,6 +24,7 @@ from projections import framework
 from projections.registry import all_projections
 from tests.conftest import ADMIN_KEY, NOW, Harness, drop_database, make_settings, new_database_url, usage
 from ledger.clock import FixedClock
+from workers.hold_expiry import expire_due
 
 EVENT_IDS = [f"ev-{i}" for i in range(6)]
 BUDGET_IDS = ["bud-org", "bud-team"]
@@ -27,6 +32,8 @@ COSTS = [Decimal("0.1"), Decimal("0.25"), Decimal("1.333333"), Decimal("0"), Dec
 TEAMS = ["t1", "t2"]
 ADMIN = {"X-Admin-API-Key": ADMIN_KEY, "X-Tenant-ID": "acme", "X-Org-ID": "prod"}
 SIX = Decimal("0.000001")
+HOLD_LIMIT = Decimal("5")  # the block budget of app "held-app", spent only through holds
+HOLD_AMOUNTS = [Decimal("0.5"), Decimal("1"), Decimal("2.5")]
 
 
 def money(value: Decimal) -> float:
@@ -56,11 +63,20 @@ class LedgerMachine(RuleBasedStateMachine):
     def start(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.url = new_database_url(self.backend, self.tmp.name)
-        self.h = Harness(make_settings(self.url, FixedClock(NOW)))
+        self.clock = FixedClock(NOW)
+        self.h = Harness(make_settings(self.url, self.clock))
         self.h.tenant("acme", ("prod",))
         self.agent = self.h.agent("acme", "prod")
         self.events: dict[str, dict] = {}
         self.budgets: dict[str, Decimal] = {}
+        # holds: {hold_id: {"amount", "expires_at", "state", "actual"}}
+        self.holds: dict[str, dict] = {}
+        created = self.h.http.post("/api/v1/budgets", headers=self.agent, json={
+            "id": "bud-hold", "name": "held", "scope": "app", "scope_id": "held-app", "limit_usd": str(HOLD_LIMIT),
+            "period": "monthly", "on_exceed": "block",
+        })
+        assert created.status_code == 201, created.json
+        self.h.project()
 
     def teardown(self):
         h = getattr(self, "h", None)
@@ -144,6 +160,96 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert response.status_code == 404, response.json
 
+    # holds ---------------------------------------------------------------------------
+    def outstanding(self) -> Decimal:
+        now = self.clock.now()
+        return sum((x["amount"] for x in self.holds.values() if x["state"] == "held" and now < x["expires_at"]), Decimal(0))
+
+    def committed(self) -> Decimal:
+        return sum((x["actual"] for x in self.holds.values() if x["state"] == "committed"), Decimal(0))
+
+    def held_state(self, hold: dict) -> str:
+        return "expired" if hold["state"] == "held" and self.clock.now() >= hold["expires_at"] else hold["state"]
+
+    @rule(amount=st.sampled_from(HOLD_AMOUNTS), ttl=st.sampled_from([30, 90]))
+    def reserve(self, amount, ttl):
+        fits = self.committed() + self.outstanding() + amount <= HOLD_LIMIT
+        response = self.h.http.post("/api/v1/budgets/check", headers=self.agent, json={
+            "reserve": True, "estimated_cost_usd": str(amount), "app_id": "held-app", "ttl_seconds": ttl,
+        })
+        if fits:
+            assert response.status_code == 201, response.json
+            self.holds[response.json["hold_id"]] = {
+                "amount": amount, "expires_at": self.clock.now() + timedelta(seconds=ttl), "state": "held", "actual": None,
+            }
+        else:
+            assert response.status_code == 200 and response.json["allowed"] is False, response.json
+
+    def pick(self, index: int) -> tuple[str, dict] | None:
+        if not self.holds:
+            return None
+        hold_id = sorted(self.holds)[index % len(self.holds)]
+        return hold_id, self.holds[hold_id]
+
+    @rule(index=st.integers(0, 20), share=st.sampled_from([Decimal("0"), Decimal("0.4"), Decimal("1")]),
+          by_usage=st.booleans())
+    def commit_hold(self, index, share, by_usage):
+        picked = self.pick(index)
+        if picked is None:
+            return
+        hold_id, hold = picked
+        actual = (hold["amount"] * share).quantize(SIX)
+        state = self.held_state(hold)
+        if by_usage:  # a usage event carrying the hold id: spend either way, a commit only of a held hold
+            event_id = f"use-{hold_id}-{len(self.events)}"
+            response = self.h.post_events(self.agent, [usage(event_id, cost_usd=str(actual), app_id="held-app",
+                                                             team_id="t2", hold_id=hold_id)])
+            assert response.status_code == 202, response.json
+            self.events[event_id] = {"body": None, "tokens": 1500, "cost": actual, "team": "t2", "voided": False,
+                                     "held": state != "held"}
+            if state == "held":
+                hold.update(state="committed", actual=actual)
+            return
+        response = self.h.http.post(f"/api/v1/budgets/holds/{hold_id}/commit", headers=self.agent,
+                                    json={"actual_cost_usd": str(actual)})
+        if state == "held":
+            assert response.status_code == 200 and response.json["state"] == "committed", response.json
+            hold.update(state="committed", actual=actual, by_call=True)
+        elif state == "committed" and hold.get("by_call") and hold["actual"] == actual:
+            assert response.status_code == 200, response.json
+        else:
+            assert response.status_code == 409, response.json
+
+    @rule(index=st.integers(0, 20))
+    def release_hold(self, index):
+        picked = self.pick(index)
+        if picked is None:
+            return
+        hold_id, hold = picked
+        state = self.held_state(hold)
+        response = self.h.http.post(f"/api/v1/budgets/holds/{hold_id}/release", headers=self.agent)
+        if state == "committed":
+            assert response.status_code == 409, response.json
+        else:
+            assert response.status_code == 200 and response.json["state"] == ("released" if state == "held" else state)
+            if state == "held":
+                hold["state"] = "released"
+
+    @rule(seconds=st.sampled_from([20, 60]), job=st.booleans())
+    def time_passes(self, seconds, job):
+        self.clock.advance(seconds=seconds)
+        if job:
+            self.h.project()
+            expire_due(self.h.services)
+        for hold in self.holds.values():
+            if self.held_state(hold) == "expired":
+                hold["state"] = "expired"
+
+    @invariant()
+    def holds_never_exceed_the_block_limit(self):
+        if hasattr(self, "holds"):
+            assert self.committed() + self.outstanding() <= HOLD_LIMIT
+
     @rule()
     def catch_up(self):
         self.h.project()
@@ -164,10 +270,20 @@ class LedgerMachine(RuleBasedStateMachine):
         for budget_id, limit in self.budgets.items():
             spent = [e for e in live if budget_id == "bud-org" or e["team"] == "t1"]
             used = sum((e["cost"] for e in spent), Decimal(0))
+            if budget_id == "bud-org":  # commits through the endpoint are spend of the org too
+                used += sum((x["actual"] for x in self.holds.values() if x.get("by_call")), Decimal(0))
             status = self.h.http.get(f"/api/v1/budgets/{budget_id}/status", headers=self.agent).json
             assert status["used"] == money(used), (budget_id, status, used)
             assert status["limit"] == money(limit), (budget_id, status)
             assert status["status"] == ("exceeded" if used >= limit else status["status"]), status
+        status = self.h.http.get("/api/v1/budgets/bud-hold/status", headers=self.agent).json
+        hold_spend = sum((e["cost"] for e in live if e.get("held") is not None), Decimal(0))
+        call_spend = sum((x["actual"] for x in self.holds.values() if x.get("by_call")), Decimal(0))
+        assert status["used"] == money(hold_spend + call_spend), (status, hold_spend, call_spend)
+        assert status["held_usd"] == money(self.outstanding()), status
+        for hold_id, hold in self.holds.items():
+            answer = self.h.http.get(f"/api/v1/budgets/holds/{hold_id}", headers=self.agent).json
+            assert answer["state"] == self.held_state(hold), (answer, hold)
         for budget_id in set(BUDGET_IDS) - set(self.budgets):
             assert self.h.http.get(f"/api/v1/budgets/{budget_id}/status", headers=self.agent).status_code == 404
 

@@ -133,6 +133,11 @@ MATRIX: dict[str, list[Probe]] = {
     "budgets.rotate_webhook_secret": [
         Probe("POST", "/api/v1/budgets/alpha-app-budget/webhook-secret/rotate", foreign_id=True)
     ],
+    "budget_holds.get_hold": [Probe("GET", "/api/v1/budgets/holds/{hold_id}", foreign_id=True)],
+    "budget_holds.commit_hold": [
+        Probe("POST", "/api/v1/budgets/holds/{hold_id}/commit", {"actual_cost_usd": 1}, foreign_id=True)
+    ],
+    "budget_holds.release_hold": [Probe("POST", "/api/v1/budgets/holds/{hold_id}/release", foreign_id=True)],
     "budgets.check_budgets": [
         Probe("POST", "/api/v1/budgets/check", {"estimated_cost_usd": 5}, check=_allowed_only),
         Probe("POST", "/api/v1/budgets/check", {"org_id": "alpha-org", "app_id": "alpha-secret-app"}, foreign_id=True),

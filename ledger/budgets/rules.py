@@ -144,12 +144,18 @@ class BudgetUse:
     unit: str  # usd | credits
     on_exceed: str  # warn | block | downgrade
     limit: Amount
-    used: Amount
+    used: Amount  # spend recorded
     downgrade_model: str | None = None
+    held: Amount = 0  # outstanding holds, and commits the recorded spend does not include yet
+
+    @property
+    def taken(self) -> Amount:
+        """What the check decides on: recorded spend plus holds."""
+        return self.used + self.held
 
     @property
     def percentage(self) -> Decimal:
-        return rounded_percentage(self.used, self.limit)
+        return rounded_percentage(self.taken, self.limit)
 
 
 @dataclass(frozen=True)
@@ -197,10 +203,10 @@ ALLOWED = Decision(allowed=True)
 def decide(budgets: Iterable[BudgetUse], estimate: Estimate = Estimate()) -> Decision:
     """The most restrictive action among the budgets the request does not fit
     (block > downgrade > warn); among equals the fullest budget, then the smallest id."""
-    over = [b for b in budgets if refuses(b.used, b.limit, estimate.of(b.unit))]
+    over = [b for b in budgets if refuses(b.taken, b.limit, estimate.of(b.unit))]
     if not over:
         return ALLOWED
-    over.sort(key=lambda b: (-SEVERITY[b.on_exceed], -(b.used * 10**9 // b.limit), b.budget_id))
+    over.sort(key=lambda b: (-SEVERITY[b.on_exceed], -(b.taken * 10**9 // b.limit), b.budget_id))
     first = over[0]
     if first.on_exceed == "block":
         return Decision(allowed=False, action="block", deciding=Finding(first, EXCEEDED))

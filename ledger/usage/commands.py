@@ -20,6 +20,7 @@ from ledger.usage.rules import ItemError, UsageIn, sent_fingerprint, validate_it
 from ledger.usage.streams import usage_stream
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ledger.budgets.hold_commands import BudgetHolds
     from ledger.actor import Actor
 
 APPEND_ATTEMPTS = 3
@@ -39,12 +40,14 @@ class UsageCommands:
         settings: Settings,
         price_book: Callable[[], PriceBook],
         credit_rates: Callable[[], CreditRateBook],
+        holds: "BudgetHolds | None" = None,
     ):
         self.journal = journal
         self.store = journal.store
         self.settings = settings
         self.price_book = price_book
         self.credit_rates = credit_rates
+        self.holds = holds
 
     def record(self, actor: "Actor", items: Sequence[UsageIn | ItemError]) -> IngestResult:
         """Validate every item, then append the ones not stored yet, all or nothing."""
@@ -80,11 +83,24 @@ class UsageCommands:
                         )
                         for stream, u in new
                     ]
+                    + self._hold_commits(actor, [u for _, u in new], now)
                 )
             except StreamConflict:
                 continue  # a concurrent writer stored some of these ids first: look again
             return IngestResult(len(new), duplicates + stored_duplicates, max(positions))
         raise Unavailable("INGEST_CONTENDED", "Too many concurrent writers for the same event ids; retry")
+
+    def _hold_commits(self, actor: "Actor", usages: list[Usage], now) -> list[NewEvent]:
+        """A usage carrying a held hold's id commits it, in the same transaction."""
+        if self.holds is None:
+            return []
+        events: list[NewEvent] = []
+        committing: set[str] = set()
+        for u in usages:
+            if u.hold_id and u.hold_id not in committing:  # the first usage of a batch commits it
+                committing.add(u.hold_id)
+                events += self.holds.usage_commit(actor.tenant_id, u, u.hold_id, actor.name, now)
+        return events
 
     def _not_yet_stored(
         self, streams: dict[UUID, Usage], as_sent: dict[str, str]

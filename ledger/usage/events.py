@@ -49,6 +49,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     cached_prompt_tokens: int = 0  # cache reads, part of prompt_tokens
     cache_creation_tokens: int = 0  # cache writes, part of prompt_tokens
     reasoning_tokens: int = 0  # part of completion_tokens
+    hold_id: str | None = None  # the budget hold this usage commits
 
 
 class UsageRecorded(LedgerEvent, frozen=True):

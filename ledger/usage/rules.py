@@ -77,6 +77,7 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     cached_prompt_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
     cache_creation_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
     reasoning_tokens: Count | None | msgspec.UnsetType = msgspec.UNSET
+    hold_id: Id | None | msgspec.UnsetType = msgspec.UNSET
 
 
 SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
@@ -343,6 +344,7 @@ def normalize(
         cached_prompt_tokens=cached,
         cache_creation_tokens=cache_creation,
         reasoning_tokens=reasoning,
+        hold_id=given(item.hold_id),
     )
     return usage, []
 

@@ -641,6 +641,9 @@
         h('div', { class: 'budget-figures' }, `${scope} · ${budget.period} · limit ${amount(budget.limit_usd ?? budget.limit_credits)}`));
     }
     const pct = Number(status.percentage) || 0;
+    const limit = Number(status.limit) || 0;
+    const held = Number(status.held_usd ?? status.held_credits) || 0;
+    const heldPct = limit > 0 ? Math.max(0, Math.min(100 - Math.min(100, pct), (held * 100) / limit)) : 0;
     const label = { ok: 'OK', warning: 'Warning', exceeded: 'Over budget' }[status.status] || status.status;
     return h('li', { class: 'budget status-' + status.status, 'data-budget-id': budget.id, 'data-status': status.status },
       h('div', { class: 'budget-head' },
@@ -649,9 +652,10 @@
       h('div', {
         class: 'bar', role: 'progressbar', 'aria-label': `${budget.name}: ${fmtPct(pct)} of the limit used`,
         'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.min(100, Math.round(pct)),
-      }, h('div', { class: 'bar-fill', style: null, 'data-width': Math.min(100, pct) })),
+      }, h('div', { class: 'bar-fill', style: null, 'data-width': Math.min(100, pct) }),
+        held > 0 ? h('div', { class: 'bar-fill bar-held', title: `${amount(held)} held`, 'data-width': heldPct }) : null),
       h('div', { class: 'budget-figures' },
-        `${amount(status.used)} of ${amount(status.limit)} (${fmtPct(pct)}) · ${scope} · ${budget.period}, until ${status.period_end.slice(0, 10)}`));
+        `${amount(status.used)} of ${amount(status.limit)} (${fmtPct(pct)})${held > 0 ? ` · ${amount(held)} held` : ''} · ${scope} · ${budget.period}, until ${status.period_end.slice(0, 10)}`));
   }
 
   // Inline style attributes are not allowed by the page's CSP; widths are set through the CSSOM.

@@ -1,0 +1,147 @@
+"""The holds of the budget_status read model: one row per hold, one per (hold, budget).
+
+Kept in the same projection as budget spend, in the same transactions, so the position of
+budget_status says both what spend includes and which commits it counted: a hold committed
+through the commit endpoint adds its actual cost to spend here (the commit is the spend), a
+hold committed by a usage event is counted with that usage. `held` is the stored state of a
+hold not settled yet; whether it still counts is decided at read time (`expires_at`), so a
+hold stops counting at its expiry before any expiry event.
+"""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, select
+
+from ledger.budgets.events import (
+    BudgetHoldCommitted,
+    BudgetHoldExpired,
+    BudgetHoldPlaced,
+    BudgetHoldReleased,
+)
+from ledger.budgets.holds import actual_of
+from ledger.store import Recorded
+from ledger.usage.events import Usage
+from projections.sql import upsert_replace
+from projections.usage import naive_utc, to_nanos
+
+SETTLED = {BudgetHoldCommitted: "committed", BudgetHoldReleased: "released", BudgetHoldExpired: "expired"}
+
+
+def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
+    holds = Table(
+        f"{prefix}budget_holds",
+        metadata,
+        Column("tenant_id", String(64), primary_key=True),
+        Column("hold_id", String(128), primary_key=True),
+        Column("org_id", String(64), nullable=False),
+        Column("state", String(16), nullable=False),  # held | committed | released | expired
+        Column("via", String(8)),  # call | usage, for committed holds
+        Column("event_id", String(128)),
+        Column("placed_at", DateTime, nullable=False),
+        Column("expires_at", DateTime, nullable=False),
+        Column("settled_at", DateTime),
+        Column("estimated_cost_nanos", BigInteger),
+        Column("estimated_credits_nanos", BigInteger),
+        Column("actual_cost_nanos", BigInteger),
+        Column("actual_credits_nanos", BigInteger),
+        Column("position", BigInteger, nullable=False),
+        Column("settled_position", BigInteger),
+        Index(f"ix_{prefix}budget_holds_due", "state", "expires_at"),
+    )
+    amounts = Table(
+        f"{prefix}budget_hold_amounts",
+        metadata,
+        Column("tenant_id", String(64), primary_key=True),
+        Column("hold_id", String(128), primary_key=True),
+        Column("budget_id", String(64), primary_key=True),
+        Column("unit", String(8), nullable=False),
+        Column("amount_nanos", BigInteger, nullable=False),
+        Column("actual_nanos", BigInteger),
+        Column("period", String(16), nullable=False),
+        Column("period_start", DateTime, nullable=False),
+        Index(f"ix_{prefix}budget_hold_amounts_budget", "tenant_id", "budget_id", "period_start"),
+    )
+    return holds, amounts
+
+
+def _nanos(value) -> int | None:
+    return None if value is None else to_nanos(value)
+
+
+class HoldBatch:
+    """The hold rows one batch changes, written once at the end (`flush`)."""
+
+    def __init__(self, holds: Table, amounts: Table, conn: Connection):
+        self.holds, self.amounts, self.conn = holds, amounts, conn
+        self.rows: dict[tuple[str, str], dict] = {}
+        self.amount_rows: dict[tuple[str, str, str], dict] = {}
+
+    def placed(self, recorded: Recorded, event: BudgetHoldPlaced) -> None:
+        self.rows[(event.tenant_id, event.hold_id)] = {
+            "tenant_id": event.tenant_id, "hold_id": event.hold_id, "org_id": event.org_id, "state": "held",
+            "via": None, "event_id": None, "placed_at": naive_utc(event.recorded_at),
+            "expires_at": naive_utc(event.expires_at), "settled_at": None,
+            "estimated_cost_nanos": _nanos(event.estimated_cost_usd),
+            "estimated_credits_nanos": _nanos(event.estimated_credits),
+            "actual_cost_nanos": None, "actual_credits_nanos": None,
+            "position": recorded.position, "settled_position": None,
+        }
+        for held in event.holds:
+            self.amount_rows[(event.tenant_id, event.hold_id, held.budget_id)] = {
+                "tenant_id": event.tenant_id, "hold_id": event.hold_id, "budget_id": held.budget_id,
+                "unit": held.unit, "amount_nanos": to_nanos(held.amount), "actual_nanos": None,
+                "period": held.period, "period_start": naive_utc(held.period_start),
+            }
+
+    def settled(self, recorded: Recorded, event: BudgetHoldCommitted | BudgetHoldReleased | BudgetHoldExpired) -> None:
+        row = self._row(event.tenant_id, event.hold_id)
+        if row is None or row["state"] != "held":
+            return
+        row.update(state=SETTLED[type(event)], settled_at=naive_utc(event.recorded_at), settled_position=recorded.position)
+        if isinstance(event, BudgetHoldCommitted):
+            row.update(
+                via=event.via, event_id=event.event_id, actual_cost_nanos=_nanos(event.actual_cost_usd),
+                actual_credits_nanos=_nanos(event.actual_credits),
+            )
+            for held in event.holds:
+                amount = self._amount_row(event.tenant_id, event.hold_id, held.budget_id)
+                if amount is not None:
+                    amount["actual_nanos"] = to_nanos(actual_of(event, held))
+
+    def is_held(self, event: BudgetHoldCommitted) -> bool:
+        row = self._row(event.tenant_id, event.hold_id)
+        return row is not None and row["state"] == "held"
+
+    @staticmethod
+    def spend_of(event: BudgetHoldCommitted) -> Usage:
+        """A commit through the endpoint as the spend it is (counted like a usage)."""
+        return Usage(
+            event_id=event.event_id or event.hold_id, occurred_at=event.occurred_at, event_type="budget_hold",
+            cost_usd=event.actual_cost_usd or 0, credits=event.actual_credits, team_id=event.team_id,
+            agent_id=event.agent_id, workflow_id=event.workflow_id, user_id=event.user_id, app_id=event.app_id,
+        )
+
+    def _row(self, tenant_id: str, hold_id: str) -> dict | None:
+        key = (tenant_id, hold_id)
+        if key not in self.rows:
+            t = self.holds
+            found = self.conn.execute(select(t).where(t.c.tenant_id == tenant_id, t.c.hold_id == hold_id)).mappings().first()
+            if found is None:
+                return None
+            self.rows[key] = dict(found)
+        return self.rows[key]
+
+    def _amount_row(self, tenant_id: str, hold_id: str, budget_id: str) -> dict | None:
+        key = (tenant_id, hold_id, budget_id)
+        if key not in self.amount_rows:
+            t = self.amounts
+            found = self.conn.execute(
+                select(t).where(t.c.tenant_id == tenant_id, t.c.hold_id == hold_id, t.c.budget_id == budget_id)
+            ).mappings().first()
+            if found is None:
+                return None
+            self.amount_rows[key] = dict(found)
+        return self.amount_rows[key]
+
+    def flush(self) -> None:
+        upsert_replace(self.conn, self.holds, list(self.rows.values()), ["tenant_id", "hold_id"])
+        upsert_replace(self.conn, self.amounts, list(self.amount_rows.values()), ["tenant_id", "hold_id", "budget_id"])
