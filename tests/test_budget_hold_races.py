@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +62,10 @@ class Deployment:
 
     def close(self) -> None:
         for process in [*self.apis, self.worker]:
-            stop(process)
+            try:
+                stop(process, timeout=60)
+            except subprocess.TimeoutExpired:  # a busy machine: a worker mid-batch may not stop in time
+                stop(process, signal.SIGKILL)
 
 
 @pytest.fixture
