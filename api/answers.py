@@ -279,3 +279,12 @@ class AxonPagination(msgspec.Struct):
 class AxonAuditOut(msgspec.Struct):
     data: list[dict[str, Any]]
     pagination: AxonPagination
+
+
+class OtlpStatusOut(msgspec.Struct):
+    """An OTLP/HTTP error as JSON: a google.rpc.Status, with our error object beside it."""
+
+    message: str
+    error: dict[str, Any]
+    code: int = 0
+    details: list[dict[str, Any]] = []

@@ -29,9 +29,14 @@ class BudgetOut(msgspec.Struct):
     created_by: Text
     updated_at: Text
     updated_by: Text
+    # outstanding holds and what is left (limit - used - held), in the budget's unit
+    held_usd: Number = None
+    available_usd: Number = None
+    held_credits: Number = None
+    available_credits: Number = None
 
 
-class BudgetWrittenOut(BudgetOut):
+class BudgetWrittenOut(BudgetOut, kw_only=True):
     position: int
     webhook_secret: str | None = None  # answered once, when a webhook_url is first set
 
@@ -63,6 +68,11 @@ class BudgetStatusOut(Positioned):
     status: str
     thresholds_crossed: list[float]
     as_of: str
+    # outstanding holds and what is left (limit - used - held), in the budget's unit
+    held_usd: Number = None
+    available_usd: Number = None
+    held_credits: Number = None
+    available_credits: Number = None
 
 
 class BudgetAlertOut(msgspec.Struct):

@@ -31,6 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status as SpanStatus
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from api.answers import OtlpStatusOut, component
 from api.auth import Principal, authenticate
 from api.consistency import appended
 from api.errors import RETRY_AFTER_SECONDS, STATUS_BY_KIND
@@ -89,7 +90,7 @@ _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
             "description": "google.rpc.Status in the request's encoding (the JSON one also carries our error object)",
             "content": {
                 PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-                JSON: {"schema": {"$ref": "#/components/schemas/ErrorOut"}},
+                JSON: {"schema": component(OtlpStatusOut)},
             },
         },
     },
