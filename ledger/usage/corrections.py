@@ -18,7 +18,7 @@ from ledger.pricing.credits import CreditRateBook
 from ledger.pricing.prices import PriceBook
 from ledger.settings import Settings
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
-from ledger.usage.rules import amended
+from ledger.usage.amendments import amended
 from ledger.usage.streams import usage_stream
 
 # Usage fields an amendment may replace; identity and provenance (event_id, occurred_at,
