@@ -14,11 +14,11 @@ import pytest
 from ledger.errors import Invalid
 from ledger.pricing.credits import CreditRateBook
 from ledger.pricing.prices import ModelPrice, PriceBook
+from ledger.usage.amendments import amended
 from ledger.usage.events import Usage
 from ledger.usage.rules import (
     ItemError,
     UsageIn,
-    amended,
     fingerprint,
     price_of,
     token_details_problems,
