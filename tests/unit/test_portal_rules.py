@@ -23,10 +23,13 @@ def test_scopes_come_back_in_canonical_order_and_unknown_ones_are_refused():
     assert error.value.code == "INVALID_SCOPES"
 
 
-def test_only_holders_of_platform_wide_may_grant_it():
-    with pytest.raises(Forbidden):
-        check_scopes(["usage:platform_wide"], frozenset({"admin"}))
-    assert check_scopes(list(SCOPES), frozenset({"usage:platform_wide"})) == list(SCOPES)
+def test_a_privileged_scope_needs_its_permission_or_admin():
+    for scope in ("usage:platform_wide", "read:audit", "read:ledger"):
+        with pytest.raises(Forbidden):
+            check_scopes([scope], frozenset())
+        assert check_scopes([scope], frozenset({scope})) == [scope]
+    assert check_scopes(list(SCOPES), frozenset({"admin"})) == list(SCOPES)
+    assert check_scopes(["read:policies", "write:logs"], frozenset()) == ["read:policies", "write:logs"]
 
 
 @pytest.mark.parametrize("days", [0, 3651])
