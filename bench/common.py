@@ -45,6 +45,7 @@ def temporary_database(backend: str = "postgres", tmpdir: str = "/tmp"):
 
 def env_for(database_url: str, **extra) -> dict:
     env = dict(os.environ, DATABASE_URL=database_url, ADMIN_API_KEY=ADMIN_KEY, PYTHONUNBUFFERED="1")
+    env.setdefault("SECRET_PEPPER", "bench-pepper")  # serve, api and work refuse to start without one
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
