@@ -250,4 +250,5 @@ def test_the_hold_endpoints_are_in_the_openapi_document(h):
     hold = spec["components"]["schemas"]["HoldOut"]["properties"]
     assert {"state", "expires_at", "holds", "actual_cost_usd"} <= set(hold)
     check_body = paths["/api/v1/budgets/check"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    check_body = spec["components"]["schemas"][check_body["$ref"].rsplit("/", 1)[1]]  # the CheckIn component
     assert {"reserve", "ttl_seconds", "hold_id", "estimated_credits"} <= set(check_body["properties"])
