@@ -1,5 +1,5 @@
 """The auditors' surface: the ledger in position order with entry hashes, the signed
-checkpoints and the public key that verifies them (SPEC.md §3 "Tamper evidence")."""
+checkpoints and the public key that verifies them."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Axon usage and audit log (seed 001): /v1/axon/usage and /v1/axon/audit."""
+"""Axon usage and audit log: /v1/axon/usage and /v1/axon/audit."""
 from __future__ import annotations
 
 from datetime import timedelta, timezone

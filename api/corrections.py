@@ -1,4 +1,4 @@
-"""Usage corrections (SPEC.md §3): void or amend a recorded usage event.
+"""Usage corrections: void or amend a recorded usage event.
 
 Each is a new event in the usage event's own stream (the original stays in the ledger);
 the read models subtract or replace. Admin key with X-Tenant-ID / X-Org-ID, or a portal

@@ -1,4 +1,4 @@
-"""Credit usage reporting (seed 003), camelCase JSON: /api/usage, /api/usage/monthly,
+"""Credit usage reporting, camelCase JSON: /api/usage, /api/usage/monthly,
 /api/usage/top-consumers, /api/usage/resource-types.
 
 Auth: portal sessions (or the admin key with X-Tenant-ID / X-Org-ID), with the seed's

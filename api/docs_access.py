@@ -1,4 +1,4 @@
-"""Protected-documentation access (seed 000), managed in a Cloudflare Access group.
+"""Protected-documentation access, managed in a Cloudflare Access group.
 
 Session only: neither API keys nor the admin key are accepted (401). The Access group is
 deployment-wide, so managing it needs the `admin` permission. Cloudflare is the source of

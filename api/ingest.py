@@ -1,4 +1,4 @@
-"""POST /api/v1/events: agents append usage events (SPEC.md §3), as our JSON or as CloudEvents
+"""POST /api/v1/events: agents append usage events, as our JSON or as CloudEvents
 (chosen by Content-Type; decoded in api/cloudevents.py)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Portal API keys (seed 000): list, create (the key is shown once), get, revoke.
+"""Portal API keys: list, create (the key is shown once), get, revoke.
 
 Keys belong to an organization; a key of another organization or tenant is not found
 (404). Nullable timestamps (expires_at, last_used_at, revoked_at) are omitted when unset.

@@ -1,4 +1,4 @@
-"""Licences: status for the portal, issue / replace / revoke for admins (seed 000)."""
+"""Licences: status for the portal, issue / replace / revoke for admins."""
 from __future__ import annotations
 
 from datetime import timedelta, timezone

@@ -1,4 +1,4 @@
-"""Heartbeats and node capacity (seed 000): agents report in; the portal shows which
+"""Heartbeats and node capacity: agents report in; the portal shows which
 nodes are active (a heartbeat within NODE_ACTIVE_WINDOW_SECONDS) against the licence.
 
 Customer-facing node views exist in In-VPC deployments only; in SaaS they answer 403.

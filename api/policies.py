@@ -1,4 +1,4 @@
-"""Policies: org-scoped definitions managed by admins, exported by the portal (seed 000)."""
+"""Policies: org-scoped definitions managed by admins, exported by the portal."""
 from __future__ import annotations
 
 import json

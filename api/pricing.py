@@ -1,4 +1,4 @@
-"""Model prices (seed 002, SPEC.md §5.2): the table in force for clients, effective-dated
+"""Model prices: the table in force for clients, effective-dated
 overrides for admins. Overrides are ModelPriceSet events; the history stays."""
 from __future__ import annotations
 

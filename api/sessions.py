@@ -1,4 +1,4 @@
-"""Portal sessions: log in, log out, who am I (seed 000 / SPEC.md §2)."""
+"""Portal sessions: log in, log out, who am I."""
 from __future__ import annotations
 
 from flask import jsonify, make_response, request

@@ -1,4 +1,4 @@
-"""Usage read endpoints of the portal (seed 000): usage, summary and CSV export."""
+"""Usage read endpoints of the portal: usage, summary and CSV export."""
 from __future__ import annotations
 
 import base64

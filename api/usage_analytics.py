@@ -1,4 +1,4 @@
-"""Deeper usage analytics of the cost controls surface (seed 002): breakdowns by a
+"""Deeper usage analytics of the cost controls surface: breakdowns by a
 dimension and filtered usage records. Totals come from the rollups, records from
 usage_events; nothing scans raw events for totals."""
 from __future__ import annotations

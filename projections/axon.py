@@ -1,4 +1,4 @@
-"""The axon audit read model (seed 001): one row per AI request (a usage event with an
+"""The axon audit read model: one row per AI request (a usage event with an
 `operation`: completion, embedding or rag_query), indexed for the audit list's filters.
 
 Kept apart from usage_events because retention prunes it (AUDIT_RETENTION_DAYS) while

@@ -1,4 +1,4 @@
-"""Queries of the axon surface (seed 001): usage from the daily rollups, the audit list
+"""Queries of the axon surface: usage from the daily rollups, the audit list
 from the axon_audit read model, and the SIEM forwarder's reads."""
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def audit_after(conn: Connection, position: int, limit: int) -> list[dict]:
 
 
 def audit_record(row: dict) -> dict:
-    """One audit record exactly as seed 001 shows it (the API and the SIEM forwarder send this)."""
+    """One audit record in the audit log's documented shape (the API and the SIEM forwarder send this)."""
     created = row["created_at"]
     return {
         "id": row["event_id"],

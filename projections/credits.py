@@ -1,4 +1,4 @@
-"""Credit read models (seed 003): credit rates in force and gauge levels with their accrued
+"""Credit read models: credit rates in force and gauge levels with their accrued
 credits.
 
 Event-mode credits (ai, agent_run, compute) are computed at ingest and summed by the usage

@@ -1,4 +1,4 @@
-"""Queries of the credit reports (seed 003). Event-mode credits come from the usage daily
+"""Queries of the credit reports. Event-mode credits come from the usage daily
 rollup, gauge credits from gauge_daily plus the still-open part of each series' latest
 level (level × rate × time since its reading, up to the window's end or now)."""
 from __future__ import annotations
@@ -93,7 +93,7 @@ def credits_used(conn: Connection, tenant_id: str, org_id: str, start: datetime,
     return sum(r["credits_nanos"] for r in rows)
 
 
-# entity credit budgets: the read side of seed 003's per-entity monthly budgets ---------------
+# entity credit budgets: the read side of the per-entity monthly credit budgets ---------------
 @dataclass(frozen=True)
 class EntityCreditBudget:
     """A monthly budget in credits for one app or user (cost-controls budgets with unit

@@ -1,5 +1,5 @@
 """What the credit reports need to know about each organization's licence: its key, the
-credits it includes, and the License Manager sync state (seed 003's `creditPool` and
+credits it includes, and the License Manager sync state (the credit reports' `creditPool` and
 `sync`).
 
 Fed by LicenseSynced / LicenseSyncFailed (ledger/licensing/manager.py). Licences themselves

@@ -1,6 +1,6 @@
 """Breakdowns (exact for any window: daily and hourly rollups for whole buckets, raw
 usage_events for the edges) and filtered record pages (from usage_events)
-for the cost controls surface (SPEC.md §5.2)."""
+for the cost controls surface."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta

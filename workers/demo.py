@@ -164,7 +164,7 @@ ENTITY_NAMES = {
 
 
 def _demo_credits(ledger: Ledger, settings: Settings, days: int) -> None:
-    """Names for the demo apps and users, daily storage levels and agent runs (seed 003)."""
+    """Names for the demo apps and users, daily storage levels and agent runs."""
     for (kind, entity_id), (name, owner, display) in ENTITY_NAMES.items():
         _ignore_existing(lambda: ledger.identity.register_entity(
             "acme", entity_id, kind, name, "system:demo",

@@ -1,4 +1,4 @@
-"""Licence, heartbeat and node-capacity rules (seed 000): pure functions of the terms, the
+"""Licence, heartbeat and node-capacity rules: pure functions of the terms, the
 count of active nodes and the current time, so every boundary is easy to test with a
 fixed clock."""
 from __future__ import annotations

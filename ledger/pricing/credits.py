@@ -1,4 +1,4 @@
-"""Credits (seed 003): shipped default rates, effective-dated overrides (CreditRateSet), how
+"""Credits: shipped default rates, effective-dated overrides (CreditRateSet), how
 an event's credits are computed at ingest and how a gauge's credits accrue (the command
 that sets a rate is in ledger/pricing/commands.py).
 

@@ -1,4 +1,4 @@
-"""The resource-type registry: fixed in code, never data (seed 003)."""
+"""The resource-type registry: fixed in code, never data."""
 from __future__ import annotations
 
 from dataclasses import dataclass
