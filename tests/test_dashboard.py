@@ -86,7 +86,7 @@ class Service:
         self.demo_position = demo_position
 
     def caught_up(self) -> bool:
-        status, body = http("GET", f"{self.invpc}/readyz")
+        status, body = http("GET", f"{self.invpc}/readyz", **{"X-Admin-API-Key": ADMIN_KEY})  # details need the admin key
         if status != 200:
             return False
         head = body["ledger_position"]
