@@ -89,7 +89,8 @@ def _caught_up(base: str) -> bool:
     """The server answers and its read models have reached the end of the ledger (as when
     the reader of the README opens the URL `make run` printed)."""
     try:
-        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+        request = urllib.request.Request(f"{base}/readyz", headers={"X-Admin-API-Key": ADMIN_KEY})  # details need the admin key
+        with urllib.request.urlopen(request, timeout=2) as response:
             body = json.loads(response.read())
     except (OSError, ValueError):
         return False
