@@ -106,7 +106,7 @@ def _part(conn: Connection, scope: Scope, source: str, start: datetime, end: dat
         keys = [func.coalesce(c, "").label(k) for c, k in zip(grouping, GROUPS[group_by])]
     sums = [
         func.count().label("events"),
-        *[func.sum(t.c[m]).label(m) for m in ("prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos", "credits_nanos")],
+        *[func.sum(t.c[m]).label(m) for m in BREAKDOWN_MEASURES if m not in ("events", "unpriced_events")],
         func.sum(case((t.c.unpriced, 1), else_=0)).label("unpriced_events"),
     ]
     query = select(*keys, *sums).where(in_scope(t, scope, start, end, "occurred_at"))
