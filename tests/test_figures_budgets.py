@@ -34,7 +34,7 @@ def test_a_recreated_budget_has_its_own_alerts(h, agent):
     from projections.registry import by_name
     from workers.alerts import BudgetAlerts, WebhookConfig
 
-    job = BudgetAlerts(h.settings, h.store, h.engine, WebhookConfig(secret="s", timeout_seconds=5, backoff_seconds=30))
+    job = BudgetAlerts(h.settings, h.store, h.engine, WebhookConfig(timeout_seconds=5, backoff_seconds=30))
     budget = {"id": "b1", "name": "B1", "limit_usd": 100, "period": "monthly", "alert_thresholds": [50, 80, 100]}
     assert h.http.post("/api/v1/budgets", json=budget, headers=agent).status_code == 201
     h.post_events(agent, [usage("spend", cost_usd="100")])
