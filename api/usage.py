@@ -27,8 +27,9 @@ SEED_RAW_CSV_HEADER = (
     "llm_provider", "llm_model", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
     "latency_ms", "policies_evaluated", "policy_violations", "created_at",
 )
-# the raw JSON as CSV: the seed's columns first, then every other raw field
-RAW_CSV_HEADER = (*SEED_RAW_CSV_HEADER, *(f for f in RAW_JSON_FIELDS if f not in SEED_RAW_CSV_HEADER))
+# the raw JSON as CSV: the seed's columns first, then the token details, then every other raw field
+_LEADING = (*SEED_RAW_CSV_HEADER, *TOKEN_DETAILS)  # token details right after the seed's columns
+RAW_CSV_HEADER = (*_LEADING, *(f for f in RAW_JSON_FIELDS if f not in _LEADING))
 AGGREGATE_CSV_HEADER = (
     "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
     "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
