@@ -116,7 +116,7 @@ def test_a_receiver_that_trickles_its_answer_is_cut_at_the_deadline():
         conn.sendall(b"HTTP/1.1 200 OK\r\n")
         for _ in range(100):
             conn.sendall(b"X-Slow: 1\r\n")
-            time.sleep(0.2)  # the receiver's pace, below every per-read timeout
+            time.sleep(0.2)  # noqa: sleep-ok (a slow receiver sending its answer; not a wait for projections)
 
     server = Server(trickle)
     try:
