@@ -27,6 +27,8 @@ from pathlib import Path
 import msgspec
 import psycopg
 
+from bench.common import BENCH_PEPPER, env_for
+
 ROOT = Path(__file__).resolve().parent.parent
 TENANT, ORG, CLIENT, SECRET = "bench", "bench-org", "bench-agent", "bench-secret"
 TEAMS = [f"team-{i}" for i in range(10)]
@@ -43,7 +45,7 @@ def prepare(database_url: str) -> None:
     from projections.framework import catch_up
     from projections.registry import all_projections, setup_database
 
-    settings = Settings(database_url=database_url)
+    settings = Settings(database_url=database_url, secret_pepper=BENCH_PEPPER)
     setup_database(settings)
     store = LedgerStore(database_url)
     ledger = Ledger(store, settings)
@@ -146,7 +148,7 @@ def main() -> None:
         print(f"preparing {database_url}: 100 budgets, 5,000 usage events", file=sys.stderr)
         prepare(database_url)
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": database_url, "ADMIN_API_KEY": "bench"}
+        env = env_for(database_url)
         server = subprocess.Popen(
             [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

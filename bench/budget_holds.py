@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench.common import env_for
 from bench.budget_check import AGENTS, CLIENT, ORG, ROOT, SECRET, TEAMS, _request, free_port, measure, prepare
 
 
@@ -113,7 +114,7 @@ def main() -> None:
         print(f"preparing {database_url}: 100 budgets, 5,000 usage events", file=sys.stderr)
         prepare(database_url)
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": database_url, "ADMIN_API_KEY": "bench", "PROJECTOR_POLL_SECONDS": "0.05"}
+        env = env_for(database_url, PROJECTOR_POLL_SECONDS="0.05")
         server = subprocess.Popen(
             [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

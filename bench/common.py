@@ -18,9 +18,15 @@ from pathlib import Path
 
 import psycopg
 
+from ledger.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
+
 PG_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 ADMIN_KEY = "bench-admin-key"
+# the pepper of the servers the bench starts: the one in-process Settings use by default, so
+# that client secrets provisioned (or apps built) in process and in those servers agree
+BENCH_PEPPER = Settings.secret_pepper
 
 
 @contextmanager
@@ -45,7 +51,7 @@ def temporary_database(backend: str = "postgres", tmpdir: str = "/tmp"):
 
 def env_for(database_url: str, **extra) -> dict:
     env = dict(os.environ, DATABASE_URL=database_url, ADMIN_API_KEY=ADMIN_KEY, PYTHONUNBUFFERED="1")
-    env.setdefault("SECRET_PEPPER", "bench-pepper")  # serve, api and work refuse to start without one
+    env["SECRET_PEPPER"] = BENCH_PEPPER  # serve, api and work refuse to start without one
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -148,7 +154,7 @@ def provision(database_url: str) -> tuple[str, str]:
     from ledger.store import LedgerStore
     from projections.registry import setup_database
 
-    settings = Settings(database_url=database_url)
+    settings = Settings(database_url=database_url, secret_pepper=BENCH_PEPPER)
     setup_database(settings)
     store = LedgerStore(database_url)
     try:
