@@ -31,16 +31,21 @@ def held_in_period(conn: Connection, tenant_id: str, budgets: list[dict], now: d
         return {}
     h, a = BUDGETS.holds, BUDGETS.hold_amounts
     starts = {b["budget_id"]: naive_utc(period_bounds(b["period"], now)[0]) for b in budgets}
+    created = {b["budget_id"]: b["created_at"] for b in budgets}
     rows = conn.execute(
-        select(a.c.budget_id, a.c.period_start, func.sum(a.c.amount_nanos).label("held"))
+        select(a.c.budget_id, a.c.period_start, a.c.budget_created_at, func.sum(a.c.amount_nanos).label("held"))
         .where(
             a.c.tenant_id == tenant_id, a.c.budget_id.in_(list(starts)), a.c.period_start.in_(set(starts.values())),
             h.c.tenant_id == a.c.tenant_id, h.c.hold_id == a.c.hold_id, h.c.state == "held",
             h.c.expires_at > naive_utc(now),
         )
-        .group_by(a.c.budget_id, a.c.period_start)
+        .group_by(a.c.budget_id, a.c.period_start, a.c.budget_created_at)
     )
-    return {r.budget_id: int(r.held) for r in rows if starts[r.budget_id] == r.period_start}
+    held: dict[str, int] = {}
+    for r in rows:  # holds of this incarnation of the budget, in its current period
+        if starts[r.budget_id] == r.period_start and r.budget_created_at in (None, created[r.budget_id]):
+            held[r.budget_id] = held.get(r.budget_id, 0) + int(r.held)
+    return held
 
 
 def holds_due(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str]]:

@@ -3,11 +3,14 @@
 Kept in the same projection as budget spend, in the same transactions, so the position of
 budget_status says both what spend includes and which commits it counted: a hold committed
 through the commit endpoint adds its actual cost to spend here (the commit is the spend), a
-hold committed by a usage event is counted with that usage. `held` is the stored state of a
+hold committed by a usage event is counted with that usage, and a usage event carrying the id
+of a hold committed through the endpoint replaces the commit's figure. `held` is the stored state of a
 hold not settled yet; whether it still counts is decided at read time (`expires_at`), so a
 hold stops counting at its expiry before any expiry event.
 """
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, select
 
@@ -17,11 +20,12 @@ from ledger.budgets.events import (
     BudgetHoldPlaced,
     BudgetHoldReleased,
 )
+from ledger.budgets.hold_commands import SCOPE_FIELDS
 from ledger.budgets.holds import actual_of
 from ledger.store import Recorded
 from ledger.usage.events import Usage
 from projections.sql import upsert_replace
-from projections.usage import naive_utc, to_nanos
+from projections.usage import from_nanos, naive_utc, to_nanos
 
 SETTLED = {BudgetHoldCommitted: "committed", BudgetHoldReleased: "released", BudgetHoldExpired: "expired"}
 
@@ -45,6 +49,11 @@ def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         Column("actual_credits_nanos", BigInteger),
         Column("position", BigInteger, nullable=False),
         Column("settled_position", BigInteger),
+        # a commit through the endpoint counts as spend at `spent_at` in these scopes until a
+        # usage event carrying the hold's id arrives and replaces it (`replaced_by`)
+        Column("spent_at", DateTime),
+        *[Column(scope, String(128)) for scope in SCOPE_FIELDS],
+        Column("replaced_by", String(128)),
         Index(f"ix_{prefix}budget_holds_due", "state", "expires_at"),
     )
     amounts = Table(
@@ -58,9 +67,14 @@ def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         Column("actual_nanos", BigInteger),
         Column("period", String(16), nullable=False),
         Column("period_start", DateTime, nullable=False),
+        Column("budget_created_at", DateTime),  # the budget incarnation held (a recreated budget starts afresh)
         Index(f"ix_{prefix}budget_hold_amounts_budget", "tenant_id", "budget_id", "period_start"),
     )
     return holds, amounts
+
+
+def created_at(incarnation: str):
+    return naive_utc(datetime.fromisoformat(incarnation)) if incarnation else None
 
 
 def _nanos(value) -> int | None:
@@ -83,13 +97,14 @@ class HoldBatch:
             "estimated_cost_nanos": _nanos(event.estimated_cost_usd),
             "estimated_credits_nanos": _nanos(event.estimated_credits),
             "actual_cost_nanos": None, "actual_credits_nanos": None,
-            "position": recorded.position, "settled_position": None,
+            "position": recorded.position, "settled_position": None, "spent_at": None, "replaced_by": None,
+            **{scope: getattr(event, scope) for scope in SCOPE_FIELDS},
         }
         for held in event.holds:
             self.amount_rows[(event.tenant_id, event.hold_id, held.budget_id)] = {
                 "tenant_id": event.tenant_id, "hold_id": event.hold_id, "budget_id": held.budget_id,
                 "unit": held.unit, "amount_nanos": to_nanos(held.amount), "actual_nanos": None,
-                "period": held.period, "period_start": naive_utc(held.period_start),
+                "period": held.period, "period_start": naive_utc(held.period_start), "budget_created_at": created_at(held.incarnation),
             }
 
     def settled(self, recorded: Recorded, event: BudgetHoldCommitted | BudgetHoldReleased | BudgetHoldExpired) -> None:
@@ -100,7 +115,7 @@ class HoldBatch:
         if isinstance(event, BudgetHoldCommitted):
             row.update(
                 via=event.via, event_id=event.event_id, actual_cost_nanos=_nanos(event.actual_cost_usd),
-                actual_credits_nanos=_nanos(event.actual_credits),
+                actual_credits_nanos=_nanos(event.actual_credits), spent_at=naive_utc(event.occurred_at),
             )
             for held in event.holds:
                 amount = self._amount_row(event.tenant_id, event.hold_id, held.budget_id)
@@ -110,6 +125,21 @@ class HoldBatch:
     def is_held(self, event: BudgetHoldCommitted) -> bool:
         row = self._row(event.tenant_id, event.hold_id)
         return row is not None and row["state"] == "held"
+
+    def replaced_spend(self, tenant_id: str, usage: Usage) -> Usage | None:
+        """The spend a commit through the endpoint recorded for the hold this usage carries,
+        when this usage is the first to carry it: the usage is the call's spend, so it
+        replaces the commit's figure rather than adding to it (counted once)."""
+        row = self._row(tenant_id, usage.hold_id) if usage.hold_id else None
+        if row is None or row["state"] != "committed" or row["via"] != "call" or row["replaced_by"] is not None:
+            return None
+        row["replaced_by"] = usage.event_id
+        return Usage(
+            event_id=row["event_id"] or row["hold_id"], occurred_at=row["spent_at"].replace(tzinfo=timezone.utc),
+            event_type="budget_hold", cost_usd=from_nanos(row["actual_cost_nanos"] or 0),
+            credits=None if row["actual_credits_nanos"] is None else from_nanos(row["actual_credits_nanos"]),
+            **{scope: row[scope] for scope in SCOPE_FIELDS},
+        )
 
     @staticmethod
     def spend_of(event: BudgetHoldCommitted) -> Usage:

@@ -53,6 +53,11 @@ def current_period_starts(now: datetime) -> dict[str, datetime]:
     return {period: naive_utc(start) for period, start in period_starts(now).items()}
 
 
+def this_incarnation(amounts, created_at):
+    """Holds placed on this incarnation of the budget (not on a deleted one of the same id)."""
+    return or_(amounts.c.budget_created_at.is_(None), amounts.c.budget_created_at == created_at)
+
+
 def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:
     """The org's enabled budgets, each with the spend of its current period (`used_nanos`,
     in the budget's unit: one primary-key lookup per budget), its outstanding holds at `now`
@@ -82,6 +87,7 @@ def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: d
     h, a = BUDGETS.holds, BUDGETS.hold_amounts
     outstanding = [
         a.c.tenant_id == b.c.tenant_id, a.c.budget_id == b.c.budget_id, a.c.period_start == current_start,
+        this_incarnation(a, b.c.created_at),
         h.c.tenant_id == a.c.tenant_id, h.c.hold_id == a.c.hold_id, h.c.state == "held", h.c.expires_at > naive_utc(now),
     ]
     held = select(func.sum(a.c.amount_nanos)).where(*outstanding).scalar_subquery()

@@ -40,7 +40,7 @@ from projections.framework import Projection
 
 class BudgetStatusProjection(Projection):
     name = "budget_status"
-    version = 4  # 3: alerts belong to a budget incarnation; 4: holds
+    version = 5  # 3: alerts belong to a budget incarnation; 4: holds; 5: a usage replaces its hold's commit
     topics = tuple(
         event.__name__
         for event in (
@@ -139,7 +139,10 @@ class BudgetStatusProjection(Projection):
         for recorded in batch:
             event = recorded.event
             if isinstance(event, UsageRecorded):
-                changes.count(recorded, event.tenant_id, event.org_id, [(event.usage, 1)])
+                replaced = holds.replaced_spend(event.tenant_id, event.usage)
+                changes.count(
+                    recorded, event.tenant_id, event.org_id, [(event.usage, 1), *([(replaced, -1)] if replaced else [])]
+                )
             elif isinstance(event, UsageVoided):
                 changes.count(recorded, event.tenant_id, event.org_id, [(event.voided, -1)])
             elif isinstance(event, UsageAmended):

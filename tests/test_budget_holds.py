@@ -169,7 +169,33 @@ def test_a_usage_event_with_the_hold_id_and_a_commit_call_commit_once(h, agent, 
     h.project()
     status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
     assert status["held_usd"] == 0
-    assert status["used"] == (2 if order == "usage first" else 4)  # a later usage event is spend too
+    assert status["used"] == 2  # the call's spend, counted once
+
+
+@pytest.mark.parametrize("committed", ["3", "1"])
+def test_a_usage_event_after_a_commit_call_replaces_the_commits_figure(h, agent, budget, committed):
+    hold_id = granted(reserve(h, agent, "5"))
+    assert commit(h, agent, hold_id, actual_cost_usd=committed).status_code == 200
+    h.project()
+    assert h.http.get("/api/v1/budgets/b/status", headers=agent).json["used"] == float(committed)
+    h.post_events(agent, [usage("u-1", cost_usd="2", hold_id=hold_id), usage("u-2", cost_usd="0.5", hold_id=hold_id)])
+    h.project()
+    status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
+    assert status["used"] == 2.5  # both usages are spend; the commit's figure is replaced by the first
+    summary = h.http.get("/api/v1/usage/summary", headers=agent).json
+    assert summary["estimated_cost_usd"] == 2.5  # the budget and the usage say the same
+
+
+def test_holds_of_a_deleted_budget_do_not_count_for_its_new_incarnation(h, agent, budget, clock):
+    hold_id = granted(reserve(h, agent, "20"))
+    assert h.http.delete("/api/v1/budgets/b", headers=agent).status_code in (200, 204)
+    clock.advance(seconds=1)
+    create(h, agent, on_exceed="warn")
+    h.project()
+    assert h.http.get("/api/v1/budgets/b/status", headers=agent).json["held_usd"] == 0
+    listed = {b["id"]: b for b in h.http.get("/api/v1/budgets", headers=agent).json["budgets"]}
+    assert listed["b"]["held_usd"] == 0
+    assert h.http.get(f"/api/v1/budgets/holds/{hold_id}", headers=agent).json["state"] == "held"
 
 
 def test_a_hold_covers_block_and_warn_budgets_and_a_refusal_places_none(h, agent):

@@ -99,6 +99,7 @@ def _advisory_holders(h, projection: str) -> int:
         key = advisory_key(projection)
         row = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND ((classid::bigint << 32) | objid::bigint) = (%s::bigint & x'ffffffffffffffff'::bigint)",
             (key,),
         ).fetchone()
