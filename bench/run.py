@@ -31,6 +31,7 @@ from bench.common import (
     utcnow,
     wait_http,
 )
+from bench.consistency_ab import bench_session_consistency
 from bench.ingest_formats import bench_ingest_formats
 
 RESULTS = ROOT / "bench" / "results"
@@ -600,7 +601,7 @@ def main() -> None:
     global RESULTS
     parser = argparse.ArgumentParser()
     parser.add_argument("--large", action="store_true", help="also measure at 5M events")
-    parser.add_argument("--only", default="", help="comma-separated: ingest,ledger,lag,http,export,budget,verify")
+    parser.add_argument("--only", default="", help="comma-separated: ingest,consistency,ledger,lag,http,export,budget,verify")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the ledger sizes (a smoke run: 0.002)")
     parser.add_argument("--out", default=str(RESULTS), help="where the tables and the plot go")
     args = parser.parse_args()
@@ -614,6 +615,9 @@ def main() -> None:
         bench_ingest("sqlite", batches_per_client=5, clients=2)
         bench_ingest_formats("postgres", batches_per_client=3, clients=4, record=record)
         bench_ingest_formats("sqlite", batches_per_client=3, clients=2, record=record)
+    if want("consistency"):
+        bench_session_consistency("postgres", record)
+        bench_session_consistency("sqlite", record)
     if want("ledger"):
         points.append(bench_ledger("postgres", size(100_000), ("usage_rollups",), all_at_once=False))
         points.append(bench_ledger("postgres", size(1_000_000), HEAVY_PROJECTIONS, all_at_once=True))

@@ -1,0 +1,54 @@
+"""Session consistency on against off, in the same run: two API servers on one database
+(one with SESSION_CONSISTENCY=false), driven in turn with the same load, so both see the
+same machine. Batched ingest (1,000-event batches) and single-event POSTs (16 keep-alive
+clients); the figure is the median over alternating rounds, the target ≥ 0.95 (within 5 %)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from bench.common import basic, dumps, event_dicts, http, median, process, provision, temporary_database, utcnow, wait_http
+from bench.http_load import drive
+
+ROUNDS = 3
+
+
+def _batched(port: int, headers: dict, bodies: list[bytes], clients: int) -> float:
+    def post(chunk):
+        for body in chunk:
+            http("POST", f"http://127.0.0.1:{port}/api/v1/events", body, headers)
+
+    threads = [threading.Thread(target=post, args=(bodies[i::clients],)) for i in range(clients)]
+    t0 = time.perf_counter()
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return len(bodies) * 1000 / (time.perf_counter() - t0)
+
+
+def bench_session_consistency(backend: str, record, batches: int = 4, clients: int = 2, seconds: float = 5) -> None:
+    with temporary_database(backend) as url:
+        client_id, secret = provision(url)
+        base = 21000 + (hash(url) % 500) * 2
+        ports = {"on": base, "off": base + 1}
+        headers = {"Authorization": basic(client_id, secret), "Content-Type": "application/json"}
+        rates: dict[str, dict[str, list[float]]] = {mode: {"batched": [], "single": []} for mode in ports}
+        now = utcnow()
+        with process(url, "api", "--port", str(ports["on"]), "--workers", "2", SESSION_CONSISTENCY="true"), \
+                process(url, "api", "--port", str(ports["off"]), "--workers", "2", SESSION_CONSISTENCY="false"), \
+                process(url, "work"):
+            for port in ports.values():
+                wait_http(f"http://127.0.0.1:{port}/healthz")
+                drive(port, "post", 1, 16, headers)  # warm up both workers of each server
+            for round_ in range(ROUNDS):
+                order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
+                for mode in order:
+                    bodies = [dumps({"events": event_dicts(1000, f"{mode}-{round_}-{b}", now, seed=b)}) for b in range(batches)]
+                    rates[mode]["batched"].append(_batched(ports[mode], headers, bodies, clients))
+                    rates[mode]["single"].append(drive(ports[mode], "post", seconds, 16, headers)["rps"])
+    for kind, label in (("batched", f"{clients} clients × 1,000-event batches"), ("single", "single-event POSTs, 16 clients")):
+        on, off = median(rates["on"][kind]), median(rates["off"][kind])
+        unit = "events/s" if kind == "batched" else "requests/s"
+        record(f"ingest with session consistency on, {label} ({backend})", on, unit, off,
+               "the same with SESSION_CONSISTENCY=false, same database, alternating rounds", "≥ 0.95",
+               note=f"median of {ROUNDS} rounds each; on {', '.join(f'{r:,.0f}' for r in rates['on'][kind])}; "
+                    f"off {', '.join(f'{r:,.0f}' for r in rates['off'][kind])}")
