@@ -186,13 +186,15 @@ def test_delivery_errors_are_generic_codes_never_socket_text(private_ok):
 # 2. secrets ------------------------------------------------------------------------------
 def test_each_budget_gets_its_own_secret_shown_once_and_never_stored_in_the_ledger(private_ok):
     h, agent = private_ok
-    url = "http://user:pw@127.0.0.1:9/hook?token=abc#x"
+    refused = budget(h, agent, "one", webhook_url="http://user:pw@127.0.0.1:9/hook")
+    assert refused.status_code == 422 and refused.json["error"]["field"] == "webhook_url", refused.json
+    url = "http://127.0.0.1:9/hook?token=abc#x"
     first = budget(h, agent, "one", webhook_url=url).json
     second = budget(h, agent, "two", webhook_url="http://127.0.0.1:9/two").json
     plain = budget(h, agent, "none").json
     assert first["webhook_secret"].startswith("whsec_") and first["webhook_secret"] != second["webhook_secret"]
     assert "webhook_secret" not in plain
-    assert first["webhook_url"] == "http://127.0.0.1:9/hook"  # without userinfo, query or fragment
+    assert first["webhook_url"] == "http://127.0.0.1:9/hook"  # without query or fragment
     renamed = h.http.put("/api/v1/budgets/one", json={"name": "Renamed"}, headers=agent).json
     moved = h.http.put("/api/v1/budgets/one", json={"webhook_url": "http://127.0.0.1:9/moved"}, headers=agent).json
     assert "webhook_secret" not in renamed and "webhook_secret" not in moved  # not a first set

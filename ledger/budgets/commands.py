@@ -128,6 +128,8 @@ def check_terms(terms: dict[str, Any], org_id: str) -> BudgetTerms:
         parsed = urlparse(webhook_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname or len(webhook_url) > 2048:
             raise _invalid("webhook_url", "must be an http(s) URL of at most 2048 characters")
+        if "@" in parsed.netloc:  # the URL is kept in the ledger and its exports: no credentials in it
+            raise _invalid("webhook_url", "must not carry credentials (user:password@); alerts are signed instead")
     enabled = terms.get("enabled")
     return BudgetTerms(
         budget_id=budget_id,
