@@ -7,7 +7,9 @@ raises its marks with one UPSERT that keeps the highest position; a read fetches
 marks that concern it with one primary-key lookup.
 
 The table is not a read model: it is not derived from the ledger, `rebuild` leaves it
-alone, and its positions stay valid when the read models are replayed.
+alone, and its positions stay valid when the read models are replayed. A mark every read
+model has passed makes no read wait: the worker deletes those (`prune`), so the table holds
+only the principals that wrote in the last moments.
 """
 from __future__ import annotations
 
@@ -61,3 +63,12 @@ def raise_marks(conn: Connection, keys: Sequence[str], position: int) -> None:
 def marks_of(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
     """The positions of those of these marks that are set (one primary-key lookup)."""
     return dict(conn.execute(_MARKS, {"keys": list(keys)}).all())
+
+
+def prune(conn: Connection) -> int:
+    """Delete the marks every read model has passed (they make no read wait); a mark raised
+    meanwhile is above that position and stays. Returns how many were deleted."""
+    lowest = conn.execute(text("SELECT min(position) FROM projection_positions")).scalar()
+    if lowest is None:
+        return 0
+    return conn.execute(text("DELETE FROM consistency_marks WHERE position <= :lowest"), {"lowest": lowest}).rowcount

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from ledger.settings import Settings
-from projections.consistency_marks import consistency_marks, marks_of, raise_marks
+from projections.consistency_marks import consistency_marks, marks_of, prune, raise_marks
 from projections.registry import setup_database
 from tests.conftest import ADMIN_KEY, PASSWORD, Harness, basic, make_settings, usage
 from tests.fakes import FakeServer, as_json
@@ -165,6 +165,19 @@ def test_one_mark_per_principal_however_many_requests(h):
     with h.engine.connect() as conn:
         rows = conn.execute(select(consistency_marks).where(consistency_marks.c.mark_key.startswith("client:"))).all()
     assert [position for _, position in rows] == [h.store.max_position()]
+
+
+def test_marks_every_read_model_has_passed_are_pruned(h):
+    agent = h.agent()
+    assert h.post_events(agent, [usage("p-1")]).status_code == 202
+    with h.engine.begin() as conn:
+        assert prune(conn) == 0  # not projected yet: the writer's mark still makes reads wait
+    h.project()
+    with h.engine.begin() as conn:
+        raise_marks(conn, ["client:ahead"], h.store.max_position() + 1)
+        assert prune(conn) >= 1
+        assert [k for k, in conn.execute(select(consistency_marks.c.mark_key))] == ["client:ahead"]
+    assert h.http.get("/api/v1/usage/summary", headers=agent).status_code == 200
 
 
 def test_the_setting_reads_from_the_environment():

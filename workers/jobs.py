@@ -29,13 +29,14 @@ class Job:
 
 def all_jobs(settings: Settings) -> list[Job]:
     """Every periodic job. Each capability adds its own line here."""
-    from workers import alerts, checkpoints, hold_expiry, license_sync, retention, siem
+    from workers import alerts, checkpoints, hold_expiry, license_sync, marks, retention, siem
 
     jobs: list[Job] = []
     jobs.append(Job("ledger-checkpoint", checkpoints.CHECK_SECONDS, checkpoints.run))
     jobs.append(Job("budget_alerts", settings.budget_alerts_interval_seconds, alerts.run))
     jobs.append(Job("budget-hold-expiry", hold_expiry.SECONDS, hold_expiry.run))
     jobs.append(Job("audit-retention", 3600, retention.run))
+    jobs.append(Job("consistency-marks-prune", marks.SECONDS, marks.run))
     if settings.siem_url:
         jobs.append(Job("siem-forward", settings.siem_interval_seconds, siem.run))
     if settings.license_manager_url:
