@@ -16,17 +16,14 @@ looked up with `earlier_owner`, which the caller answers from the docs access re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Callable
 from uuid import UUID
 
+from ledger.concept import ConceptCommands
 from ledger.actor import Actor
-from ledger.audit.commands import AuditCommands
 from ledger.docs_access.cloudflare import CloudflareAccess
 from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.identity.rules import normalize_email
-from ledger.journal import Journal
-from ledger.settings import Settings
 from ledger.store import stream_id
 
 NOT_OURS = "not granted by this tenant"
@@ -52,16 +49,7 @@ class Ownership:
     version: int
 
 
-class DocsAccessCommands:
-    def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands):
-        self.journal = journal
-        self.settings = settings
-        self.audit = audit
-
-    @property
-    def now(self) -> datetime:
-        return self.journal.now
-
+class DocsAccessCommands(ConceptCommands):
     def users(self, cloudflare: CloudflareAccess) -> list[str]:
         return cloudflare.group().emails
 

@@ -10,10 +10,8 @@ and answers 409.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from uuid import UUID
 
-from ledger.audit.commands import AuditCommands
 from ledger.errors import NotFound
 from ledger.identity.events import (
     ClientDisabled,
@@ -33,8 +31,6 @@ from ledger.identity.rules import (
     new_client_secret,
 )
 from ledger.identity.users import UserAccounts, session_stream, user_stream
-from ledger.journal import Journal
-from ledger.settings import Settings
 from ledger.store import stream_id
 
 
@@ -55,15 +51,6 @@ def entity_stream(tenant_id: str, entity_type: str, entity_id: str) -> UUID:
 
 
 class IdentityCommands(UserAccounts):
-    def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands):
-        self.journal = journal
-        self.settings = settings
-        self.audit = audit
-
-    @property
-    def now(self) -> datetime:
-        return self.journal.now
-
     # tenants and organizations -----------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str, actor: str) -> int:
         check_id("tenant_id", tenant_id)

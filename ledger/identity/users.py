@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
+from ledger.concept import ConceptCommands
 from ledger.actor import Actor
-from ledger.audit.commands import AuditCommands
 from ledger.errors import Conflict, NotFound, Unauthenticated
 from ledger.identity.credentials import seal, unseal
 from ledger.identity.events import (
@@ -35,8 +35,6 @@ from ledger.identity.rules import (
     check_permissions,
     normalize_email,
 )
-from ledger.journal import Journal
-from ledger.settings import Settings
 from ledger.store import stream_id
 
 
@@ -48,15 +46,7 @@ def session_stream(token: str) -> UUID:
     return stream_id("session", hashlib.sha256(token.encode()).hexdigest())
 
 
-class UserAccounts:
-    journal: Journal
-    settings: Settings
-    audit: AuditCommands
-
-    @property
-    def now(self) -> datetime:
-        return self.journal.now
-
+class UserAccounts(ConceptCommands):
     def _seal(self, value: str, field: str) -> str:
         return seal(value, self.settings.secret_pepper, field)
 

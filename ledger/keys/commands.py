@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
+from ledger.concept import ConceptCommands
 from ledger.actor import Actor
-from ledger.audit.commands import AuditCommands
 from ledger.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from ledger.identity.credentials import seal, unseal
-from ledger.journal import Journal
 from ledger.keys.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed
 from ledger.keys.rules import (
     DEFAULT_SCOPES,
@@ -28,7 +27,6 @@ from ledger.keys.rules import (
     parse_key,
     sha256_hex,
 )
-from ledger.settings import Settings
 from ledger.store import stream_id
 
 PREFIX_ATTEMPTS = 5
@@ -42,16 +40,7 @@ def key_use_stream(key_id: str) -> UUID:
     return stream_id("apikey-used", key_id)
 
 
-class KeyCommands:
-    def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands):
-        self.journal = journal
-        self.settings = settings
-        self.audit = audit
-
-    @property
-    def now(self) -> datetime:
-        return self.journal.now
-
+class KeyCommands(ConceptCommands):
     def create_key(
         self,
         actor: Actor,

@@ -3,10 +3,10 @@ heartbeats, and the outcomes of License Manager sync."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ledger.concept import ConceptCommands
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
 from ledger.errors import Conflict, NotFound
@@ -38,16 +38,10 @@ def license_stream(tenant_id: str, org_id: str) -> UUID:
     return stream_id("license", tenant_id, org_id)
 
 
-class LicensingCommands:
+class LicensingCommands(ConceptCommands):
     def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands, identity: IdentityCommands):
-        self.journal = journal
-        self.settings = settings
-        self.audit = audit
+        super().__init__(journal, settings, audit)
         self.identity = identity
-
-    @property
-    def now(self) -> datetime:
-        return self.journal.now
 
     # licences ----------------------------------------------------------------------------
     def find_license(self, tenant_id: str, org_id: str) -> License | None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ledger.concept import ConceptCommands
 from ledger.actor import Actor
 from ledger.audit.commands import AuditCommands
 from ledger.errors import Conflict, Invalid, NotFound
@@ -23,16 +23,10 @@ def policy_stream(tenant_id: str, policy_id: str) -> UUID:
     return stream_id("policy", tenant_id, policy_id)
 
 
-class PolicyCommands:
+class PolicyCommands(ConceptCommands):
     def __init__(self, journal: Journal, settings: Settings, audit: AuditCommands, identity: IdentityCommands):
-        self.journal = journal
-        self.settings = settings
-        self.audit = audit
+        super().__init__(journal, settings, audit)
         self.identity = identity
-
-    @property
-    def now(self) -> datetime:
-        return self.journal.now
 
     def find_policy(self, tenant_id: str, policy_id: str) -> Policy | None:
         if not policy_id or len(policy_id) > MAX_POLICY_ID_LENGTH:
