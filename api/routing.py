@@ -71,7 +71,25 @@ def _use(every: Clusters, name: str) -> None:
     g.cluster_services = every.require(name)
 
 
+def platform_wide(kind: str, payload: dict) -> None:
+    """A price or credit-rate override appended to this request's cluster: append it to
+    every other cluster too (the outbox keeps it for a cluster that is down). No-op with
+    one cluster."""
+    from flask import current_app
+
+    every = current_app.extensions.get("usage_ledger_clusters")
+    if every is None:
+        return
+    from runtime.clusters import replicate_platform_event
+
+    positions = replicate_platform_event(every, kind, payload, done=g.get("cluster", every.first))
+    g.platform_pending = sorted(name for name, position in positions.items() if position is None)
+
+
 def _remember_placement(response):
+    pending = g.get("platform_pending")
+    if pending:
+        response.headers["X-Clusters-Pending"] = ",".join(pending)  # they get it when they are back
     placed = g.get("placed_tenant")
     if placed and response.status_code == 201:
         clusters().directory.assign(*placed)

@@ -324,3 +324,103 @@ def setup_clusters(settings: Settings) -> dict[str, list[str]]:
     finally:
         engine.dispose()
     return rebuilt
+
+
+# platform-wide events ----------------------------------------------------------------
+# Price and credit-rate overrides hold for every tenant, so every cluster's ledger records
+# them, with the same effective_from. A cluster that is down gets an outbox row instead and
+# `deliver_outbox` appends it when the cluster is back; appending one twice (a retry after
+# an unrecorded success) changes no price book.
+
+def apply_platform_event(services: Services, kind: str, payload: dict) -> int:
+    """Append one platform-wide event to a cluster's ledger; its position there."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    def decimal(name: str):
+        return None if payload.get(name) is None else Decimal(payload[name])
+
+    effective_from = datetime.fromisoformat(payload["effective_from"])
+    if kind == "model_price":
+        return services.ledger.cost_controls.set_model_price(
+            payload["provider"], payload["model"], decimal("input_per_1k"), decimal("output_per_1k"), effective_from,
+            payload["actor"], decimal("cached_input_per_1m"), decimal("cache_write_input_per_1m"),
+        )
+    if kind == "credit_rate":
+        position, _ = services.ledger.pricing.set_credit_rate(
+            payload["resource_type"], decimal("credits_per_unit"), payload["actor"], effective_from
+        )
+        return position
+    raise ValueError(f"unknown platform-wide event kind {kind!r}")
+
+
+def replicate_platform_event(clusters: "Clusters", kind: str, payload: dict, done: str) -> dict[str, int | None]:
+    """Append to every cluster but `done` (which already has it): position by cluster,
+    None where it went to the outbox."""
+    positions: dict[str, int | None] = {}
+    for name in clusters.names:
+        if name == done:
+            continue
+        try:
+            if not clusters.reachable(name):
+                raise cluster_down(name)
+            positions[name] = apply_platform_event(clusters.services(name), kind, payload)
+        except DOWN as error:
+            clusters.directory.enqueue(name, kind, payload, str(error))
+            positions[name] = None
+    return positions
+
+
+def deliver_outbox(clusters: "Clusters") -> dict[str, int]:
+    """Append what each reachable cluster missed, oldest first; delivered count by cluster.
+    One cluster's failure never holds the others'."""
+    delivered: dict[str, int] = {}
+    for item_id, name, kind, payload in clusters.directory.pending():
+        if name in delivered and delivered[name] < 0:
+            continue  # this cluster failed already in this round: keep its order
+        try:
+            if name not in clusters.names or not clusters.reachable(name):
+                raise cluster_down(name)
+            apply_platform_event(clusters.services(name), kind, payload)
+        except DOWN as error:
+            clusters.directory.failed(item_id, str(error))
+            delivered[name] = -1
+            continue
+        clusters.directory.delivered(item_id)
+        delivered[name] = delivered.get(name, 0) + 1
+    return {name: max(count, 0) for name, count in delivered.items()}
+
+
+def price_book(services: Services) -> set[tuple]:
+    """Every price and credit-rate override a cluster's ledger holds (what makes its books)."""
+    from ledger.pricing.events import CreditRateSet, ModelPriceSet
+    from projections.pricing_queries import RATE_TOPICS
+
+    book: set[tuple] = set()
+    for recorded in services.store.read(0, None, RATE_TOPICS):
+        e = recorded.event
+        if isinstance(e, ModelPriceSet):
+            book.add(("price", e.provider, e.model, str(e.input_per_1k), str(e.output_per_1k),
+                      str(e.cached_input_per_1m), str(e.cache_write_input_per_1m), e.effective_from.isoformat()))
+        elif isinstance(e, CreditRateSet) and not e.tenant_id:
+            book.add(("credit_rate", e.resource_type, str(e.credits_per_unit), e.effective_from.isoformat()))
+    return book
+
+
+def check_price_books(clusters: "Clusters") -> dict:
+    """Which clusters' price books differ from the first reachable one's (and which could
+    not be read). `consistent` only when every cluster answered and all agree."""
+    answer = clusters.fan_out(lambda _name, services: price_book(services))
+    books = answer.by_cluster
+    reference = next(iter(books.values()), set())
+    differing = sorted(name for name, book in books.items() if book != reference)
+    return {
+        "consistent": not differing and not answer.partial,
+        "differing": differing,
+        "clusters": {
+            name: {"overrides": len(book), "digest": hashlib.sha256(repr(sorted(book)).encode()).hexdigest()[:16]}
+            for name, book in books.items()
+        },
+        "pending": len(clusters.directory.pending()),
+        **answer.flags(),
+    }

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from api import create_app
-from runtime.clusters import Clusters, setup_clusters
+from runtime.clusters import Clusters, price_book, setup_clusters
 from tests.conftest import ADMIN_KEY, IN_CI, basic, drop_database, make_settings, new_database_url, require_postgres, usage
 from tests.pg_cluster import PostgresServer, postgres_bin
 from usage_ledger import cli
@@ -224,3 +224,32 @@ def test_without_ledger_clusters_the_one_cluster_is_default(h):
     elsewhere = h.admin("POST", "/api/v1/admin/tenants", json={"tenant_id": "b", "name": "B", "cluster": "b"})
     assert elsewhere.status_code == 404 and elsewhere.json["error"]["code"] == "CLUSTER_NOT_FOUND"
     assert "usage_ledger_clusters" not in h.app.extensions
+
+
+def test_price_overrides_reach_every_cluster_and_one_that_was_down_when_it_returns(two, server_b):
+    two.tenant("acme", cluster="a")
+    two.tenant("globex", cluster="b")
+    rate = two.admin("PUT", "/api/v1/admin/credit-rates", json={"resource_type": "app_compute", "credits_per_unit": "0.05"})
+    assert rate.status_code == 200 and "X-Clusters-Pending" not in rate.headers
+    books = {name: price_book(services) for name, services in two.clusters}
+    assert books["a"] == books["b"] and len(books["a"]) == 1
+    server_b.stop()
+    two.app.extensions["usage_ledger_clusters"].forget_health()
+    price = two.admin("PUT", "/api/v1/admin/pricing", json={
+        "provider": "openai", "model": "gpt-4o", "input_per_1k": "0.01", "output_per_1k": "0.02",
+        "effective_from": "2026-11-01T00:00:00Z",
+    })
+    assert price.status_code == 200, price.json
+    assert price.headers["X-Clusters-Pending"] == "b"  # a has it; b will when it is back
+    check = two.cli("check-price-books")
+    assert check.exit_code == 1 and json.loads(check.stdout)["missing_clusters"] == ["b"]
+    server_b.start()
+    two.clusters.forget_health()
+    differing = two.cli("check-price-books")
+    assert differing.exit_code == 1 and json.loads(differing.stdout)["differing"] == ["b"]
+    delivered = two.cli("check-price-books", "--deliver")
+    assert delivered.exit_code == 0, delivered.output
+    report = json.loads(delivered.stdout)
+    assert report["delivered"] == {"b": 1} and report["consistent"] and report["pending"] == 0
+    assert price_book(two.clusters.services("b")) == price_book(two.clusters.services("a"))
+    assert len(price_book(two.clusters.services("b"))) == 2

@@ -87,10 +87,10 @@ def tenant_config(config: Settings, tenant_id: str) -> Settings:
     """The settings of the cluster that holds a tenant (the directory, LEDGER_CLUSTERS)."""
     if not config.ledger_clusters:
         return config
-    from runtime.clusters import Clusters, cluster_settings, setup_clusters
+    from runtime.clusters import Clusters, cluster_settings
 
-    setup_clusters(config)
     with Clusters(config) as every:
+        every.directory.create_tables()
         return cluster_settings(config, every.directory.cluster_of(tenant_id))
 
 

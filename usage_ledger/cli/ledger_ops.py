@@ -261,4 +261,20 @@ def keygen(out: str) -> None:
     click.echo(json.dumps({"private_key": str(private_path), "public_key": str(public_path), "key_id": key_id}))
 
 
-COMMANDS = (migrate, rebuild, seal, verify, export_ledger, keygen)
+@click.command("check-price-books")
+@click.option("--deliver", is_flag=True, help="First append what the platform outbox holds for clusters that are back.")
+def check_price_books(deliver: bool) -> None:
+    """Compare every cluster's price and credit-rate overrides (LEDGER_CLUSTERS): exit 0 when
+    all agree, 1 naming the clusters that differ or did not answer."""
+    from runtime.clusters import Clusters, check_price_books as compare, deliver_outbox
+
+    config = settings()
+    with Clusters(config, writer=True) as every:
+        every.directory.create_tables()
+        delivered = deliver_outbox(every) if deliver else {}
+        report = compare(every)
+    click.echo(json.dumps({**report, **({"delivered": delivered} if deliver else {})}))
+    sys.exit(0 if report["consistent"] else 1)
+
+
+COMMANDS = (migrate, rebuild, seal, verify, export_ledger, keygen, check_price_books)

@@ -26,12 +26,14 @@ def create_tenant(tenant_id: str, name: str, cluster: str | None) -> None:
             position = services.ledger.create_tenant(tenant_id, name, ACTOR)
         click.echo(json.dumps({"tenant_id": tenant_id, "position": position}))
         return
-    from runtime.clusters import Clusters, setup_clusters
+    from projections.registry import setup_database
+    from runtime.clusters import Clusters
 
-    setup_clusters(config)
     with Clusters(config, writer=True) as every:
+        every.directory.create_tables()
         entry = every.directory.entry(tenant_id)
         placed = entry[0] if entry else every.directory.place(cluster)
+        setup_database(every.settings_for(placed))
         position = every.services(placed).ledger.create_tenant(tenant_id, name, ACTOR)
         every.directory.assign(tenant_id, placed)
     click.echo(json.dumps({"tenant_id": tenant_id, "cluster": placed, "position": position}))
