@@ -86,6 +86,39 @@ def platform_wide(kind: str, payload: dict) -> None:
     g.platform_pending = sorted(name for name, position in positions.items() if position is None)
 
 
+def fan_out(read):
+    """With several clusters and a request for no one tenant: `read()` run once per
+    cluster (services() answering that cluster's), as an Answer naming the clusters that
+    did not answer. None with one cluster: the caller reads as it always did."""
+    from flask import current_app
+
+    every = current_app.extensions.get("usage_ledger_clusters")
+    if every is None or g.get("cluster_tenant"):
+        return None
+    before = g.get("cluster_services")
+
+    def on(_name, cluster_services):
+        g.cluster_services = cluster_services
+        try:
+            return read()
+        finally:
+            g.cluster_services = before
+
+    return every.fan_out(on)
+
+
+def fan_out_one(name: str, read):
+    """`read()` on one named cluster (503 CLUSTER_UNAVAILABLE when it is down)."""
+    from flask import current_app
+
+    before = g.get("cluster_services")
+    g.cluster_services = current_app.extensions["usage_ledger_clusters"].require(name)
+    try:
+        return read()
+    finally:
+        g.cluster_services = before
+
+
 def _remember_placement(response):
     pending = g.get("platform_pending")
     if pending:

@@ -194,7 +194,7 @@ def test_each_cluster_verifies_and_rebuilds_on_its_own(two):
 
 def test_a_stopped_cluster_answers_503_for_its_tenants_only_and_loses_nothing(two, server_b):
     acme = two.tenant("acme", cluster="a")["headers"]
-    globex = two.tenant("globex", cluster="b")["headers"]
+    globex = two.tenant("globex", org="gprod", cluster="b")["headers"]
     acked = two.http.post("/api/v1/events", json={"events": [usage("g-1"), usage("g-2")]}, headers=globex)
     assert acked.status_code == 202
     server_b.stop()
@@ -204,6 +204,14 @@ def test_a_stopped_cluster_answers_503_for_its_tenants_only_and_loses_nothing(tw
     assert down.json["error"]["code"] == "CLUSTER_UNAVAILABLE" and down.json["error"]["cluster"] == "b"
     assert int(down.headers["Retry-After"]) > 0
     assert two.http.get("/api/v1/usage/summary", headers=globex).status_code == 503
+    # fan-out reads answer with what they have and name the missing cluster
+    two.project("a")
+    audit = two.admin("GET", "/api/v1/admin/audit-log")
+    assert audit.status_code == 200, audit.json
+    assert audit.json["partial"] is True and audit.json["missing_clusters"] == ["b"]
+    assert {e["cluster"] for e in audit.json["entries"]} == {"a"}
+    nodes = two.admin("GET", "/api/v1/admin/nodes/status?org_id=prod")
+    assert nodes.status_code == 200 and nodes.json["partial"] is True and nodes.json["missing_clusters"] == ["b"]
     # the other cluster's tenant keeps working
     fine = two.http.post("/api/v1/events", json={"events": [usage("a-1")]}, headers=acme)
     assert fine.status_code == 202
@@ -253,3 +261,24 @@ def test_price_overrides_reach_every_cluster_and_one_that_was_down_when_it_retur
     assert report["delivered"] == {"b": 1} and report["consistent"] and report["pending"] == 0
     assert price_book(two.clusters.services("b")) == price_book(two.clusters.services("a"))
     assert len(price_book(two.clusters.services("b"))) == 2
+
+
+def test_fan_out_reads_cover_every_cluster(two):
+    two.tenant("acme", cluster="a")
+    globex = two.tenant("globex", org="gprod", cluster="b")["headers"]
+    beat = two.http.post("/api/v1/heartbeats", json={"instance_id": "n-1", "instance_type": "agent"}, headers=globex)
+    assert beat.status_code in (200, 201, 202), beat.json
+    two.project()
+    audit = two.admin("GET", "/api/v1/admin/audit-log?limit=500")
+    assert audit.status_code == 200 and audit.json["partial"] is False
+    tenants = {(e["cluster"], e["tenant_id"]) for e in audit.json["entries"]}
+    assert ("a", "acme") in tenants and ("b", "globex") in tenants
+    assert not {t for c, t in tenants if c == "a"} & {"globex"}
+    one = two.admin("GET", "/api/v1/admin/audit-log?tenant_id=globex")
+    assert one.status_code == 200 and {e["tenant_id"] for e in one.json["entries"]} == {"globex"}
+    assert "partial" not in one.json  # one tenant: one cluster, read as always
+    nodes = two.admin("GET", "/api/v1/admin/nodes/status?org_id=gprod")
+    assert nodes.status_code == 200 and nodes.json["partial"] is False
+    assert nodes.json["tenant_id"] == "globex" and nodes.json["total"] == 1
+    users = two.admin("GET", "/api/v1/admin/users?tenant_id=globex")
+    assert users.status_code == 200 and users.json["total"] == 0
