@@ -282,3 +282,72 @@ def test_fan_out_reads_cover_every_cluster(two):
     assert nodes.json["tenant_id"] == "globex" and nodes.json["total"] == 1
     users = two.admin("GET", "/api/v1/admin/users?tenant_id=globex")
     assert users.status_code == 200 and users.json["total"] == 0
+
+
+def test_moving_a_tenant_under_live_ingest_counts_every_acknowledged_event_once(two):
+    acme = two.tenant("acme", cluster="a")["headers"]
+    two.tenant("globex", org="gprod", cluster="b")
+    history = two.http.post("/api/v1/events", json={"events": [usage(f"old-{n}") for n in range(20)]}, headers=acme)
+    assert history.status_code == 202
+    acked = {f"old-{n}" for n in range(20)}
+    refused: list[tuple[str, str]] = []
+    unexpected: list = []
+    stop = threading.Event()
+    enough = threading.Event()
+    moved = threading.Event()
+    after_move: set[str] = set()
+
+    def ingest() -> None:  # an agent that retries what it was refused, as clients do
+        client = two.app.test_client()
+        n = 0
+        while not stop.is_set():
+            event_id = f"live-{n}"
+            response = client.post("/api/v1/events", json={"events": [usage(event_id)]}, headers=acme)
+            if response.status_code == 202:
+                acked.add(event_id)
+                if moved.is_set():
+                    after_move.add(event_id)
+                n += 1
+                if n >= 30:
+                    enough.set()
+                if len(after_move) >= 10:
+                    stop.set()
+            elif response.status_code == 503:
+                refused.append((response.json["error"]["code"], response.headers.get("Retry-After")))
+                stop.wait(0.05)
+            else:
+                unexpected.append((response.status_code, response.json))
+                stop.set()
+
+    agent = threading.Thread(target=ingest, daemon=True)
+    agent.start()
+    assert enough.wait(60)
+    result = two.cli("move-tenant", "acme", "--to", "b", "--grace", "0.5")
+    moved.set()
+    agent.join(timeout=60)
+    stop.set()
+    assert result.exit_code == 0, result.output
+    assert not unexpected, unexpected
+    report = json.loads(result.stdout)
+    assert report["from_cluster"] == "a" and report["to_cluster"] == "b"
+    assert two.clusters.directory.cluster_of("acme") == "b"
+    assert refused and {code for code, _ in refused} == {"TENANT_MOVING"}  # only during the switch
+    assert all(after and int(after) > 0 for _, after in refused)
+    two.project()
+    target = _summary(two, acme)  # routed to b now
+    assert target["total_llm_requests"] == len(acked)  # every acknowledged event, exactly once
+    # the source froze at the switch: the target holds all of it, plus what came after
+    from datetime import datetime, timezone
+
+    from projections import usage_queries as q
+
+    with two.clusters.services("a").engine.connect() as conn:
+        source = q.summary(conn, q.Scope("acme", "prod"), datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
+    assert source["total_llm_requests"] == len(acked - after_move)
+    assert target["total_llm_requests"] == source["total_llm_requests"] + len(after_move)
+    assert target["total_tokens"] == 1500 * len(acked)
+    # an acknowledged event retried after the move is a duplicate in the target
+    again = two.http.post("/api/v1/events", json={"events": [usage("old-3")]}, headers=acme)
+    assert again.status_code == 202 and again.json["duplicates"] == 1
+    verify = two.cli("verify")
+    assert verify.exit_code == 0, verify.output
