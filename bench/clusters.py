@@ -101,7 +101,7 @@ def bench_clusters(clusters: int, events_per_cluster: int, record, out: Path) ->
     binaries = postgres_bin()
     if binaries is None:
         raise SystemExit("--clusters needs PostgreSQL's initdb and pg_ctl on this machine")
-    servers = [PostgresServer(binaries) for _ in range(clusters - 1)]
+    servers = [PostgresServer(binaries, durable=True) for _ in range(clusters - 1)]
     urls_made: list[str] = []
     results: list[dict] = []
     try:

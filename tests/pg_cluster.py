@@ -30,8 +30,10 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: str):
+    def __init__(self, bin_dir: str, durable: bool = False):
+        """`durable`: fsync on, as a production server (the bench); tests run without it."""
         self.bin = bin_dir
+        self.durable = durable
         self.port = free_port()
         self.root = tempfile.mkdtemp(prefix="ul-pg-")
         self.data = os.path.join(self.root, "data")
@@ -53,7 +55,9 @@ class PostgresServer:
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off"
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "-t", "60", "start")
 
     def stop(self) -> None:
