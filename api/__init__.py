@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False
     app.extensions["usage_ledger"] = bootstrap(settings)
+    if app.extensions["usage_ledger"].settings.ledger_clusters:
+        from api import routing
+
+        routing.register(app, app.extensions["usage_ledger"])  # LEDGER_CLUSTERS: route each request to its tenant's cluster
 
     api = Api(app)
     for blueprint in (ops.blp, admin.blp, ingest.blp, usage.blp, axon.blp, credits.blp, credit_admin.blp):

@@ -1,6 +1,7 @@
 """Provisioning under /api/v1/admin (X-Admin-API-Key): tenants, organizations, agent clients."""
 from __future__ import annotations
 
+from flask import g
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -9,6 +10,8 @@ from api.answers_admin import OrgOut, TenantOut
 from api.auth import require_admin_key
 from api.consistency import appended
 from api.services import services
+from ledger.errors import NotFound
+from runtime.clusters import DEFAULT_CLUSTER
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration (X-Admin-API-Key)")
 
@@ -18,6 +21,10 @@ _id = dict(required=True, validate=validate.Length(min=1, max=64))
 class TenantIn(Schema):
     tenant_id = fields.String(**_id)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    cluster = fields.String(
+        validate=validate.Length(min=1, max=32),
+        metadata={"description": "the ledger cluster to place it in (LEDGER_CLUSTERS); default: the one with the fewest tenants"},
+    )
 
 
 class OrgIn(Schema):
@@ -46,8 +53,11 @@ class ClientOut(Schema):
 def create_tenant(body):
     """Create a tenant."""
     require_admin_key()
+    cluster = g.get("cluster", DEFAULT_CLUSTER)  # api/routing.py placed it (LEDGER_CLUSTERS)
+    if body.get("cluster") not in (None, cluster):
+        raise NotFound("CLUSTER_NOT_FOUND", f"No cluster named {body['cluster']} holds or can take this tenant")
     position = appended(services().ledger.identity.create_tenant(body["tenant_id"], body["name"], "admin"))
-    return {**body, "position": position}, 201
+    return {**body, "cluster": cluster, "position": position}, 201
 
 
 @blp.route("/tenants/<tenant_id>/orgs", methods=["POST"])

@@ -139,6 +139,7 @@ class CheckOut(msgspec.Struct):
 class TenantOut(Positioned):
     tenant_id: str
     name: str
+    cluster: str = "default"  # the ledger cluster that holds the tenant (docs/scale-out.md)
 
 
 class OrgOut(Positioned):

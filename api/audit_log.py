@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from api.auth import Principal, authenticate, require_admin_key, require_permission
 from api.consistency import reflect
 from api.formats import parse_moment, timestamp
+from api.routing import fan_out
 from api.services import services
 from ledger.errors import Invalid, NotFound
 from projections import admin_audit_queries as q
@@ -46,12 +47,16 @@ class EntryOut(Schema):
     outcome = fields.String()
     reason = fields.String()
     details = fields.Dict()
+    cluster = fields.String(metadata={"description": "LEDGER_CLUSTERS, every tenant's view: the cluster of the entry (id is its position there)"})
 
 
 class PageOut(Schema):
     entries = fields.List(fields.Nested(EntryOut))
     next_cursor = fields.Integer(allow_none=True)
     position = fields.Integer()
+    positions = fields.Dict(metadata={"description": "LEDGER_CLUSTERS, every tenant's view: the position read, by cluster"})
+    partial = fields.Boolean(metadata={"description": "LEDGER_CLUSTERS: true when a cluster did not answer"})
+    missing_clusters = fields.List(fields.String())
 
 
 def _reader() -> tuple[Principal, str | None]:
@@ -89,10 +94,26 @@ def audit_log(args):
     until = parse_moment(args["until"], "until", end_of_day=True) if args.get("until") else None
     if since and until and since > until:
         raise Invalid("VALIDATION_FAILED", "since must not be after until", field="since")
-    position = reflect("admin_audit")
     where = q.AuditFilter(tenant_id, args.get("action"), args.get("actor"), args.get("outcome"), since, until)
-    with services().engine.connect() as conn:
-        rows = q.entries(conn, where, args["limit"] + 1, args.get("cursor"))
+
+    def page() -> tuple[int, list]:
+        position = reflect("admin_audit")
+        with services().engine.connect() as conn:
+            return position, q.entries(conn, where, args["limit"] + 1, args.get("cursor"))
+
+    if tenant_id is None and not args.get("cursor"):
+        every = fan_out(page)  # several clusters: the newest entries of them all (page with tenant_id)
+        if every is not None:
+            merged = sorted(
+                ({**entry_json(r), "cluster": name} for name, (_, rows) in every.by_cluster.items() for r in rows),
+                key=lambda e: (e["recorded_at"], e["id"]), reverse=True,
+            )
+            return {
+                "entries": merged[: args["limit"]], "next_cursor": None,
+                "position": min((p for p, _ in every.by_cluster.values()), default=0),
+                "positions": {name: p for name, (p, _) in every.by_cluster.items()}, **every.flags(),
+            }
+    position, rows = page()
     more = len(rows) > args["limit"]
     rows = rows[: args["limit"]]
     return {

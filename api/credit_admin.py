@@ -12,6 +12,7 @@ from api.answers_admin import CreditRateSetOut, CreditRatesOut, EntityOut, SyncO
 from api.auth import require_admin_key
 from api.consistency import appended, consult, reflect
 from api.formats import Moment, timestamp
+from api.routing import platform_wide
 from api.services import services
 from ledger.identity.rules import ENTITY_TYPES
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
@@ -47,6 +48,10 @@ def put_credit_rate(body):
         body["resource_type"], body["credits_per_unit"], "admin", body.get("effective_from")
     )
     appended(position)
+    platform_wide("credit_rate", {
+        "resource_type": event.resource_type, "credits_per_unit": str(event.credits_per_unit),
+        "effective_from": event.effective_from.isoformat(), "actor": "admin",
+    })
     return {
         "resource_type": event.resource_type,
         "credits_per_unit": float(event.credits_per_unit),

@@ -16,6 +16,7 @@ from marshmallow import Schema, fields, validate
 
 from api.auth import Principal, authenticate, require_permission
 from api.consistency import appended, consult
+from api.routing import elsewhere
 from api.services import services
 from ledger.docs_access.cloudflare import CloudflareAccess
 from projections import docs_access_queries as q
@@ -52,14 +53,26 @@ def _admin_session():
 def _other_tenants_readers(principal: Principal) -> set[str]:
     consult("docs_access")  # grants just made by any tenant, through any API process
     with services().engine.connect() as conn:
-        return q.docs_readers_of_other_tenants(conn, principal.tenant_id)
+        found = q.docs_readers_of_other_tenants(conn, principal.tenant_id)
+    for readers in elsewhere(lambda other: _readers(other, principal.tenant_id)):  # LEDGER_CLUSTERS: the group is shared
+        found |= readers
+    return found
+
+
+def _readers(other, tenant_id: str) -> set[str]:
+    with other.engine.connect() as conn:
+        return q.docs_readers_of_other_tenants(conn, tenant_id)
 
 
 def _earlier_owner(email: str) -> str | None:
-    """Who granted an e-mail before grants had a stream per e-mail (the read model)."""
+    """Who granted an e-mail before grants had a stream per e-mail (the read model), or,
+    with LEDGER_CLUSTERS, on another cluster (its ledger: the Access group is shared)."""
     consult("docs_access")
     with services().engine.connect() as conn:
-        return q.docs_reader_owner(conn, email)
+        owner = q.docs_reader_owner(conn, email)
+    if owner is None:
+        owner = next(filter(None, elsewhere(lambda other: other.ledger.docs_access.ownership(email).owner)), None)
+    return owner
 
 
 @blp.route("", methods=["GET"])

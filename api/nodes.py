@@ -14,6 +14,7 @@ from api.answers import HeartbeatOut, answers
 from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import timestamp
+from api.routing import fan_out, fan_out_one
 from api.services import services
 from ledger.errors import Forbidden, Invalid, NotFound
 from ledger.licensing.rules import node_capacity_status, percentage
@@ -65,6 +66,8 @@ class NodeStatusOut(Schema):
     max_allowed = fields.Integer()
     percentage = fields.Raw()
     status = fields.String(metadata={"description": "OK, CAUTION, WARNING or VIOLATION"})
+    partial = fields.Boolean(metadata={"description": "LEDGER_CLUSTERS, admin view without tenant_id: a cluster did not answer"})
+    missing_clusters = fields.List(fields.String())
 
 
 def _active_since():
@@ -165,6 +168,29 @@ def node(args, instance_id):
 def admin_nodes_status(args):
     """Node capacity of any organization, in any deployment mode (X-Admin-API-Key)."""
     require_admin_key()
+    if args.get("tenant_id") is None:
+        # several clusters: find the org's tenant in each, then read its own cluster
+        every = fan_out(lambda: _tenants_with_org(args["org_id"]))
+        if every is not None:
+            found = [(name, t) for name, tenants in every.by_cluster.items() for t in tenants]
+            if len(found) > 1:
+                raise Invalid("AMBIGUOUS_ORG", "Several tenants use this org_id; add tenant_id", field="tenant_id")
+            if found:
+                name, tenant = found[0]
+                answer = fan_out_one(name, lambda: _status(tenant, args["org_id"]))
+                return {**answer, **every.flags()}
+            return {**_status("", args["org_id"]), **every.flags()}
+    return _status(args.get("tenant_id"), args["org_id"])
+
+
+def _tenants_with_org(org_id: str) -> list[str]:
+    reflect("node_status", "licenses")
+    with services().engine.connect() as conn:
+        return nodes_queries.tenants_with_org(conn, org_id)
+
+
+def _status(tenant_id: str | None, org_id: str) -> dict:
+    args = {"tenant_id": tenant_id, "org_id": org_id}
     reflect("node_status", "licenses")
     with services().engine.connect() as conn:
         tenant_id = args.get("tenant_id")

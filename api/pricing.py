@@ -13,6 +13,7 @@ from api.answers_admin import PriceOverridesOut, PriceSetOut, PriceTableOut
 from api.auth import authenticate, require_admin_key
 from api.consistency import appended, reflect
 from api.formats import Moment, timestamp
+from api.routing import platform_wide
 from api.services import services
 from ledger.pricing.prices import DEFAULT_PRICES_SOURCE_DATE, ModelPrice, PriceBook
 from projections import pricing_queries as q
@@ -97,6 +98,12 @@ def set_price(body):
             body.get("cached_input_per_1m"), body.get("cache_write_input_per_1m"),
         )
     )
+    platform_wide("model_price", {
+        **{k: body.get(k) for k in ("provider", "model")},
+        **{k: None if body.get(k) is None else str(body[k]) for k in (
+            "input_per_1k", "output_per_1k", "cached_input_per_1m", "cache_write_input_per_1m")},
+        "effective_from": effective_from.isoformat(), "actor": "admin",
+    })
     price = ModelPrice(
         body["provider"].strip().lower(), body["model"].strip().lower(), body["input_per_1k"], body["output_per_1k"],
         effective_from.astimezone(timezone.utc), "override", body.get("cached_input_per_1m"), body.get("cache_write_input_per_1m"),

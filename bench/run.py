@@ -581,9 +581,9 @@ def growth_plot(points: list[dict]) -> None:
     fig.savefig(RESULTS / "growth.png", dpi=100)
 
 
-def write_results(points: list[dict]) -> None:
+def write_results(points: list[dict], name: str = "results") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "results.json").write_text(json.dumps({"rows": rows, "growth": points}, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"rows": rows, "growth": points}, indent=2))
     lines = ["| benchmark | figure | baseline | ratio | target | note |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         baseline = f"{r['baseline_figure']:,} ({r['baseline']})" if r.get("baseline_figure") is not None else ""
@@ -593,7 +593,7 @@ def write_results(points: list[dict]) -> None:
         lines += ["", "| events | ledger append events/s | projection events/s | summary p50 ms | raw aggregate p50 ms |",
                   "| --- | --- | --- | --- | --- |"]
         lines += [f"| {p['events']:,} | {p['ingest_rate']:,.0f} | {p['project_rate']:,.0f} | {p['summary_p50_ms']:.2f} | {p['raw_p50_ms']:.1f} |" for p in points]
-    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -604,10 +604,21 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: ingest,consistency,ledger,lag,http,export,budget,verify")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the ledger sizes (a smoke run: 0.002)")
     parser.add_argument("--out", default=str(RESULTS), help="where the tables and the plot go")
+    parser.add_argument("--clusters", type=int, default=0,
+                        help="scale-out: N ledger clusters (N-1 PostgreSQL servers started here) against 1; alone, only this "
+                             "(table: clusters-results.md)")
+    parser.add_argument("--cluster-events", type=int, default=50_000, help="events per cluster for --clusters (times --scale)")
     args = parser.parse_args()
     RESULTS = Path(args.out)
     size = lambda events: int(max(1000, round(events * args.scale, -3)))  # noqa: E731
     only = set(filter(None, args.only.split(",")))
+    if args.clusters >= 2:
+        from bench.clusters import bench_clusters
+
+        bench_clusters(args.clusters, size(args.cluster_events), record, RESULTS)
+        if not only:
+            write_results([], "clusters-results")
+            return
     want = lambda name: not only or name in only  # noqa: E731
     points: list[dict] = []
     if want("ingest"):

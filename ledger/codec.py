@@ -20,6 +20,7 @@ from ledger.docs_access.events import DocsAccessGranted, DocsAccessRevoked
 from ledger.pricing.events import ModelPriceSet, CreditRateSet
 from ledger.budgets.events import BudgetCreated, BudgetUpdated, BudgetDeleted, BudgetThresholdCrossed, BudgetAlertDelivered, BudgetAlertDeliveryFailed, BudgetWebhookSecretRotated, BudgetHoldPlaced, BudgetHoldCommitted, BudgetHoldReleased, BudgetHoldExpired, BudgetPeriodHolds
 from ledger.audit.events import AccessAttempted
+from ledger.identity.events import TenantMoved
 
 ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     TenantCreated,
@@ -67,6 +68,7 @@ ALL_EVENTS: tuple[type[LedgerEvent], ...] = (
     BudgetHoldReleased,
     BudgetHoldExpired,
     BudgetPeriodHolds,
+    TenantMoved,
 )
 AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
 

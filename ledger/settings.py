@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,8 @@ class Settings:
     # security: proxies whose X-Forwarded-For is believed, the /metrics bearer token
     trusted_proxies: tuple[str, ...] = ()
     metrics_token: str | None = None
+    # scale-out (runtime/clusters.py): "name=url,name=url"; None is one cluster at database_url
+    ledger_clusters: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -98,6 +101,7 @@ class Settings:
         values.update(_portal_settings(env))
         values.update(_budget_settings(env))
         values.update(_security_settings(env))
+        values.update(_cluster_settings(env))
         values.update(overrides)
         return cls(**values)
 
@@ -151,3 +155,37 @@ def _budget_settings(env: dict[str, str]) -> dict[str, Any]:
 def _security_settings(env: dict[str, str]) -> dict[str, Any]:
     proxies = tuple(p.strip() for p in (env.get("TRUSTED_PROXIES") or "").split(",") if p.strip())
     return dict(trusted_proxies=proxies, metrics_token=env.get("METRICS_TOKEN") or None)
+
+
+def _cluster_settings(env: dict[str, str]) -> dict[str, Any]:
+    """LEDGER_CLUSTERS names the clusters; the first one is the default (it holds the
+    directory), so DATABASE_URL becomes its URL. Unset: one cluster at DATABASE_URL."""
+    value = (env.get("LEDGER_CLUSTERS") or "").strip()
+    if not value:
+        return {}
+    first = parse_clusters(value)[0][1]
+    return dict(ledger_clusters=value, database_url=first)
+
+
+_CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def parse_clusters(value: str) -> list[tuple[str, str]]:
+    """`a=postgresql://host/db1,b=postgresql://host/db2` -> [(name, url), ...] in order.
+    Names: lower-case letter first, then letters, digits, - or _ (at most 32)."""
+    clusters: list[tuple[str, str]] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, sep, url = item.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not _CLUSTER_NAME.match(name) or not url:
+            raise ValueError(f"LEDGER_CLUSTERS: expected name=url, got {item!r}")
+        if not url.startswith(("postgresql:", "postgres:", "postgresql+", "sqlite:")):
+            raise ValueError(f"LEDGER_CLUSTERS: cluster {name} has an unsupported URL scheme")
+        if any(name == known for known, _ in clusters):
+            raise ValueError(f"LEDGER_CLUSTERS: cluster {name} is named twice")
+        clusters.append((name, url))
+    if not clusters:
+        raise ValueError("LEDGER_CLUSTERS names no cluster")
+    return clusters

@@ -33,6 +33,7 @@ ADDED_SINCE = {
     "BudgetWebhookSecretRotated",
     "UserDisabled", "UserEnabled", "UserPasswordChanged",
     "BudgetHoldPlaced", "BudgetHoldCommitted", "BudgetHoldReleased", "BudgetHoldExpired", "BudgetPeriodHolds",
+    "TenantMoved",
 }
 
 # GET /api/v1/usage/summary?start_date=2026-01-01&end_date=2026-12-31, answered by the

@@ -10,6 +10,16 @@ class TenantCreated(LedgerEvent, frozen=True):
     name: str
 
 
+class TenantMoved(LedgerEvent, frozen=True):
+    """`usage-ledger move-tenant` copied the tenant's events to another ledger cluster and
+    switched the directory; recorded on both sides (the source keeps its sealed history)."""
+
+    from_cluster: str
+    to_cluster: str
+    events_copied: int
+    source_through: int  # the source position the copy reached
+
+
 class OrganizationCreated(LedgerEvent, frozen=True):
     name: str
 

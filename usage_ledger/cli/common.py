@@ -75,6 +75,25 @@ def existing(settings: Settings) -> Services:
     return services
 
 
+def cluster_configs(config: Settings, names: tuple[str, ...] = ()) -> list[tuple[str, Settings]]:
+    """(name, settings) of the clusters a command works on: those named, else all
+    (LEDGER_CLUSTERS; without it, the one cluster `default`)."""
+    from runtime.clusters import chosen, cluster_settings
+
+    return [(name, cluster_settings(config, name)) for name in chosen(config, names)]
+
+
+def tenant_config(config: Settings, tenant_id: str) -> Settings:
+    """The settings of the cluster that holds a tenant (the directory, LEDGER_CLUSTERS)."""
+    if not config.ledger_clusters:
+        return config
+    from runtime.clusters import Clusters, cluster_settings
+
+    with Clusters(config) as every:
+        every.directory.create_tables()
+        return cluster_settings(config, every.directory.cluster_of(tenant_id))
+
+
 class Progress:
     """`label name: done/total` on one stderr line, at most twice a second; `finish()`
     shows the last item complete."""

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from usage_ledger.cli.common import for_writing, settings
+from usage_ledger.cli.common import CliError, for_writing, settings, tenant_config
 
 ACTOR = "admin:cli"
 
@@ -15,11 +15,28 @@ ACTOR = "admin:cli"
 @click.command("create-tenant")
 @click.argument("tenant_id")
 @click.option("--name", required=True)
-def create_tenant(tenant_id: str, name: str) -> None:
+@click.option("--cluster", default=None, help="The ledger cluster to place it in (LEDGER_CLUSTERS); default: the fewest tenants.")
+def create_tenant(tenant_id: str, name: str, cluster: str | None) -> None:
     """Create a tenant."""
-    with for_writing(settings()) as services:
-        position = services.ledger.create_tenant(tenant_id, name, ACTOR)
-    click.echo(json.dumps({"tenant_id": tenant_id, "position": position}))
+    config = settings()
+    if not config.ledger_clusters:
+        if cluster not in (None, "default"):
+            raise CliError(f"no cluster named {cluster}: LEDGER_CLUSTERS is not set (the one cluster is `default`)")
+        with for_writing(config) as services:
+            position = services.ledger.create_tenant(tenant_id, name, ACTOR)
+        click.echo(json.dumps({"tenant_id": tenant_id, "position": position}))
+        return
+    from projections.registry import setup_database
+    from runtime.clusters import Clusters
+
+    with Clusters(config, writer=True) as every:
+        every.directory.create_tables()
+        entry = every.directory.entry(tenant_id)
+        placed = entry[0] if entry else every.directory.place(cluster)
+        setup_database(every.settings_for(placed))
+        position = every.services(placed).ledger.create_tenant(tenant_id, name, ACTOR)
+        every.directory.assign(tenant_id, placed)
+    click.echo(json.dumps({"tenant_id": tenant_id, "cluster": placed, "position": position}))
 
 
 @click.command("create-org")
@@ -28,7 +45,7 @@ def create_tenant(tenant_id: str, name: str) -> None:
 @click.option("--name", required=True)
 def create_org(tenant_id: str, org_id: str, name: str) -> None:
     """Create an organization of a tenant."""
-    with for_writing(settings()) as services:
+    with for_writing(tenant_config(settings(), tenant_id)) as services:
         position = services.ledger.create_org(tenant_id, org_id, name, ACTOR)
     click.echo(json.dumps({"tenant_id": tenant_id, "org_id": org_id, "position": position}))
 
@@ -39,7 +56,7 @@ def create_org(tenant_id: str, org_id: str, name: str) -> None:
 @click.option("--name", required=True)
 def create_client(tenant_id: str, org_id: str, name: str) -> None:
     """Register an agent client; prints its secret once."""
-    with for_writing(settings()) as services:
+    with for_writing(tenant_config(settings(), tenant_id)) as services:
         client = services.ledger.register_client(tenant_id, org_id, name, ACTOR)
     click.echo(json.dumps(client.__dict__))
 
@@ -53,7 +70,7 @@ def create_client(tenant_id: str, org_id: str, name: str) -> None:
 def create_user(tenant_id: str, org_id: str, email: str, password: str, permissions: tuple[str, ...]) -> None:
     """Create a portal user (log in at POST /api/v1/auth/login)."""
 
-    with for_writing(settings()) as services:
+    with for_writing(tenant_config(settings(), tenant_id)) as services:
         user, position = services.ledger.identity.create_user(tenant_id, org_id, email, password, list(permissions), ACTOR)
     click.echo(json.dumps({**user.public(), "position": position}))
 

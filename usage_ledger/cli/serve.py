@@ -71,14 +71,23 @@ def api(host: str, port: int, workers: int) -> None:
 
 
 @click.command()
-def work() -> None:
+@click.option("--cluster", "clusters", multiple=True, help="Only this ledger cluster (LEDGER_CLUSTERS); repeatable. Default: all.")
+def work(clusters: tuple[str, ...]) -> None:
     """Run the background workers (projectors) until SIGTERM."""
     require_pepper()
     from workers.logs import configure_logging
     from workers.projector import run_workers
 
     configure_logging()
-    run_workers(settings())
+    config = settings()
+    if config.ledger_clusters:
+        from workers.clusters import run_cluster_workers
+
+        run_cluster_workers(config, clusters)
+    elif clusters and set(clusters) != {"default"}:
+        raise CliError(f"no cluster named {', '.join(clusters)}: LEDGER_CLUSTERS is not set (the one cluster is `default`)")
+    else:
+        run_workers(config)
 
 
 @click.command()
@@ -90,7 +99,12 @@ def serve(host: str, port: int) -> None:
     require_pepper()
     config = settings()
     require_free_port(host, port)
-    setup_database(config)
+    if config.ledger_clusters:
+        from runtime.clusters import setup_clusters
+
+        setup_clusters(config)
+    else:
+        setup_database(config)
     exe = [sys.executable, "-m", "usage_ledger.cli"]
     children = {
         "work": Child("work", exe + ["work"]),
