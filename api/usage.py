@@ -5,13 +5,16 @@ import base64
 import binascii
 from datetime import datetime, timedelta
 
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from api.answers import SummaryOut, UsageOut, answers, answers_text
 from api.auth import Principal, authenticate
 from api.consistency import reflect
-from api.formats import Day, csv_response, day_start, event_time, money, parse_moment, timestamp
+from api.formats import (
+    DEFAULT_DAYS, Day, csv_response, day_start, event_time, last_days, money, parse_moment, timestamp, window_range,
+)
 from api.services import services
 from api.usage_codec import RAW_JSON_FIELDS, usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
@@ -50,8 +53,8 @@ class ReadArgs(Schema):
 
 
 class WindowArgs(ReadArgs):
-    start_date = Day(metadata={"description": "YYYY-MM-DD; default 30 days before today"})
-    end_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default today"})
+    start_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default 29 days before end_date (the last 30 days)"})
+    end_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default today (UTC)"})
     platform_wide = fields.Boolean(load_default=False)
 
 
@@ -66,7 +69,7 @@ class UsageArgs(WindowArgs):
 class ExportArgs(ReadArgs):
     start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD"})
     end = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD (a date includes that day)"})
-    days = fields.Integer(metadata={"description": "legacy: 1-365, only without start and end"})
+    days = fields.Integer(metadata={"description": "the last N days (today and the N - 1 UTC days before it), 1-365, only without start and end"})
 
 
 def _scope(principal: Principal, platform_wide: bool, client_id: str | None = None) -> q.Scope:
@@ -82,7 +85,7 @@ def _scope(principal: Principal, platform_wide: bool, client_id: str | None = No
 def _window(args: dict) -> tuple[datetime, datetime]:
     today = services().settings.clock.now().date()
     end_day = args.get("end_date") or today
-    start_day = args.get("start_date") or (end_day - timedelta(days=30))
+    start_day = args.get("start_date") or (end_day - timedelta(days=DEFAULT_DAYS - 1))  # the last 30 days
     if start_day > end_day:
         raise Invalid("VALIDATION_FAILED", "start_date must not be after end_date", field="start_date")
     return day_start(start_day), day_start(end_day) + timedelta(days=1)
@@ -104,17 +107,25 @@ def get_usage(args):
     granularity, fmt = args["granularity"], args["format"]
     engine = services().engine
     if granularity == "raw":
-        if fmt == "csv":
-            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end), EXPORT_ROW_CAP)
+        paged = fmt == "json" or "limit" in request.args or "cursor" in request.args
+        if not paged:  # the whole window as one download, newest first, capped like the export
+            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end), EXPORT_ROW_CAP, (start, end))
         after = _decode_cursor(args.get("cursor"))
         with engine.connect() as conn:
             rows = q.raw_page(conn, scope, start, end, args["limit"] + 1, after)
         more = len(rows) > args["limit"]
         rows = rows[: args["limit"]]
+        if fmt == "csv":  # the same page as the JSON answer; the next page's cursor in X-Next-Cursor
+            next_cursor = {"X-Next-Cursor": _encode_cursor(rows[-1])} if more else {}
+            return csv_response(
+                "usage_events.csv", RAW_CSV_HEADER, (usage_csv_row(r, RAW_CSV_HEADER) for r in rows),
+                window=(start, end), headers=next_cursor,
+            )
         return {
             "granularity": "raw",
             "start_date": start.date().isoformat(),
             "end_date": (end - timedelta(days=1)).date().isoformat(),
+            "range": window_range(start, end),
             "data": [usage_event_json(r) for r in rows],
             "next_cursor": _encode_cursor(rows[-1]) if more else None,
             "position": position,
@@ -132,11 +143,13 @@ def get_usage(args):
                  *(r[name] for name in TOKEN_DETAILS)]
                 for r in rows
             ),
+            window=(start, end),
         )
     return {
         "granularity": granularity,
         "start_date": start.date().isoformat(),
         "end_date": (end - timedelta(days=1)).date().isoformat(),
+        "range": window_range(start, end),
         "data": [
             dict(
                 r,
@@ -166,6 +179,7 @@ def get_summary(args):
     return {
         "start_date": start.date().isoformat(),
         "end_date": (end - timedelta(days=1)).date().isoformat(),
+        "range": window_range(start, end),
         **totals,
         "estimated_cost_nanos": to_nanos(cost),  # exact, beside the 6-decimal figure
         "position": position,
@@ -185,9 +199,17 @@ def export_usage(args):
         raise Malformed("BAD_REQUEST", "days is accepted only when start and end are absent", field="days")
     if days is not None and not 1 <= days <= 365:
         raise Invalid("VALIDATION_FAILED", "days must be between 1 and 365", field="days")
-    # by default up to the latest moment an accepted event may have (now + MAX_FUTURE)
-    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now + MAX_FUTURE
-    start = parse_moment(start_raw, "start") if start_raw else (end if end_raw else now) - timedelta(days=days or 30)
+    if end_raw:
+        end = parse_moment(end_raw, "end", end_of_day=True)
+        start = parse_moment(start_raw, "start") if start_raw else end - timedelta(days=DEFAULT_DAYS)
+    else:
+        # the last N days (default 30); the end stretches to the latest moment an accepted
+        # event may have (now + MAX_FUTURE) in the minutes before midnight, so that the
+        # default export holds every accepted event
+        start, end = last_days(now, days or DEFAULT_DAYS)
+        end = max(end, now + MAX_FUTURE)
+        if start_raw:
+            start = parse_moment(start_raw, "start")
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
     reflect(UsageEventsProjection.name)
@@ -202,7 +224,7 @@ def export_usage(args):
                     r["completion_tokens"], r["total_tokens"], _cents(r["cost_nanos"]), r["policy_violations"],
                 ]
 
-    return csv_response("usage_export.csv", EXPORT_HEADER, rows(), EXPORT_ROW_CAP)
+    return csv_response("usage_export.csv", EXPORT_HEADER, rows(), EXPORT_ROW_CAP, (start, end))
 
 
 def _raw_csv_rows(engine, scope, start, end):

@@ -12,7 +12,7 @@ from api.answers import BreakdownOut, RecordsOut, answers
 from api.auth import authenticate
 from api.consistency import reflect
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
-from api.formats import day_start, money, parse_moment, timestamp
+from api.formats import DEFAULT_DAYS, last_days, money, parse_moment, timestamp, window_range
 from api.services import services
 from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
@@ -29,7 +29,7 @@ class WindowArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD; default 30 days before today"})
+    start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD; default 30 days before end (the last 30 days)"})
     end = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD (a date includes that day); default end of today"})
     min_position = fields.Integer(validate=validate.Range(min=0))
 
@@ -55,9 +55,12 @@ class RecordArgs(WindowArgs):
 
 
 def _window(args: dict):
-    today = services().settings.clock.now().date()
-    end = parse_moment(args["end"], "end", end_of_day=True) if args.get("end") else day_start(today) + timedelta(days=1)
-    start = parse_moment(args["start"], "start") if args.get("start") else day_start(today - timedelta(days=30))
+    start, end = last_days(services().settings.clock.now())  # the last 30 days, today included
+    if args.get("end"):
+        end = parse_moment(args["end"], "end", end_of_day=True)
+        start = end - timedelta(days=DEFAULT_DAYS)
+    if args.get("start"):
+        start = parse_moment(args["start"], "start")
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
     return start, end
@@ -111,6 +114,7 @@ def usage_breakdown(args):
         "group_by": group_by,
         "start": timestamp(start),
         "end": timestamp(end),
+        "range": window_range(start, end),
         "breakdown": items,
         "totals": _measures(totals),
         "position": position,
@@ -136,5 +140,6 @@ def usage_records(args):
         "has_more": more,
         "start": timestamp(start),
         "end": timestamp(end),
+        "range": window_range(start, end),
         "position": position,
     }

@@ -163,7 +163,8 @@ def test_a_gauge_accrues_level_times_rate_times_time_held(h, agent):
     assert levels["2026-11-18"] == (3 * 10**12, 2)  # latest level (milli-bytes), readings that day
     assert levels["2026-11-19"] == (2 * 10**12, 1)
     summary = get(h, "/api/usage").json["usageSummary"]
-    assert summary == [{"entityId": "files", "entityType": "app", "resourceType": "app_storage", "totalCredits": 5, "totalEvents": 3}]
+    assert summary == [{"entityId": "files", "entityType": "app", "resourceType": "app_storage", "totalCredits": 5,
+                        "totalCreditsNanos": 5 * 10**9, "totalEvents": 3}]
 
 
 def test_gauge_credits_do_not_depend_on_arrival_order(h, agent):
@@ -220,17 +221,26 @@ def spent(h, agent):
     return agent
 
 
+def _seed_keys(rows: list[dict]) -> list[dict]:
+    """Rows without the exact totalCreditsNanos beside each rounded figure."""
+    return [{k: v for k, v in r.items() if k != "totalCreditsNanos"} for r in rows]
+
+
 def test_usage_has_the_seed_shape_and_defaults_to_the_current_month(h, spent):
     response = get(h, "/api/usage")
     assert response.status_code == 200, response.json
     body = response.json
-    assert list(body) == ["usageSummary", "dailyTotals", "budgets", "creditPool", "sync"]
-    assert body["usageSummary"] == [
+    assert list(body) == ["usageSummary", "dailyTotals", "budgets", "creditPool", "sync",
+                          "totalCredits", "totalCreditsNanos", "range"]  # the seed's keys first
+    assert body["totalCredits"] == 1354.5 and body["totalCreditsNanos"] == 1354_500_000_000
+    assert sum(r["totalCreditsNanos"] for r in body["usageSummary"]) == body["totalCreditsNanos"]
+    assert sum(r["totalCreditsNanos"] for r in body["dailyTotals"]) == body["totalCreditsNanos"]
+    assert _seed_keys(body["usageSummary"]) == [
         {"entityId": APP, "entityType": "app", "resourceType": "ai", "totalCredits": 1250.5, "totalEvents": 2},
         {"entityId": "jdoe", "entityType": "user", "resourceType": "ai", "totalCredits": 100, "totalEvents": 1},
         {"entityId": "bot-1", "entityType": "agent", "resourceType": "agent_run", "totalCredits": 4, "totalEvents": 1},
     ]
-    assert body["dailyTotals"] == [
+    assert _seed_keys(body["dailyTotals"]) == [
         {"date": "2026-11-19", "resourceType": "ai", "totalCredits": 250.5},
         {"date": "2026-11-20", "resourceType": "agent_run", "totalCredits": 4},
         {"date": "2026-11-20", "resourceType": "ai", "totalCredits": 1100},
@@ -242,7 +252,7 @@ def test_usage_has_the_seed_shape_and_defaults_to_the_current_month(h, spent):
 
 def test_usage_start_and_end_dates_are_inclusive(h, spent):
     body = get(h, "/api/usage?startDate=2026-10-30&endDate=2026-11-19").json
-    assert body["dailyTotals"] == [
+    assert _seed_keys(body["dailyTotals"]) == [
         {"date": "2026-10-30", "resourceType": "ai", "totalCredits": 500},
         {"date": "2026-11-19", "resourceType": "ai", "totalCredits": 250.5},
     ]
