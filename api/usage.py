@@ -20,6 +20,7 @@ from api.usage_codec import RAW_JSON_FIELDS, usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
 from ledger.usage.rules import MAX_FUTURE
 from projections import usage_queries as q
+from projections.credits_gauges import with_gauge_credits
 from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos, to_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
@@ -113,8 +114,8 @@ def get_usage(args):
         after = _decode_cursor(args.get("cursor"))
         with engine.connect() as conn:
             rows = q.raw_page(conn, scope, start, end, args["limit"] + 1, after)
-        more = len(rows) > args["limit"]
-        rows = rows[: args["limit"]]
+            more = len(rows) > args["limit"]
+            rows = list(with_gauge_credits(conn, rows[: args["limit"]], services().settings.clock.now()))
         if fmt == "csv":  # the same page as the JSON answer; the next page's cursor in X-Next-Cursor
             next_cursor = {"X-Next-Cursor": _encode_cursor(rows[-1])} if more else {}
             return csv_response(
@@ -228,8 +229,10 @@ def export_usage(args):
 
 
 def _raw_csv_rows(engine, scope, start, end):
-    with engine.connect() as conn:
-        for r in q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP):  # newest first, capped like the export
+    now = services().settings.clock.now()
+    with engine.connect() as conn, engine.connect() as lookups:  # gauge credits on a second connection
+        rows = q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP)  # newest first, capped like the export
+        for r in with_gauge_credits(lookups, rows, now):
             yield usage_csv_row(r, RAW_CSV_HEADER)
 
 

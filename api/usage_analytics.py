@@ -17,6 +17,7 @@ from api.services import services
 from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
 from projections import usage_analytics_queries as q
+from projections.credits_gauges import with_gauge_credits
 from projections.usage import TOKEN_DETAILS, from_nanos
 from projections.usage_queries import Scope
 
@@ -132,9 +133,10 @@ def usage_records(args):
     filters = {k: args[k] for k in q.RECORD_FILTERS if k in args}
     with services().engine.connect() as conn:
         rows = q.records(conn, scope, start, end, filters, args["limit"] + 1, args["offset"])
-    more = len(rows) > args["limit"]
+        more = len(rows) > args["limit"]
+        rows = list(with_gauge_credits(conn, rows[: args["limit"]], services().settings.clock.now()))
     return {
-        "records": [usage_event_json(r) for r in rows[: args["limit"]]],
+        "records": [usage_event_json(r) for r in rows],
         "limit": args["limit"],
         "offset": args["offset"],
         "has_more": more,

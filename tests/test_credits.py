@@ -2,6 +2,8 @@
 permissions and the License Manager sync, on both backends."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -148,6 +150,23 @@ def gauge(event_id: str, at: str, gigabytes: str, **fields) -> dict:
 def daily_storage(h) -> dict[str, float]:
     body = get(h, "/api/usage").json
     return {d["date"]: d["totalCredits"] for d in body["dailyTotals"] if d["resourceType"] == "app_storage"}
+
+
+def test_gauge_rows_carry_their_credits_in_raw_json_csv_and_records(h, agent):
+    # 1 GB from the 18th (to the next reading), 2 GB from the 19th to now (the 20th, noon)
+    h.post_events(agent, [gauge("g1", "2026-11-18T00:00:00Z", "1"), gauge("g2", "2026-11-19T00:00:00Z", "2")])
+    h.project()
+    expected = {"g1": 1_000_000_000, "g2": 3_000_000_000}
+    raw = h.http.get("/api/v1/usage?granularity=raw", headers=agent).json["data"]
+    assert {r["event_id"]: r["credits_nanos"] for r in raw} == expected
+    assert {r["event_id"]: r["credits"] for r in raw} == {"g1": 1.0, "g2": 3.0}
+    records = h.http.get("/api/v1/usage/records", headers=agent).json["records"]
+    assert {r["event_id"]: r["credits_nanos"] for r in records} == expected
+    text = h.http.get("/api/v1/usage?granularity=raw&format=csv", headers=agent).get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {r["event_id"]: r["credits"] for r in rows} == {"g1": "1.000000000", "g2": "3.000000000"}
+    # the readings' credits sum to the credit report's figure for the same window
+    assert sum(expected.values()) == get(h, "/api/usage?startDate=2026-11-18&endDate=2026-11-20").json["totalCreditsNanos"]
 
 
 def test_a_gauge_accrues_level_times_rate_times_time_held(h, agent):
