@@ -10,7 +10,7 @@ from flask import Response, stream_with_context
 from marshmallow import ValidationError, fields
 
 from ledger.errors import Invalid
-from projections.wire import money, timestamp  # noqa: F401  (shared with the webhooks)
+from projections.wire import event_time, money, timestamp  # noqa: F401  (shared with the webhooks)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NEEDS_QUOTES = re.compile(r'[,;\t"\r\n=+\-@]')
@@ -89,16 +89,6 @@ def parse_moment(value: str, field: str, *, end_of_day: bool = False) -> datetim
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise _out_of_range(field)
     return moment
-
-
-def event_time(moment: datetime | None) -> str | None:
-    """An event or record time: RFC 3339 UTC with exactly 6 fractional digits, in every row
-    and answer (period bounds, `since` and dates keep their own forms)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def exact_decimal(nanos: int | None) -> str | None:

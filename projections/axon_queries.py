@@ -9,6 +9,7 @@ from sqlalchemy import Connection, func, select
 
 from projections.axon import AxonAuditProjection
 from projections.usage_queries import USAGE
+from projections.wire import event_time
 
 AXON = AxonAuditProjection()
 MAX_AUDIT_OFFSET = 10_000  # deepest page: page × per_page may not pass this (narrow with created_before)
@@ -104,5 +105,5 @@ def audit_record(row: dict) -> dict:
         "prompt_tokens": int(row["prompt_tokens"]),
         "completion_tokens": int(row["completion_tokens"]),
         "knowledge_base_id": row["knowledge_base_id"],
-        "created_at": created.replace(tzinfo=None).isoformat(timespec="seconds" if not created.microsecond else "microseconds") + "Z",
+        "created_at": event_time(created),  # a record time: always 6 fractional digits
     }

@@ -146,7 +146,7 @@ def test_audit_records_have_the_seed_fields_newest_first(h, loaded):
         "prompt_tokens": 286,
         "completion_tokens": 201,
         "knowledge_base_id": None,
-        "created_at": "2026-11-20T10:00:00Z",
+        "created_at": "2026-11-20T10:00:00.000000Z",
     }
 
 

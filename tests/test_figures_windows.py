@@ -96,3 +96,23 @@ def test_raw_csv_pages_like_raw_json(h, agent):
     second = h.http.get(f"/api/v1/usage?granularity=raw&format=csv&limit=2&cursor={page['next_cursor']}", headers=agent)
     assert [r["event_id"] for r in _csv(second)] == ["first-moment"] and "X-Next-Cursor" not in second.headers
     assert h.http.get("/api/v1/usage?granularity=raw&format=csv&limit=1001", headers=agent).status_code == 422
+
+
+SIX_DIGITS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def test_event_and_record_times_always_have_six_fractional_digits(h, agent):
+    events = [
+        usage("whole", occurred_at="2026-11-20T10:00:00Z", operation="completion"),
+        usage("micro", occurred_at="2026-11-20T10:25:05.862845Z", operation="completion"),
+    ]
+    assert h.post_events(agent, events).status_code == 202
+    h.project()
+    get = lambda path: h.http.get(path, headers=agent)  # noqa: E731
+    times = [t for e in get("/api/v1/usage?granularity=raw").json["data"] for t in (e["occurred_at"], e["created_at"])]
+    times += [t for e in get("/api/v1/usage/records").json["records"] for t in (e["occurred_at"], e["created_at"])]
+    times += [r[k] for r in _csv(get("/api/v1/usage?granularity=raw&format=csv")) for k in ("occurred_at", "created_at")]
+    times += [r["timestamp"] for r in _csv(get("/api/v1/export/usage"))]
+    times += [r["created_at"] for r in get("/v1/axon/audit").json["data"]]
+    assert len(times) >= 16 and all(SIX_DIGITS.match(t) for t in times), times  # axon audit: tests/test_axon.py
+    assert "2026-11-20T10:00:00.000000Z" in times and "2026-11-20T10:25:05.862845Z" in times
