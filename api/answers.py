@@ -242,6 +242,8 @@ class Measures(msgspec.Struct):
     cost_usd: float
     credits: float
     unpriced_events: int
+    cost_nanos: int  # exact, beside the rounded cost_usd
+    credits_nanos: int  # exact, beside the rounded credits
 
 
 class BreakdownItemOut(Measures):

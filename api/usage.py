@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from flask import request
 from flask_smorest import Blueprint
@@ -21,7 +22,7 @@ from ledger.errors import Forbidden, Invalid, Malformed
 from ledger.usage.rules import MAX_FUTURE
 from projections import usage_queries as q
 from projections.credits_gauges import with_gauge_credits
-from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos, to_nanos
+from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, to_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
@@ -237,7 +238,10 @@ def _raw_csv_rows(engine, scope, start, end):
 
 
 def _cents(nanos: int) -> str:
-    return format((from_nanos(nanos) * 100).quantize(from_nanos(1000)).normalize(), "f")
+    """The cost in cents, exact (a nano-dollar is 0.0000001 cent), no exponent, always with a
+    decimal point ("8000.0", "112.5") so that every row of the column has one type."""
+    text = format(Decimal(nanos).scaleb(-7).normalize(), "f") if nanos else "0"
+    return text if "." in text else text + ".0"
 
 
 def _encode_cursor(row: dict) -> str:

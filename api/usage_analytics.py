@@ -82,6 +82,8 @@ def _measures(row: dict) -> dict:
         "cost_usd": money(from_nanos(row["cost_nanos"])),
         "credits": money(from_nanos(row["credits_nanos"])),
         "unpriced_events": row["unpriced_events"],
+        "cost_nanos": int(row["cost_nanos"]),  # exact, beside the rounded figures
+        "credits_nanos": int(row["credits_nanos"]),
         "reported_cost_usd": money(from_nanos(row["reported_cost_nanos"])),  # as a gateway (LiteLLM) reported it
         **{name: row[name] for name in TOKEN_DETAILS},
     }
