@@ -39,6 +39,7 @@ AGGREGATE_CSV_HEADER = (
     "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
     "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
     "success_count", "error_count", *TOKEN_DETAILS,
+    "estimated_cost_nanos",  # exact, beside the 6-decimal estimated_cost_usd
 )
 EXPORT_HEADER = (
     "timestamp", "client_id", "event_type", "llm_provider", "llm_model", "http_method", "http_path",
@@ -142,7 +143,7 @@ def get_usage(args):
                 [r["event_type"], timestamp(r["time_bucket"]), r["event_count"], r["prompt_tokens"],
                  r["completion_tokens"], r["total_tokens"], money(r["estimated_cost_usd"]), r["average_latency_ms"],
                  r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"],
-                 *(r[name] for name in TOKEN_DETAILS)]
+                 *(r[name] for name in TOKEN_DETAILS), to_nanos(r["estimated_cost_usd"])]
                 for r in rows
             ),
             window=(start, end),

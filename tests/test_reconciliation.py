@@ -162,6 +162,7 @@ def test_every_output_equals_the_exact_sum(h, plan):
             assert frame["event_count"].dtype.kind == "i" and frame["estimated_cost_usd"].dtype.kind == "f"
             assert pandas.to_datetime(frame["time_bucket"]).notna().all()
             assert int(frame["event_count"].sum()) == len(expected)
+            assert int(frame["estimated_cost_nanos"].sum()) == nanos, f"{granularity} CSV"
             table = duckdb.read_csv(io.StringIO(aggregate))
             kinds = dict(zip(table.columns, [str(t) for t in table.types]))
             assert kinds["time_bucket"].startswith("TIMESTAMP") and kinds["event_count"] in ("BIGINT", "INTEGER")
