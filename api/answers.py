@@ -57,6 +57,14 @@ def answers_text(media: str, status: int = 200, description: str = "OK"):
     return Blueprint.doc(responses={str(status): {"description": description, "content": {media: {"schema": schema}}}})
 
 
+class Window(msgspec.Struct):
+    """The exact window a usage answer covers: start inclusive, end exclusive, RFC 3339 UTC
+    with 6 fractional digits."""
+
+    start: str
+    end: str
+
+
 class Positioned(msgspec.Struct):
     position: int  # the ledger position of the write (pass as min_position to read it back)
 
@@ -199,6 +207,7 @@ class UsageOut(Positioned):
     granularity: Literal["raw", "hourly", "daily"]
     start_date: str
     end_date: str
+    range: Window
     data: list[dict[str, Any]]  # documented as UsageEventOut or UsageAggregateOut (ITEMS_ONE_OF)
     next_cursor: Text = None
 
@@ -206,6 +215,7 @@ class UsageOut(Positioned):
 class SummaryOut(Positioned):
     start_date: str
     end_date: str
+    range: Window
     total_api_calls: int
     total_llm_requests: int
     total_events: int
@@ -232,6 +242,8 @@ class Measures(msgspec.Struct):
     cost_usd: float
     credits: float
     unpriced_events: int
+    cost_nanos: int  # exact, beside the rounded cost_usd
+    credits_nanos: int  # exact, beside the rounded credits
 
 
 class BreakdownItemOut(Measures):
@@ -244,6 +256,7 @@ class BreakdownOut(Positioned):
     group_by: str
     start: str
     end: str
+    range: Window
     breakdown: list[BreakdownItemOut]
     totals: Measures
 
@@ -255,11 +268,13 @@ class RecordsOut(Positioned):
     has_more: bool
     start: str
     end: str
+    range: Window
 
 
 class AxonUsageData(msgspec.Struct):
     period_days: int
     since: str
+    range: Window
     totals: dict[str, float]
     by_model: dict[str, dict[str, Any]]
     by_operation: dict[str, dict[str, Any]]

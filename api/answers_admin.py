@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from api.answers import Number, Positioned, Text
+from api.answers import Number, Positioned, Text, Window
 
 
 # budgets --------------------------------------------------------------------------------
@@ -262,6 +262,9 @@ class CreditSync(msgspec.Struct):
 class CreditUsageOut(msgspec.Struct):
     usageSummary: list[dict[str, Any]]
     dailyTotals: list[dict[str, Any]]
+    totalCredits: float  # summed in nanos, rounded once
+    totalCreditsNanos: int
+    range: Window
     budgets: list[dict[str, Any]]
     creditPool: CreditPool
     sync: CreditSync

@@ -11,6 +11,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from api.auth import Principal, authenticate, require_admin_key
 from api.consistency import reflect
 from api.services import services
+from ledger.chain.export import plain_decimals
 from ledger.chain.hashes import stream_hex
 from ledger.chain.redaction import redact_payload
 from ledger.errors import NotFound, Unauthenticated
@@ -139,7 +140,7 @@ def _event_json(row) -> dict:
         "org_id": payload.get("org_id", ""),
         "stream_id": stream_hex(row.originator_id),
         "version": row.originator_version,
-        "payload": payload,
+        "payload": plain_decimals(payload),  # decimals without exponents; the entry hash covers the stored form
         "entry_hash": bytes(digest).hex() if digest is not None else None,
         **({"redacted": redacted} if redacted else {}),
     }

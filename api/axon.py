@@ -1,7 +1,6 @@
 """Axon usage and audit log: /v1/axon/usage and /v1/axon/audit."""
 from __future__ import annotations
 
-from datetime import timedelta, timezone
 from decimal import Decimal
 
 from flask_smorest import Blueprint
@@ -10,12 +9,12 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from api.answers import AxonAuditOut, AxonUsageOut, answers
 from api.auth import authenticate
 from api.consistency import reflect
-from api.formats import day_start, money, parse_moment, timestamp
+from api.formats import last_days, money, parse_moment, timestamp, window_range
 from api.services import services
 from ledger.errors import Invalid
 from ledger.usage.rules import OPERATIONS
 from projections import axon_queries as q
-from projections.usage import UsageRollupsProjection
+from projections.usage import UsageRollupsProjection, from_nanos
 
 blp = Blueprint("axon", __name__, url_prefix="/v1/axon", description="Axon usage and audit log")
 
@@ -24,7 +23,7 @@ class AxonUsageArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=365), metadata={"description": "lookback window, 1-365"})
+    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=365), metadata={"description": "the last N days (today and the N - 1 UTC days before it), 1-365"})
     min_position = fields.Integer(validate=validate.Range(min=0))
 
 
@@ -55,12 +54,12 @@ def axon_usage(args):
     principal = _reader("read:usage")
     svc = services()
     now = svc.settings.clock.now()
-    since = day_start(now.astimezone(timezone.utc).date() - timedelta(days=args["days"]))
+    since, until = last_days(now, args["days"])
     reflect(UsageRollupsProjection.name)
     with svc.engine.connect() as conn:
-        rows = q.usage_by_model_and_operation(conn, principal.tenant_id, principal.org_id, since)
+        rows = q.usage_by_model_and_operation(conn, principal.tenant_id, principal.org_id, since, until)
     prices = svc.ledger.price_book()
-    totals = dict.fromkeys(("requests", "prompt_tokens", "completion_tokens", "total_tokens"), 0)
+    totals = dict.fromkeys(("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos"), 0)
     by_model: dict[str, dict] = {}
     by_operation: dict[str, int] = {}
     for row in rows:
@@ -72,6 +71,7 @@ def axon_usage(args):
         by_operation[row["operation"]] = by_operation.get(row["operation"], 0) + row["requests"]
     cost_total = Decimal(0)
     for model, entry in by_model.items():
+        entry["cost_usd"] = money(from_nanos(entry["cost_nanos"]))  # as recorded: the ledger's figure
         price = prices.price_for(None, model, now)
         if price is None:
             entry["estimated_cost"] = None
@@ -80,13 +80,15 @@ def axon_usage(args):
             Decimal(entry["prompt_tokens"]) / 1000 * price.input_per_1k
             + Decimal(entry["completion_tokens"]) / 1000 * price.output_per_1k
         )
-        entry["estimated_cost"] = money(cost)
+        entry["estimated_cost"] = money(cost)  # re-priced at today's price table
         cost_total += cost
+    totals["cost_usd"] = money(from_nanos(totals["cost_nanos"]))
     totals["estimated_cost"] = money(cost_total)
     return {
         "data": {
             "period_days": args["days"],
             "since": timestamp(since),
+            "range": window_range(since, until),
             "totals": totals,
             "by_model": by_model,
             "by_operation": by_operation,

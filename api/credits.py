@@ -17,7 +17,7 @@ from api.answers import answers
 from api.answers_admin import CreditHistoryOut, CreditUsageOut, ResourceTypeOut, TopConsumersOut
 from api.auth import Principal, authenticate, require_permission
 from api.consistency import reflect
-from api.formats import timestamp
+from api.formats import timestamp, window_range
 from api.services import services
 from ledger.errors import Invalid
 from ledger.usage.resources import RESOURCE_TYPES
@@ -108,14 +108,31 @@ def usage(args):
         entry[0] += row["credits_nanos"]
         entry[1] += row["events"]
     usage_summary = [
-        {"entityId": eid, "entityType": etype, "resourceType": rtype, "totalCredits": credits(c), "totalEvents": n}
+        {
+            "entityId": eid, "entityType": etype, "resourceType": rtype,
+            "totalCredits": credits(c), "totalCreditsNanos": c, "totalEvents": n,
+        }
         for (eid, etype, rtype), (c, n) in sorted(summary.items(), key=lambda kv: (-kv[1][0], kv[0]))
     ]
     daily_totals = [
-        {"date": row["day"].date().isoformat(), "resourceType": row["resource_type"], "totalCredits": credits(row["credits_nanos"])}
+        {
+            "date": row["day"].date().isoformat(), "resourceType": row["resource_type"],
+            "totalCredits": credits(row["credits_nanos"]), "totalCreditsNanos": row["credits_nanos"],
+        }
         for row in sorted(daily, key=lambda r: (r["day"], r["resource_type"]))
     ]
-    return {"usageSummary": usage_summary, "dailyTotals": daily_totals, "budgets": budgets, "creditPool": pool, "sync": sync}
+    # one total, summed in nanos and rounded once: dailyTotals and usageSummary both sum to it
+    total = sum(row["credits_nanos"] for row in daily)
+    return {
+        "usageSummary": usage_summary,
+        "dailyTotals": daily_totals,
+        "budgets": budgets,
+        "creditPool": pool,
+        "sync": sync,
+        "totalCredits": credits(total),  # after the seed's keys
+        "totalCreditsNanos": total,
+        "range": window_range(start, end),
+    }
 
 
 def _entity_of(row: dict, org_id: str) -> tuple[str, str]:

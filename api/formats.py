@@ -10,7 +10,7 @@ from flask import Response, stream_with_context
 from marshmallow import ValidationError, fields
 
 from ledger.errors import Invalid
-from projections.wire import money, timestamp  # noqa: F401  (shared with the webhooks)
+from projections.wire import event_time, money, timestamp  # noqa: F401  (shared with the webhooks)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NEEDS_QUOTES = re.compile(r'[,;\t"\r\n=+\-@]')
@@ -51,6 +51,25 @@ def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day)
 
 
+DEFAULT_DAYS = 30  # "the last 30 days" is every usage answer's default window
+
+
+def last_days(now: datetime, days: int = DEFAULT_DAYS) -> tuple[datetime, datetime]:
+    """"The last N days", one definition for every usage answer, the dashboard's range
+    buttons and the export's `days=N`: the N UTC calendar days ending with today, today
+    included, i.e. [00:00Z of today − (N − 1), 00:00Z of tomorrow). Naive UTC."""
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+    end = day_start(now.date()) + timedelta(days=1)
+    return end - timedelta(days=days), end
+
+
+def window_range(start: datetime, end: datetime) -> dict:
+    """The exact window an answer covers, stated in every usage answer: `start` inclusive,
+    `end` exclusive, RFC 3339 UTC with 6 fractional digits (one form, whatever the bounds)."""
+    return {"start": event_time(start), "end": event_time(end)}
+
+
 def parse_moment(value: str, field: str, *, end_of_day: bool = False) -> datetime:
     """RFC3339 timestamp or YYYY-MM-DD (a date as an end bound includes that whole day).
     Returns naive UTC, the form the read models store."""
@@ -70,16 +89,6 @@ def parse_moment(value: str, field: str, *, end_of_day: bool = False) -> datetim
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise _out_of_range(field)
     return moment
-
-
-def event_time(moment: datetime | None) -> str | None:
-    """An event or record time: RFC 3339 UTC with exactly 6 fractional digits, in every row
-    and answer (period bounds, `since` and dates keep their own forms)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def exact_decimal(nanos: int | None) -> str | None:
@@ -111,8 +120,17 @@ def csv_line(row: Sequence) -> str:
     return ",".join(csv_cell(v) for v in row) + "\r\n"
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence], row_cap: int | None = None) -> Response:
-    """Streamed CSV; `row_cap`: the most rows it holds (newest first), stated in X-Row-Cap."""
+def csv_response(
+    filename: str,
+    header: Sequence[str],
+    rows: Iterable[Sequence],
+    row_cap: int | None = None,
+    window: tuple[datetime, datetime] | None = None,
+    headers: dict | None = None,
+) -> Response:
+    """Streamed CSV; `row_cap`: the most rows it holds (newest first), stated in X-Row-Cap;
+    `window`: the exact range it covers, stated in X-Range-Start and X-Range-End (the
+    `range` of the JSON answers: start inclusive, end exclusive)."""
 
     def generate() -> Iterator[str]:
         chunk = [csv_line(header)]
@@ -127,4 +145,9 @@ def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence],
     response.headers["Content-Disposition"] = f"attachment; filename={filename}"
     if row_cap is not None:
         response.headers["X-Row-Cap"] = str(row_cap)
+    if window is not None:
+        bounds = window_range(*window)
+        response.headers["X-Range-Start"], response.headers["X-Range-End"] = bounds["start"], bounds["end"]
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
     return response

@@ -4,20 +4,25 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime, timedelta
+from decimal import Decimal
 
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from api.answers import SummaryOut, UsageOut, answers, answers_text
 from api.auth import Principal, authenticate
 from api.consistency import reflect
-from api.formats import Day, csv_response, day_start, event_time, money, parse_moment, timestamp
+from api.formats import (
+    DEFAULT_DAYS, Day, csv_response, day_start, event_time, last_days, money, parse_moment, timestamp, window_range,
+)
 from api.services import services
 from api.usage_codec import RAW_JSON_FIELDS, usage_csv_row, usage_event_json
 from ledger.errors import Forbidden, Invalid, Malformed
 from ledger.usage.rules import MAX_FUTURE
 from projections import usage_queries as q
-from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, from_nanos, to_nanos
+from projections.credits_gauges import with_gauge_credits
+from projections.usage import TOKEN_DETAILS, USAGE_PROJECTIONS, UsageEventsProjection, UsageRollupsProjection, to_nanos
 
 blp = Blueprint("usage", __name__, url_prefix="/api/v1", description="Usage and exports")
 
@@ -34,6 +39,7 @@ AGGREGATE_CSV_HEADER = (
     "event_type", "time_bucket", "event_count", "prompt_tokens", "completion_tokens", "total_tokens",
     "estimated_cost_usd", "average_latency_ms", "policies_evaluated", "policy_violations",
     "success_count", "error_count", *TOKEN_DETAILS,
+    "estimated_cost_nanos",  # exact, beside the 6-decimal estimated_cost_usd
 )
 EXPORT_HEADER = (
     "timestamp", "client_id", "event_type", "llm_provider", "llm_model", "http_method", "http_path",
@@ -50,8 +56,8 @@ class ReadArgs(Schema):
 
 
 class WindowArgs(ReadArgs):
-    start_date = Day(metadata={"description": "YYYY-MM-DD; default 30 days before today"})
-    end_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default today"})
+    start_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default 29 days before end_date (the last 30 days)"})
+    end_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default today (UTC)"})
     platform_wide = fields.Boolean(load_default=False)
 
 
@@ -66,7 +72,7 @@ class UsageArgs(WindowArgs):
 class ExportArgs(ReadArgs):
     start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD"})
     end = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD (a date includes that day)"})
-    days = fields.Integer(metadata={"description": "legacy: 1-365, only without start and end"})
+    days = fields.Integer(metadata={"description": "the last N days (today and the N - 1 UTC days before it), 1-365, only without start and end"})
 
 
 def _scope(principal: Principal, platform_wide: bool, client_id: str | None = None) -> q.Scope:
@@ -82,7 +88,7 @@ def _scope(principal: Principal, platform_wide: bool, client_id: str | None = No
 def _window(args: dict) -> tuple[datetime, datetime]:
     today = services().settings.clock.now().date()
     end_day = args.get("end_date") or today
-    start_day = args.get("start_date") or (end_day - timedelta(days=30))
+    start_day = args.get("start_date") or (end_day - timedelta(days=DEFAULT_DAYS - 1))  # the last 30 days
     if start_day > end_day:
         raise Invalid("VALIDATION_FAILED", "start_date must not be after end_date", field="start_date")
     return day_start(start_day), day_start(end_day) + timedelta(days=1)
@@ -104,17 +110,25 @@ def get_usage(args):
     granularity, fmt = args["granularity"], args["format"]
     engine = services().engine
     if granularity == "raw":
-        if fmt == "csv":
-            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end), EXPORT_ROW_CAP)
+        paged = fmt == "json" or "limit" in request.args or "cursor" in request.args
+        if not paged:  # the whole window as one download, newest first, capped like the export
+            return csv_response("usage_events.csv", RAW_CSV_HEADER, _raw_csv_rows(engine, scope, start, end), EXPORT_ROW_CAP, (start, end))
         after = _decode_cursor(args.get("cursor"))
         with engine.connect() as conn:
             rows = q.raw_page(conn, scope, start, end, args["limit"] + 1, after)
-        more = len(rows) > args["limit"]
-        rows = rows[: args["limit"]]
+            more = len(rows) > args["limit"]
+            rows = list(with_gauge_credits(conn, rows[: args["limit"]], services().settings.clock.now()))
+        if fmt == "csv":  # the same page as the JSON answer; the next page's cursor in X-Next-Cursor
+            next_cursor = {"X-Next-Cursor": _encode_cursor(rows[-1])} if more else {}
+            return csv_response(
+                "usage_events.csv", RAW_CSV_HEADER, (usage_csv_row(r, RAW_CSV_HEADER) for r in rows),
+                window=(start, end), headers=next_cursor,
+            )
         return {
             "granularity": "raw",
             "start_date": start.date().isoformat(),
             "end_date": (end - timedelta(days=1)).date().isoformat(),
+            "range": window_range(start, end),
             "data": [usage_event_json(r) for r in rows],
             "next_cursor": _encode_cursor(rows[-1]) if more else None,
             "position": position,
@@ -129,14 +143,16 @@ def get_usage(args):
                 [r["event_type"], timestamp(r["time_bucket"]), r["event_count"], r["prompt_tokens"],
                  r["completion_tokens"], r["total_tokens"], money(r["estimated_cost_usd"]), r["average_latency_ms"],
                  r["policies_evaluated"], r["policy_violations"], r["success_count"], r["error_count"],
-                 *(r[name] for name in TOKEN_DETAILS)]
+                 *(r[name] for name in TOKEN_DETAILS), to_nanos(r["estimated_cost_usd"])]
                 for r in rows
             ),
+            window=(start, end),
         )
     return {
         "granularity": granularity,
         "start_date": start.date().isoformat(),
         "end_date": (end - timedelta(days=1)).date().isoformat(),
+        "range": window_range(start, end),
         "data": [
             dict(
                 r,
@@ -166,6 +182,7 @@ def get_summary(args):
     return {
         "start_date": start.date().isoformat(),
         "end_date": (end - timedelta(days=1)).date().isoformat(),
+        "range": window_range(start, end),
         **totals,
         "estimated_cost_nanos": to_nanos(cost),  # exact, beside the 6-decimal figure
         "position": position,
@@ -185,9 +202,17 @@ def export_usage(args):
         raise Malformed("BAD_REQUEST", "days is accepted only when start and end are absent", field="days")
     if days is not None and not 1 <= days <= 365:
         raise Invalid("VALIDATION_FAILED", "days must be between 1 and 365", field="days")
-    # by default up to the latest moment an accepted event may have (now + MAX_FUTURE)
-    end = parse_moment(end_raw, "end", end_of_day=True) if end_raw else now + MAX_FUTURE
-    start = parse_moment(start_raw, "start") if start_raw else (end if end_raw else now) - timedelta(days=days or 30)
+    if end_raw:
+        end = parse_moment(end_raw, "end", end_of_day=True)
+        start = parse_moment(start_raw, "start") if start_raw else end - timedelta(days=DEFAULT_DAYS)
+    else:
+        # the last N days (default 30); the end stretches to the latest moment an accepted
+        # event may have (now + MAX_FUTURE) in the minutes before midnight, so that the
+        # default export holds every accepted event
+        start, end = last_days(now, days or DEFAULT_DAYS)
+        end = max(end, now + MAX_FUTURE)
+        if start_raw:
+            start = parse_moment(start_raw, "start")
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
     reflect(UsageEventsProjection.name)
@@ -202,17 +227,22 @@ def export_usage(args):
                     r["completion_tokens"], r["total_tokens"], _cents(r["cost_nanos"]), r["policy_violations"],
                 ]
 
-    return csv_response("usage_export.csv", EXPORT_HEADER, rows(), EXPORT_ROW_CAP)
+    return csv_response("usage_export.csv", EXPORT_HEADER, rows(), EXPORT_ROW_CAP, (start, end))
 
 
 def _raw_csv_rows(engine, scope, start, end):
-    with engine.connect() as conn:
-        for r in q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP):  # newest first, capped like the export
+    now = services().settings.clock.now()
+    with engine.connect() as conn, engine.connect() as lookups:  # gauge credits on a second connection
+        rows = q.stream_events(conn, scope, start, end, EXPORT_ROW_CAP)  # newest first, capped like the export
+        for r in with_gauge_credits(lookups, rows, now):
             yield usage_csv_row(r, RAW_CSV_HEADER)
 
 
 def _cents(nanos: int) -> str:
-    return format((from_nanos(nanos) * 100).quantize(from_nanos(1000)).normalize(), "f")
+    """The cost in cents, exact (a nano-dollar is 0.0000001 cent), no exponent, always with a
+    decimal point ("8000.0", "112.5") so that every row of the column has one type."""
+    text = format(Decimal(nanos).scaleb(-7).normalize(), "f") if nanos else "0"
+    return text if "." in text else text + ".0"
 
 
 def _encode_cursor(row: dict) -> str:

@@ -12,11 +12,12 @@ from api.answers import BreakdownOut, RecordsOut, answers
 from api.auth import authenticate
 from api.consistency import reflect
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
-from api.formats import day_start, money, parse_moment, timestamp
+from api.formats import DEFAULT_DAYS, last_days, money, parse_moment, timestamp, window_range
 from api.services import services
 from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
 from projections import usage_analytics_queries as q
+from projections.credits_gauges import with_gauge_credits
 from projections.usage import TOKEN_DETAILS, from_nanos
 from projections.usage_queries import Scope
 
@@ -29,7 +30,7 @@ class WindowArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD; default 30 days before today"})
+    start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD; default 30 days before end (the last 30 days)"})
     end = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD (a date includes that day); default end of today"})
     min_position = fields.Integer(validate=validate.Range(min=0))
 
@@ -55,9 +56,12 @@ class RecordArgs(WindowArgs):
 
 
 def _window(args: dict):
-    today = services().settings.clock.now().date()
-    end = parse_moment(args["end"], "end", end_of_day=True) if args.get("end") else day_start(today) + timedelta(days=1)
-    start = parse_moment(args["start"], "start") if args.get("start") else day_start(today - timedelta(days=30))
+    start, end = last_days(services().settings.clock.now())  # the last 30 days, today included
+    if args.get("end"):
+        end = parse_moment(args["end"], "end", end_of_day=True)
+        start = end - timedelta(days=DEFAULT_DAYS)
+    if args.get("start"):
+        start = parse_moment(args["start"], "start")
     if start > end:
         raise Invalid("VALIDATION_FAILED", "start must not be after end", field="start")
     return start, end
@@ -78,6 +82,8 @@ def _measures(row: dict) -> dict:
         "cost_usd": money(from_nanos(row["cost_nanos"])),
         "credits": money(from_nanos(row["credits_nanos"])),
         "unpriced_events": row["unpriced_events"],
+        "cost_nanos": int(row["cost_nanos"]),  # exact, beside the rounded figures
+        "credits_nanos": int(row["credits_nanos"]),
         "reported_cost_usd": money(from_nanos(row["reported_cost_nanos"])),  # as a gateway (LiteLLM) reported it
         **{name: row[name] for name in TOKEN_DETAILS},
     }
@@ -111,6 +117,7 @@ def usage_breakdown(args):
         "group_by": group_by,
         "start": timestamp(start),
         "end": timestamp(end),
+        "range": window_range(start, end),
         "breakdown": items,
         "totals": _measures(totals),
         "position": position,
@@ -128,13 +135,15 @@ def usage_records(args):
     filters = {k: args[k] for k in q.RECORD_FILTERS if k in args}
     with services().engine.connect() as conn:
         rows = q.records(conn, scope, start, end, filters, args["limit"] + 1, args["offset"])
-    more = len(rows) > args["limit"]
+        more = len(rows) > args["limit"]
+        rows = list(with_gauge_credits(conn, rows[: args["limit"]], services().settings.clock.now()))
     return {
-        "records": [usage_event_json(r) for r in rows[: args["limit"]]],
+        "records": [usage_event_json(r) for r in rows],
         "limit": args["limit"],
         "offset": args["offset"],
         "has_more": more,
         "start": timestamp(start),
         "end": timestamp(end),
+        "range": window_range(start, end),
         "position": position,
     }

@@ -9,13 +9,17 @@ from sqlalchemy import Connection, func, select
 
 from projections.axon import AxonAuditProjection
 from projections.usage_queries import USAGE
+from projections.wire import event_time
 
 AXON = AxonAuditProjection()
 MAX_AUDIT_OFFSET = 10_000  # deepest page: page × per_page may not pass this (narrow with created_before)
 
 
-def usage_by_model_and_operation(conn: Connection, tenant_id: str, org_id: str, since: datetime) -> list[dict]:
-    """Requests and tokens per (model, operation) since a UTC midnight, from the daily rollup."""
+def usage_by_model_and_operation(
+    conn: Connection, tenant_id: str, org_id: str, since: datetime, until: datetime | None = None
+) -> list[dict]:
+    """Requests, tokens and cost per (model, operation) in [since, until) (UTC midnights),
+    from the daily rollup."""
     t = USAGE.daily
     rows = conn.execute(
         select(
@@ -25,8 +29,15 @@ def usage_by_model_and_operation(conn: Connection, tenant_id: str, org_id: str, 
             func.sum(t.c.prompt_tokens).label("prompt_tokens"),
             func.sum(t.c.completion_tokens).label("completion_tokens"),
             func.sum(t.c.total_tokens).label("total_tokens"),
+            func.sum(t.c.cost_nanos).label("cost_nanos"),
         )
-        .where(t.c.tenant_id == tenant_id, t.c.org_id == org_id, t.c.bucket >= since, t.c.operation != "")
+        .where(
+            t.c.tenant_id == tenant_id,
+            t.c.org_id == org_id,
+            t.c.bucket >= since,
+            *([t.c.bucket < until] if until is not None else []),
+            t.c.operation != "",
+        )
         .group_by(t.c.model, t.c.operation)
         .order_by(t.c.model, t.c.operation)
     ).mappings()
@@ -94,5 +105,5 @@ def audit_record(row: dict) -> dict:
         "prompt_tokens": int(row["prompt_tokens"]),
         "completion_tokens": int(row["completion_tokens"]),
         "knowledge_base_id": row["knowledge_base_id"],
-        "created_at": created.replace(tzinfo=None).isoformat(timespec="seconds" if not created.microsecond else "microseconds") + "Z",
+        "created_at": event_time(created),  # a record time: always 6 fractional digits
     }

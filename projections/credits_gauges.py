@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import Connection, and_, func, select
+from typing import Iterable, Iterator
 
-from ledger.pricing.credits import CreditRateBook, gauge_credits
-from projections.credits import CreditsProjection, load_rate_book, split_days, to_nanos_exact
+from sqlalchemy import Connection, and_, func, or_, select
+
+from ledger.pricing.credits import CreditRateBook, gauge_credits, is_gauge
+from projections.credits import SERIES, CreditsProjection, load_rate_book, split_days, to_nanos_exact
 from projections.usage import MILLI
 
 CREDITS = CreditsProjection()
@@ -90,3 +92,40 @@ def scope_gauge_credits(
         if column is None or tail[column] == scope_id:
             total += tail["credits_nanos"]
     return total
+
+
+def reading_credits(conn: Connection, row: dict, now: datetime, book: CreditRateBook) -> int:
+    """What one gauge reading (a usage_events row) accrues: its level × rate × time held,
+    from its time until the series' next reading, or until now for the latest one, summed
+    per UTC day like the credit reports. The readings of a series sum to the series' credits."""
+    r = CREDITS.readings
+    series = (
+        row["tenant_id"], row["org_id"], row["resource_type"] or "",
+        row["app_id"] or "", row["user_id"] or "", row["agent_id"] or "",
+    )
+    moment, event_id = row["occurred_at"], row["event_id"]
+    after = or_(r.c.occurred_at > moment, and_(r.c.occurred_at == moment, r.c.event_id > event_id))
+    nxt = conn.execute(
+        select(r.c.occurred_at)
+        .where(*[r.c[name] == value for name, value in zip(SERIES, series)], after)
+        .order_by(r.c.occurred_at, r.c.event_id)
+        .limit(1)
+    ).scalar()
+    level = Decimal(row["quantity_milli"] or 0) / MILLI
+    total = 0
+    for _day, segment_start, seconds in split_days(moment, nxt if nxt is not None else now):
+        rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
+        total += to_nanos_exact(gauge_credits(level, rate, seconds))
+    return total
+
+
+def with_gauge_credits(conn: Connection, rows: Iterable[dict], now: datetime) -> Iterator[dict]:
+    """usage_events rows with each gauge reading's credits filled in (reading_credits):
+    gauge rows carry their credits in every output, never an empty value."""
+    book = None
+    now = now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
+    for row in rows:
+        if row.get("credits_nanos") is None and is_gauge(row.get("resource_type")):
+            book = book or load_rate_book(conn, CREDITS.rates)
+            row = dict(row, credits_nanos=reading_credits(conn, row, now, book))
+        yield row

@@ -23,3 +23,13 @@ def timestamp(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def event_time(moment: datetime | None) -> str | None:
+    """An event or record time: RFC 3339 UTC with exactly 6 fractional digits, in every row
+    and answer (period bounds, `since` and dates keep their own forms)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

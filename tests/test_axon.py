@@ -48,9 +48,10 @@ def test_usage_has_the_seed_shape_and_defaults_to_30_days(h, loaded):
     assert response.status_code == 200, response.json
     data = response.json["data"]
     assert set(response.json) == {"data"}
-    assert set(data) == {"period_days", "since", "totals", "by_model", "by_operation"}
+    assert set(data) == {"period_days", "since", "range", "totals", "by_model", "by_operation"}
     assert data["period_days"] == 30
-    assert data["since"] == "2026-10-21T00:00:00Z"
+    assert data["since"] == "2026-10-22T00:00:00Z"  # the last 30 days: today and the 29 days before
+    assert data["range"] == {"start": "2026-10-22T00:00:00.000000Z", "end": "2026-11-21T00:00:00.000000Z"}
     assert {k: data["totals"][k] for k in SEED_KEYS} == {
         "requests": 6,
         "prompt_tokens": 286 + 1000 + 700 + 1200 + 800 + 333,
@@ -68,7 +69,7 @@ def test_usage_has_the_seed_shape_and_defaults_to_30_days(h, loaded):
 
 
 def test_days_narrows_the_window_to_whole_utc_days(h, loaded):
-    data = h.http.get("/v1/axon/usage?days=1", headers=loaded).json["data"]
+    data = h.http.get("/v1/axon/usage?days=2", headers=loaded).json["data"]
     assert data["since"] == "2026-11-19T00:00:00Z"
     assert data["by_operation"] == {"completion": 3, "embedding": 1}
     assert data["totals"]["requests"] == 4
@@ -145,7 +146,7 @@ def test_audit_records_have_the_seed_fields_newest_first(h, loaded):
         "prompt_tokens": 286,
         "completion_tokens": 201,
         "knowledge_base_id": None,
-        "created_at": "2026-11-20T10:00:00Z",
+        "created_at": "2026-11-20T10:00:00.000000Z",
     }
 
 

@@ -2,6 +2,8 @@
 permissions and the License Manager sync, on both backends."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -150,6 +152,23 @@ def daily_storage(h) -> dict[str, float]:
     return {d["date"]: d["totalCredits"] for d in body["dailyTotals"] if d["resourceType"] == "app_storage"}
 
 
+def test_gauge_rows_carry_their_credits_in_raw_json_csv_and_records(h, agent):
+    # 1 GB from the 18th (to the next reading), 2 GB from the 19th to now (the 20th, noon)
+    h.post_events(agent, [gauge("g1", "2026-11-18T00:00:00Z", "1"), gauge("g2", "2026-11-19T00:00:00Z", "2")])
+    h.project()
+    expected = {"g1": 1_000_000_000, "g2": 3_000_000_000}
+    raw = h.http.get("/api/v1/usage?granularity=raw", headers=agent).json["data"]
+    assert {r["event_id"]: r["credits_nanos"] for r in raw} == expected
+    assert {r["event_id"]: r["credits"] for r in raw} == {"g1": 1.0, "g2": 3.0}
+    records = h.http.get("/api/v1/usage/records", headers=agent).json["records"]
+    assert {r["event_id"]: r["credits_nanos"] for r in records} == expected
+    text = h.http.get("/api/v1/usage?granularity=raw&format=csv", headers=agent).get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {r["event_id"]: r["credits"] for r in rows} == {"g1": "1.000000000", "g2": "3.000000000"}
+    # the readings' credits sum to the credit report's figure for the same window
+    assert sum(expected.values()) == get(h, "/api/usage?startDate=2026-11-18&endDate=2026-11-20").json["totalCreditsNanos"]
+
+
 def test_a_gauge_accrues_level_times_rate_times_time_held(h, agent):
     # 1 GB from the 18th, 2 GB from the 19th; now is the 20th at noon. Default: 1 credit per GB-day.
     h.post_events(agent, [gauge("g1", "2026-11-18T00:00:00Z", "1"), gauge("g2", "2026-11-19T00:00:00Z", "2")])
@@ -163,7 +182,8 @@ def test_a_gauge_accrues_level_times_rate_times_time_held(h, agent):
     assert levels["2026-11-18"] == (3 * 10**12, 2)  # latest level (milli-bytes), readings that day
     assert levels["2026-11-19"] == (2 * 10**12, 1)
     summary = get(h, "/api/usage").json["usageSummary"]
-    assert summary == [{"entityId": "files", "entityType": "app", "resourceType": "app_storage", "totalCredits": 5, "totalEvents": 3}]
+    assert summary == [{"entityId": "files", "entityType": "app", "resourceType": "app_storage", "totalCredits": 5,
+                        "totalCreditsNanos": 5 * 10**9, "totalEvents": 3}]
 
 
 def test_gauge_credits_do_not_depend_on_arrival_order(h, agent):
@@ -220,17 +240,26 @@ def spent(h, agent):
     return agent
 
 
+def _seed_keys(rows: list[dict]) -> list[dict]:
+    """Rows without the exact totalCreditsNanos beside each rounded figure."""
+    return [{k: v for k, v in r.items() if k != "totalCreditsNanos"} for r in rows]
+
+
 def test_usage_has_the_seed_shape_and_defaults_to_the_current_month(h, spent):
     response = get(h, "/api/usage")
     assert response.status_code == 200, response.json
     body = response.json
-    assert list(body) == ["usageSummary", "dailyTotals", "budgets", "creditPool", "sync"]
-    assert body["usageSummary"] == [
+    assert list(body) == ["usageSummary", "dailyTotals", "budgets", "creditPool", "sync",
+                          "totalCredits", "totalCreditsNanos", "range"]  # the seed's keys first
+    assert body["totalCredits"] == 1354.5 and body["totalCreditsNanos"] == 1354_500_000_000
+    assert sum(r["totalCreditsNanos"] for r in body["usageSummary"]) == body["totalCreditsNanos"]
+    assert sum(r["totalCreditsNanos"] for r in body["dailyTotals"]) == body["totalCreditsNanos"]
+    assert _seed_keys(body["usageSummary"]) == [
         {"entityId": APP, "entityType": "app", "resourceType": "ai", "totalCredits": 1250.5, "totalEvents": 2},
         {"entityId": "jdoe", "entityType": "user", "resourceType": "ai", "totalCredits": 100, "totalEvents": 1},
         {"entityId": "bot-1", "entityType": "agent", "resourceType": "agent_run", "totalCredits": 4, "totalEvents": 1},
     ]
-    assert body["dailyTotals"] == [
+    assert _seed_keys(body["dailyTotals"]) == [
         {"date": "2026-11-19", "resourceType": "ai", "totalCredits": 250.5},
         {"date": "2026-11-20", "resourceType": "agent_run", "totalCredits": 4},
         {"date": "2026-11-20", "resourceType": "ai", "totalCredits": 1100},
@@ -242,7 +271,7 @@ def test_usage_has_the_seed_shape_and_defaults_to_the_current_month(h, spent):
 
 def test_usage_start_and_end_dates_are_inclusive(h, spent):
     body = get(h, "/api/usage?startDate=2026-10-30&endDate=2026-11-19").json
-    assert body["dailyTotals"] == [
+    assert _seed_keys(body["dailyTotals"]) == [
         {"date": "2026-10-30", "resourceType": "ai", "totalCredits": 500},
         {"date": "2026-11-19", "resourceType": "ai", "totalCredits": 250.5},
     ]

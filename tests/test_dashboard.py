@@ -530,3 +530,41 @@ def test_signing_out_is_announced_as_information_not_as_an_error(service, tabs):
     page.press("#login-password", "Enter")
     page.wait_for_selector("#login-error:not([hidden])")
     assert page.is_hidden("#login-notice")
+
+
+def _raw_sums(base: str, start: str, end: str) -> dict:
+    """Events, tokens, cost and credits (nanos) summed exactly from every raw event of the range."""
+    sums = {"events": 0, "tokens": 0, "cost_nanos": 0, "credits_nanos": 0}
+    cursor = ""
+    while True:
+        page = get(f"{base}/api/v1/usage?granularity=raw&limit=1000&start_date={start}&end_date={end}{cursor}",
+                   Authorization=AGENT)
+        for row in page["data"]:
+            sums["events"] += 1
+            sums["tokens"] += row["total_tokens"]
+            sums["cost_nanos"] += row["cost_nanos"]
+            sums["credits_nanos"] += row["credits_nanos"] or 0
+        if not page["next_cursor"]:
+            return sums
+        cursor = f"&cursor={page['next_cursor']}"
+
+
+def test_the_tiles_equal_the_exact_sum_of_the_raw_events_for_each_range_button(service, tabs):
+    """Reconciliation through the browser: for the 7- and 30-day buttons (the last N days, today
+    included) the events, tokens, cost and credits tiles equal the exact sum of the raw events."""
+    tab = logged_in(tabs, service.invpc)
+    page = tab.page
+    for days in (7, 30):
+        tab.refresh_with(lambda: page.click(f"button[data-days='{days}']"))
+        start, end = page.input_value("#start-date"), page.input_value("#end-date")
+        assert (datetime.fromisoformat(end) - datetime.fromisoformat(start)).days == days - 1
+        credits_before = get(f"{service.invpc}/api/usage?startDate={start}&endDate={end}", **TENANT_HEADERS)["totalCreditsNanos"]
+        exact = _raw_sums(service.invpc, start, end)
+        assert exact["events"] > 0
+        assert tab.text("#total-events") == f"{exact['events']:,}", days
+        assert tab.text("#total-tokens") == f"{exact['tokens']:,}", days
+        assert int(page.get_attribute("#total-cost", "data-nanos")) == exact["cost_nanos"], days
+        tile_credits = int(page.get_attribute("#total-credits", "data-nanos"))
+        # storage levels accrue credits every second: the tile lies between the report read
+        # before it and the raw readings' sum read after it (both exact, in nanos)
+        assert credits_before - 10**9 <= tile_credits <= exact["credits_nanos"], days

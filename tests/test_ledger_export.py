@@ -210,3 +210,45 @@ def test_admin_key_not_configured_answers_503(sealed):
     sealed.settings.admin_api_key = None
     response = sealed.http.get("/api/v1/ledger", headers={"X-Admin-API-Key": ADMIN_KEY})
     assert response.status_code == 503
+
+
+def test_the_export_writes_no_exponents_outside_the_stored_state(h, tmp_path, key_file):
+    """Decimals stored as "8E+1" or "1E-9" stay verbatim in the hashed `state`; the readable
+    `payload` beside it and the auditors' API write them as plain decimals; verify passes."""
+    import re
+
+    from tests.conftest import usage
+
+    h.tenant("acme")
+    agent = h.agent("acme", "prod")
+    events = [usage("tiny", cost_usd="0.000000001"), usage("round", cost_usd="80"), usage("exp", cost_usd="8E+1")]
+    assert h.post_events(agent, events).status_code == 202
+    seal(h.engine, h.store, h.settings)
+    export = tmp_path / "ledger.jsonl"
+    assert _cli(h.settings, "export-ledger", "--out", str(export)).exit_code == 0
+    exponent = re.compile(r"-?\d+(\.\d+)?[eE][+-]?\d+")
+
+    def exponents(value) -> list:
+        if isinstance(value, dict):
+            return [x for v in value.values() for x in exponents(v)]
+        if isinstance(value, list):
+            return [x for v in value for x in exponents(v)]
+        if isinstance(value, float) and "e" in repr(value) or isinstance(value, str) and exponent.fullmatch(value):
+            return [value]
+        return []
+
+    states = 0
+    for text in export.read_text().splitlines():
+        line = json.loads(text)
+        states += bool(exponents(json.loads(line.pop("state", None) or "{}")))
+        assert not exponents(line), text
+    assert states  # the stored form does hold exponents: they are kept verbatim for the hashes
+    costs = [
+        json.loads(t)["payload"]["usage"]["cost_usd"]
+        for t in export.read_text().splitlines()
+        if '"type":"UsageRecorded"' in t
+    ]
+    assert sorted(costs) == ["0.000000001", "80", "80"]
+    api = h.admin("GET", "/api/v1/ledger?after=0&limit=1000").json["events"]
+    assert not any(exponents(e["payload"]) for e in api)
+    assert _cli(h.settings, "verify", "--file", str(export)).exit_code == 0

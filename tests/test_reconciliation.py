@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import duckdb
 import pandas
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings as hyp_settings, strategies as st
 
 from ledger.pricing.prices import ModelPrice, PriceBook
 from tests.conftest import ADMIN_KEY
@@ -44,7 +44,7 @@ def _admin(tenant: str) -> dict:
     return {"X-Admin-API-Key": ADMIN_KEY, "X-Tenant-ID": tenant, "X-Org-ID": "prod"}
 
 
-@hyp_settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hyp_settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(plan=batches)
 def test_every_output_equals_the_exact_sum(h, plan):
     tenant = f"t{next(_tenants)}"  # examples share the database: their own tenant and model
@@ -53,6 +53,7 @@ def test_every_output_equals_the_exact_sum(h, plan):
     agent = h.agent(tenant, "prod")
     overrides: list[ModelPrice] = []
     expected: dict[str, Decimal] = {}
+    tokens: dict[str, int] = {}
     counter = itertools.count()
     for events, new_price in plan:
         if new_price is not None:  # a price change between posts, in force for earlier times too
@@ -73,7 +74,7 @@ def test_every_output_equals_the_exact_sum(h, plan):
                 cost = Decimal(0)
             else:
                 body = {"event_id": event_id, "event_type": "llm_request", "occurred_at": at.isoformat(),
-                        "llm_provider": PROVIDER[e["model"]], "llm_model": model,
+                        "operation": "completion", "llm_provider": PROVIDER[e["model"]], "llm_model": model,
                         "prompt_tokens": e["prompt"], "completion_tokens": e["completion"]}
                 if e["cost"] is not None:
                     body["cost_usd"] = e["cost"]
@@ -83,11 +84,12 @@ def test_every_output_equals_the_exact_sum(h, plan):
                     cost = price.cost(e["prompt"], e["completion"]) if price else Decimal(0)
             posted.append((event_id, e, body))
             expected[event_id] = cost
+            tokens[event_id] = 0 if e["gauge"] else e["prompt"] + e["completion"]
         assert h.post_events(agent, [b for _, _, b in posted]).status_code == 202
         for event_id, e, body in posted:
             if e["fate"] == "void":
                 assert h.http.post(f"/api/v1/events/{event_id}/void", json={"reason": "r"}, headers=_admin(tenant)).status_code == 200
-                del expected[event_id]
+                del expected[event_id], tokens[event_id]
             elif e["fate"] == "amend" and not e["gauge"]:
                 fields = {"cost_usd": "0.000000007"}
                 assert h.http.post(f"/api/v1/events/{event_id}/amend", json={"fields": fields, "reason": "r"},
@@ -120,10 +122,58 @@ def test_every_output_equals_the_exact_sum(h, plan):
     totals = get("/api/v1/usage/breakdown?group_by=model&start=2026-10-15&end=2026-11-20").json["totals"]
     assert totals["events"] == len(expected)
 
+    exact_tokens = sum(tokens.values())
+    calls = len([k for k in expected if tokens.get(k) is not None and not _is_gauge(raw, k)])
+    assert summary["total_tokens"] == exact_tokens, "summary tokens"
+    assert sum(r["total_tokens"] for r in raw) == exact_tokens, "raw tokens"
+    assert (totals["total_tokens"], totals["cost_nanos"]) == (exact_tokens, nanos), "breakdown"
+
+    # credits: every raw row carries its credits (gauge readings what their level accrued),
+    # and the credit report's total, its daily totals and its summary rows are that same sum
+    raw_credits = sum(r["credits_nanos"] or 0 for r in raw)
+    assert sum(r["credits_nanos"] or 0 for r in records) == raw_credits, "records credits"
+    portal = h.portal_user(f"bill@{tenant}.test", permissions=("permission.billing.manage",), tenant_id=tenant)
+    credit = portal.get("/api/usage?startDate=2026-10-15&endDate=2026-11-20").json
+    assert credit["totalCreditsNanos"] == raw_credits, "/api/usage total"
+    assert sum(r["totalCreditsNanos"] for r in credit["dailyTotals"]) == raw_credits, "/api/usage dailyTotals"
+    assert sum(r["totalCreditsNanos"] for r in credit["usageSummary"]) == raw_credits, "/api/usage usageSummary"
+    assert isinstance(credit["totalCredits"], float)
+
+    # axon usage over the same days (the last 37 days: 2026-10-15 .. 2026-11-20)
+    axon = get("/v1/axon/usage?days=37").json["data"]
+    assert axon["range"] == {"start": "2026-10-15T00:00:00.000000Z", "end": "2026-11-21T00:00:00.000000Z"}
+    assert (axon["totals"]["requests"], axon["totals"]["total_tokens"]) == (calls, exact_tokens), "axon"
+    assert axon["totals"]["cost_nanos"] == nanos, "axon cost"
+
+    # the export: the same events, the cost in exact cents
+    export = get("/api/v1/export/usage?start=2026-10-15&end=2026-11-20").get_data(as_text=True)
+    cents = pandas.read_csv(io.StringIO(export), dtype=str)["estimated_cost_cents"]
+    assert len(cents) == len(expected), "export events"
+    assert sum(Decimal(v) for v in cents) / 100 == exact, "export cost"
+    if expected:
+        frame = pandas.read_csv(io.StringIO(export))
+        assert frame["estimated_cost_cents"].dtype.kind == "f" and frame["total_tokens"].dtype.kind == "i"
+        assert pandas.to_datetime(frame["timestamp"]).notna().all()
+        kinds = dict(zip(duckdb.read_csv(io.StringIO(export)).columns, [str(t) for t in duckdb.read_csv(io.StringIO(export)).types]))
+        assert kinds["timestamp"].startswith("TIMESTAMP") and kinds["total_tokens"] in ("BIGINT", "INTEGER")
+        for granularity in ("hourly", "daily"):
+            aggregate = get(f"/api/v1/usage?granularity={granularity}&format=csv&{WINDOW}").get_data(as_text=True)
+            frame = pandas.read_csv(io.StringIO(aggregate))
+            assert frame["event_count"].dtype.kind == "i" and frame["estimated_cost_usd"].dtype.kind == "f"
+            assert pandas.to_datetime(frame["time_bucket"]).notna().all()
+            assert int(frame["event_count"].sum()) == len(expected)
+            assert int(frame["estimated_cost_nanos"].sum()) == nanos, f"{granularity} CSV"
+            table = duckdb.read_csv(io.StringIO(aggregate))
+            kinds = dict(zip(table.columns, [str(t) for t in table.types]))
+            assert kinds["time_bucket"].startswith("TIMESTAMP") and kinds["event_count"] in ("BIGINT", "INTEGER")
+
     text = get(f"/api/v1/usage?granularity=raw&format=csv&{WINDOW}").get_data(as_text=True)
     frame = pandas.read_csv(io.StringIO(text))
     assert len(frame) == len(expected)
-    assert sum(Decimal(v) for v in pandas.read_csv(io.StringIO(text), dtype=str)["cost_usd"]) == exact
+    as_text = pandas.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    assert sum(Decimal(v) for v in as_text["cost_usd"]) == exact
+    assert sum(int(Decimal(v) / NANO) for v in as_text["credits"] if v) == raw_credits, "raw CSV credits"
+    assert all(v != "" for v in as_text["credits"]), "every raw CSV row carries its credits"
     if not expected:
         return  # no rows: nothing for pandas or DuckDB to infer
     assert frame["cost_usd"].dtype.kind == "f" and frame["prompt_tokens"].dtype.kind == "i"
@@ -132,3 +182,7 @@ def test_every_output_equals_the_exact_sum(h, plan):
     assert table.aggregate("count(*)").fetchone()[0] == len(expected)
     kinds = dict(zip(table.columns, [str(t) for t in table.types]))
     assert kinds["occurred_at"].startswith("TIMESTAMP") and kinds["prompt_tokens"] in ("BIGINT", "INTEGER")
+
+
+def _is_gauge(raw: list[dict], event_id: str) -> bool:
+    return any(r["event_id"] == event_id and r["resource_type"] == "app_storage" for r in raw)

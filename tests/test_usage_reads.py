@@ -35,7 +35,7 @@ def test_daily_usage_is_the_default_and_groups_by_event_type_and_day(h, agent):
     assert response.headers["X-Ledger-Position"] == str(position)
     body = response.json
     assert body["granularity"] == "daily"
-    assert body["start_date"] == "2026-10-21" and body["end_date"] == "2026-11-20"
+    assert body["start_date"] == "2026-10-22" and body["end_date"] == "2026-11-20"
     rows = {(r["event_type"], r["time_bucket"]): r for r in body["data"]}
     day19 = rows[("llm_request", "2026-11-19T00:00:00Z")]
     assert day19["event_count"] == 2 and day19["total_tokens"] == 3000

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import chain as chained
 from typing import IO, Callable, Iterable, Iterator
 
@@ -43,6 +45,23 @@ class _Line(msgspec.Struct, kw_only=True):
 class _Owner(msgspec.Struct):
     tenant_id: str = ""
     org_id: str = ""
+
+
+# a decimal as Python's Decimal writes it with an exponent: "8E+1", "1E-9", "1.5E+3"
+_EXPONENT = re.compile(r"-?\d+(?:\.\d+)?E[+-]\d+")
+
+
+def plain_decimals(value):
+    """A decoded event payload with every decimal written in exponent notation rewritten as a
+    plain decimal ("8E+1" → "80", "1E-9" → "0.000000001"): the readable `payload` beside the
+    stored (hashed) `state`, which stays verbatim."""
+    if isinstance(value, dict):
+        return {k: plain_decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_decimals(v) for v in value]
+    if isinstance(value, str) and _EXPONENT.fullmatch(value):
+        return format(Decimal(value), "f")
+    return value
 
 
 _owner_decoder = msgspec.json.Decoder(_Owner)
@@ -87,8 +106,11 @@ def export_lines(
             }
             try:
                 line["state"] = state.decode("utf-8")
+                line["payload"] = plain_decimals(json.loads(line["state"]))  # readable: no exponents
             except UnicodeDecodeError:
                 line["state_b64"] = base64.b64encode(state).decode()
+            except ValueError:
+                pass
             if redacted:
                 line["redacted"] = redacted
             line["entry_hash"] = bytes(sealed[2]).hex() if sealed else None

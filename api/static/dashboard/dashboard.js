@@ -415,6 +415,7 @@
       $('#total-events').textContent = fmtInt(data.total_events);
       $('#total-tokens').textContent = fmtInt(data.total_tokens);
       $('#total-cost').textContent = fmtUsd(data.estimated_cost_usd);
+      $('#total-cost').dataset.nanos = String(data.estimated_cost_nanos);  // exact, beside the rounded figure
       $('#total-cost').title = data.unpriced_events ? `${fmtInt(data.unpriced_events)} events have no price and count as $0` : '';
       $('#success-rate').textContent = data.total_events ? fmtPct(data.success_rate) : '—';
       $('#totals').dataset.range = `${range.start}..${range.end}`;
@@ -447,13 +448,13 @@
       if (gen !== state.generation) return;
       note(position);
       const daily = {};
-      let total = 0;
       for (const row of data.dailyTotals) {
         daily[row.date] = (daily[row.date] || 0) + Number(row.totalCredits);
-        total += Number(row.totalCredits);
       }
       state.creditsDaily = daily;
-      $('#total-credits').textContent = fmtCredits(total);
+      // the answer's own total (summed in nanos, rounded once), not a sum of rounded rows
+      $('#total-credits').textContent = fmtCredits(data.totalCredits);
+      $('#total-credits').dataset.nanos = String(data.totalCreditsNanos);
       $('#total-credits').title = '';
       if (state.metric === 'credits') renderUsageChart();
       renderResources(data.usageSummary);
