@@ -203,3 +203,46 @@ def test_hold_estimates_past_the_limits_are_refused(h, agent, field):
     response = h.http.post("/api/v1/budgets/check", json={"org_id": "prod", "reserve": True, field: "1000000.000000001"}, headers=agent)
     _refused(h, response, field)
     assert _facts(h) == before
+
+
+def test_an_existing_database_is_rebuilt_with_the_exact_columns(h, agent):
+    """A database made before exact sums (64-bit measure columns, older schema versions):
+    setup resets the read models whose shape changed and the replay gives the same figures
+    in the new columns."""
+    from sqlalchemy import BigInteger, Column, MetaData, Table, update
+
+    from projections.framework import catch_up, projection_positions
+    from projections.registry import all_projections, setup_database
+    from projections.usage import UsageRollupsProjection
+
+    events = [usage(f"e-{i}", cost_usd="1.000000001", occurred_at=HOUR) for i in range(5)]
+    assert h.post_events(agent, events).status_code == 202
+    h.project()
+    before = h.http.get("/api/v1/usage/summary?start=2026-11-20&end=2026-11-20", headers=agent).json
+    rollups = UsageRollupsProjection()
+    old = MetaData()
+    for table in rollups.tables:  # the old shape: every measure a BIGINT
+        Table(table.name, old, *[Column(c.name, BigInteger if c.name.endswith(("_nanos", "_tokens", "_milli")) else c.type,
+                                         primary_key=c.primary_key) for c in table.columns])
+    rollups.metadata.drop_all(h.engine)
+    old.create_all(h.engine)
+    with h.engine.begin() as conn:
+        for name, version in (("usage_rollups", 3), ("budget_status", 4), ("credits", 1)):
+            conn.execute(update(projection_positions).where(projection_positions.c.name == name).values(schema_version=version))
+
+    assert set(setup_database(h.settings)) == {"usage_rollups", "budget_status", "credits"}
+    with h.engine.connect() as conn:
+        if h.engine.dialect.name == "postgresql":
+            kind = conn.execute(text(
+                "SELECT data_type, numeric_precision FROM information_schema.columns "
+                "WHERE table_name = 'usage_hourly' AND column_name = 'cost_nanos'"
+            )).one()
+            assert tuple(kind) == ("numeric", 38)
+        else:
+            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'usage_hourly'")).scalar_one()
+            assert '"cost_nanos" EXACT_BLOB' in ddl.replace("\n", " ").replace("\t", "") or "cost_nanos EXACT_BLOB" in ddl
+    for projection in all_projections():
+        catch_up(h.engine, h.store, projection)
+    after = h.http.get("/api/v1/usage/summary?start=2026-11-20&end=2026-11-20", headers=agent).json
+    assert {k: v for k, v in after.items() if k != "position"} == {k: v for k, v in before.items() if k != "position"}
+    assert after["estimated_cost_nanos"] == 5_000_000_005
