@@ -10,18 +10,18 @@ cost are 10^19 nanos, above 2^63. So:
   text compares like the number (and every INTEGER sorts below every text, as every value
   that fits 64 bits is below every value that does not). SQLite's own `a + b` turns into a
   floating-point REAL on overflow: the upserts that add to these columns call `exact_add`
-  instead when the plain sum would overflow (`add_expression`).
+  instead when the plain sum would overflow (`add_expression`); SUM of them is exact too
+  (`_sqlite_sum`), and sorts by the exact value.
 - `ExactInt()` (narrow), for per-event columns whose sums are read: BIGINT on both, but
-  `SUM` of it (and of a wide column) is `exact_sum` on SQLite, a Python aggregate over
-  Python ints, where SQLite's SUM raises on overflow; PostgreSQL's SUM of BIGINT or NUMERIC
-  is NUMERIC already.
+  `SUM` of it (and of a wide column) is exact on SQLite (native sums of 32-bit halves put
+  together by `exact_total`, see `_sqlite_sum`), where SQLite's SUM raises on overflow;
+  PostgreSQL's SUM of BIGINT or NUMERIC is NUMERIC already.
 
 Values come back as Python ints in every case (`process_result_value`).
 """
 from __future__ import annotations
 
 import sqlite3
-from decimal import Decimal
 
 from sqlalchemy import BigInteger, Numeric
 from sqlalchemy.ext.compiler import compiles
@@ -102,34 +102,44 @@ def _exact_add(a, b):
     return to_sqlite(from_stored(a) + from_stored(b))
 
 
-class _ExactSum:
-    __slots__ = ("total", "seen")
-
-    def __init__(self):
-        self.total = 0
-        self.seen = False
-
-    def step(self, value):
-        if value is not None:
-            self.seen = True
-            self.total += value if type(value) is int else from_stored(value)
-
-    def finalize(self):
-        return to_sqlite(self.total) if self.seen else None
+def _exact_total(high, low, big):
+    """The parts of an exact SUM (see _sqlite_sum) put together, once per group. A value
+    past 64 bits entered the halves clamped to the nearest 64-bit bound (SQLite's
+    conversion of text to an integer): its own value replaces that."""
+    if high is None:
+        return None
+    total = (high << 32) + (low or 0)
+    if big is not None:
+        for text in big.split(","):
+            value = int(text)
+            total += value - (INT64_MAX if value > 0 else INT64_MIN)
+    return to_sqlite(total)
 
 
 def register_sqlite_functions(dbapi_connection: sqlite3.Connection) -> None:
-    """exact_add(a, b) and exact_sum(x) on a SQLite connection (make_engine does it)."""
+    """exact_add(a, b) and exact_total(high, low, big) on a SQLite connection (make_engine
+    does it)."""
     dbapi_connection.create_function("exact_add", 2, _exact_add, deterministic=True)
-    dbapi_connection.create_aggregate("exact_sum", 1, _ExactSum)
+    dbapi_connection.create_function("exact_total", 3, _exact_total, deterministic=True)
+
+
+_LOW = 2**32 - 1
 
 
 @compiles(functions.sum, "sqlite")
 def _sqlite_sum(element, compiler, **kw):
-    """SUM of an exact column is exact_sum on SQLite; every other SUM stays SQLite's."""
+    """SUM of an exact column on SQLite, without a Python call per row: the values summed
+    natively in two 32-bit halves (each half's sum stays within 64 bits for 2^31 rows; >>
+    is arithmetic, so x = (x >> 32) * 2^32 + (x & (2^32 - 1)) for negatives too), and the
+    rare values past 64 bits (decimal text) gathered as text as well; exact_total puts them
+    together once per group. Every other SUM stays SQLite's."""
     clauses = list(element.clauses)
     if len(clauses) == 1 and is_exact(getattr(clauses[0], "type", None)):
-        return f"exact_sum({compiler.process(clauses[0], **kw)})"
+        x = compiler.process(clauses[0], **kw)
+        return (
+            f"exact_total(sum({x} >> 32), sum({x} & {_LOW}), "
+            f"group_concat(CASE WHEN typeof({x}) = 'text' THEN {x} END))"
+        )
     return compiler.visit_function(element, **kw)
 
 
@@ -144,6 +154,3 @@ def add_expression(dialect_name: str, target: str, delta: str) -> str:
     )
     return f"CASE WHEN {fits} THEN {target} + {delta} ELSE exact_add({target}, {delta}) END"
 
-
-def nanos_decimal(value) -> Decimal:
-    return Decimal(from_stored(value) or 0)
