@@ -138,7 +138,7 @@ def _sqlite_sum(element, compiler, **kw):
         x = compiler.process(clauses[0], **kw)
         return (
             f"exact_total(sum({x} >> 32), sum({x} & {_LOW}), "
-            f"group_concat(CASE WHEN typeof({x}) = 'text' THEN {x} END))"
+            f"group_concat(CASE WHEN {x} > {INT64_MAX} THEN {x} END))"  # only text compares above every integer
         )
     return compiler.visit_function(element, **kw)
 
