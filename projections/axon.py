@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData
 from ledger.clock import SystemClock
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
+from projections.exact import ExactInt
 from projections.framework import Projection, topics_of
 from projections.sql import upsert_replace
 from projections.usage import naive_utc
@@ -51,8 +52,8 @@ class AxonAuditProjection(Projection):
             Column("model", String(256)),
             Column("operation", String(32), nullable=False),
             Column("knowledge_base_id", String(128)),
-            Column("prompt_tokens", BigInteger, nullable=False),
-            Column("completion_tokens", BigInteger, nullable=False),
+            Column("prompt_tokens", ExactInt(), nullable=False),
+            Column("completion_tokens", ExactInt(), nullable=False),
             Index(f"ix_{prefix}axon_audit_org_time", "tenant_id", "org_id", "created_at", "position"),
             Index(f"ix_{prefix}axon_audit_org_operation", "tenant_id", "org_id", "operation", "created_at", "position"),
             Index(f"ix_{prefix}axon_audit_org_model", "tenant_id", "org_id", "model", "created_at", "position"),

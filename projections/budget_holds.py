@@ -24,6 +24,7 @@ from ledger.budgets.hold_commands import SCOPE_FIELDS
 from ledger.budgets.holds import actual_of
 from ledger.store import Recorded
 from ledger.usage.events import Usage
+from projections.exact import ExactInt
 from projections.sql import upsert_replace
 from projections.usage import from_nanos, naive_utc, to_nanos
 
@@ -43,10 +44,10 @@ def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         Column("placed_at", DateTime, nullable=False),
         Column("expires_at", DateTime, nullable=False),
         Column("settled_at", DateTime),
-        Column("estimated_cost_nanos", BigInteger),
-        Column("estimated_credits_nanos", BigInteger),
-        Column("actual_cost_nanos", BigInteger),
-        Column("actual_credits_nanos", BigInteger),
+        Column("estimated_cost_nanos", ExactInt()),
+        Column("estimated_credits_nanos", ExactInt()),
+        Column("actual_cost_nanos", ExactInt()),
+        Column("actual_credits_nanos", ExactInt()),
         Column("position", BigInteger, nullable=False),
         Column("settled_position", BigInteger),
         # a commit through the endpoint counts as spend at `spent_at` in these scopes until a
@@ -63,8 +64,8 @@ def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         Column("hold_id", String(128), primary_key=True),
         Column("budget_id", String(64), primary_key=True),
         Column("unit", String(8), nullable=False),
-        Column("amount_nanos", BigInteger, nullable=False),
-        Column("actual_nanos", BigInteger),
+        Column("amount_nanos", ExactInt(), nullable=False),
+        Column("actual_nanos", ExactInt()),
         Column("period", String(16), nullable=False),
         Column("period_start", DateTime, nullable=False),
         Column("budget_created_at", DateTime),  # the budget incarnation held (a recreated budget starts afresh)

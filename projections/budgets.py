@@ -35,12 +35,13 @@ from ledger.store import Recorded
 from ledger.usage.events import UsageAmended, UsageRecorded, UsageVoided
 from projections.budget_batch import BudgetBatch
 from projections.budget_holds import HoldBatch, define_hold_tables
+from projections.exact import ExactInt
 from projections.framework import Projection
 
 
 class BudgetStatusProjection(Projection):
     name = "budget_status"
-    version = 5  # 3: alerts belong to a budget incarnation; 4: holds; 5: a usage replaces its hold's commit
+    version = 6  # 3: alerts belong to a budget incarnation; 4: holds; 5: a usage replaces its hold's commit; 6: exact sums past 64 bits
     topics = tuple(
         event.__name__
         for event in (
@@ -95,8 +96,8 @@ class BudgetStatusProjection(Projection):
             Column("scope_id", String(128), primary_key=True),
             Column("period", String(16), primary_key=True),
             Column("period_start", DateTime, primary_key=True),
-            Column("cost_nanos", BigInteger, nullable=False, default=0),
-            Column("credits_nanos", BigInteger, nullable=False, default=0),
+            Column("cost_nanos", ExactInt(wide=True), nullable=False, default=0),
+            Column("credits_nanos", ExactInt(wide=True), nullable=False, default=0),
             Column("events", BigInteger, nullable=False, default=0),
         )
         self.alerts = Table(
@@ -113,8 +114,8 @@ class BudgetStatusProjection(Projection):
             Column("period", String(16), nullable=False),
             Column("period_end", DateTime, nullable=False),
             Column("unit", String(8), nullable=False),
-            Column("percentage_bp", BigInteger, nullable=False),
-            Column("used_nanos", BigInteger, nullable=False),
+            Column("percentage_bp", ExactInt(wide=True), nullable=False),
+            Column("used_nanos", ExactInt(wide=True), nullable=False),
             Column("limit_nanos", BigInteger, nullable=False),
             Column("crossed_at", DateTime, nullable=False),
             Column("position", BigInteger, nullable=False),  # the event that made it cross

@@ -43,6 +43,7 @@ from ledger.pricing.credits import CreditRate, CreditRateBook, gauge_credits, is
 from ledger.pricing.events import CreditRateSet
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
+from projections.exact import ExactInt
 from projections.framework import Projection, topics_of
 from projections.sql import insert_ignore, upsert_replace
 from projections.usage import MILLI, NANO, naive_utc
@@ -67,7 +68,7 @@ def split_days(start: datetime, end: datetime):
 
 class CreditsProjection(Projection):
     name = "credits"
-    version = 1
+    version = 2  # 2: gauge credits kept exactly past 64 bits
     topics = topics_of(UsageRecorded, UsageVoided, UsageAmended, CreditRateSet)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -98,7 +99,7 @@ class CreditsProjection(Projection):
             Column("level_milli", BigInteger, nullable=False, default=0),
             Column("level_at", DateTime),
             Column("readings", BigInteger, nullable=False, default=0),
-            Column("credits_nanos", BigInteger, nullable=False, default=0),
+            Column("credits_nanos", ExactInt(wide=True), nullable=False, default=0),
         )
 
     # rates --------------------------------------------------------------------------

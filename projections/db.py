@@ -4,6 +4,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
+from projections.exact import register_sqlite_functions
+
 
 def sqlalchemy_url(database_url: str) -> str:
     if database_url.startswith(("postgresql://", "postgres://")):
@@ -24,6 +26,7 @@ def make_engine(database_url: str, *, writer: bool = False, pool_size: int = 5, 
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
             dbapi_connection.execute("PRAGMA busy_timeout=30000")
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            register_sqlite_functions(dbapi_connection)  # exact sums past 64 bits
 
         @event.listens_for(engine, "begin")
         def _begin(connection):  # pragma: no cover - wiring

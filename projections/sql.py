@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from sqlalchemy import Boolean, Connection, DateTime, Table, Uuid
 from sqlalchemy.dialects import postgresql
 
+from projections.exact import ExactInt, add_expression, to_sqlite
+
 _COPY_THRESHOLD = 20  # below this many rows a plain executemany is cheaper than COPY
 
 
@@ -47,6 +49,8 @@ def _sqlite_converters(table: Table, columns: tuple[str, ...]) -> tuple[Callable
             return _sqlite_uuid
         if isinstance(kind, Boolean):
             return _sqlite_bool
+        if isinstance(kind, ExactInt) and kind.wide:
+            return to_sqlite  # past 64 bits: decimal text, never REAL
         return None
 
     return tuple(converter(c) for c in columns)
@@ -102,8 +106,17 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence, columns: Sequenc
 def upsert_add(
     conn: Connection, table: Table, rows: Sequence, keys: Sequence[str], measures: Sequence[str], columns: Sequence[str] | None = None
 ) -> None:
-    """Insert rows, or add their measures to the existing row with the same keys."""
-    updates = ", ".join(f'"{m}" = "{table.name}"."{m}" + excluded."{m}"' for m in measures)
+    """Insert rows, or add their measures to the existing row with the same keys (exactly,
+    past 64 bits, for ExactInt columns)."""
+    dialect = conn.dialect.name
+    updates = ", ".join(
+        f'"{m}" = ' + (
+            add_expression(dialect, f'"{table.name}"."{m}"', f'excluded."{m}"')
+            if isinstance(table.c[m].type, ExactInt)
+            else f'"{table.name}"."{m}" + excluded."{m}"'
+        )
+        for m in measures
+    )
     _upsert(conn, table, rows, columns, keys, updates)
 
 

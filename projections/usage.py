@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 from ledger.usage.events import Usage, UsageAmended, UsageRecorded, UsageVoided
 from ledger.store import Recorded
+from projections.exact import ExactInt
 from projections.framework import Projection
 from projections.sql import insert_rows, upsert_add, upsert_replace
 
@@ -74,6 +75,13 @@ MEASURES = (
     "reported_cost_nanos",
     *TOKEN_DETAILS,
 )
+COUNTS = ("events", "successes", "errors", "unpriced_events", "latency_count")
+"""Measures that count events (one per event at most): 64 bits hold any sum of them. Every
+other measure is a sum of values up to 10^18 and is kept exactly past 64 bits (ExactInt)."""
+
+
+def measure_type(measure: str):
+    return BigInteger if measure in COUNTS else ExactInt(wide=True)
 
 
 def to_nanos(value: Decimal | None) -> int:
@@ -98,7 +106,7 @@ def _rollup_table(name: str, metadata: MetaData) -> Table:
         Column("dims_key", Uuid, primary_key=True),
         Column("bucket", DateTime, primary_key=True),
         *[Column(d, String(128), nullable=False) for d in DIMENSIONS],
-        *[Column(m, BigInteger, nullable=False, default=0) for m in MEASURES],
+        *[Column(m, measure_type(m), nullable=False, default=0) for m in MEASURES],
         Index(f"ix_{name}_org_bucket", "tenant_id", "org_id", "bucket"),
     )
 
@@ -139,7 +147,7 @@ USAGE_COLUMNS: dict[str, UsageColumn] = {
     "client_id": UsageColumn(String(64), nullable=False),
     "operation": UsageColumn(String(32)),
     "resource_type": UsageColumn(String(32)),
-    "quantity": UsageColumn(BigInteger, name="quantity_milli", store=_milli),
+    "quantity": UsageColumn(ExactInt(), name="quantity_milli", store=_milli),
     "instance_id": UsageColumn(String(128)),
     "instance_type": UsageColumn(String(256)),
     "user_id": UsageColumn(String(128)),
@@ -153,19 +161,19 @@ USAGE_COLUMNS: dict[str, UsageColumn] = {
     "http_status_code": UsageColumn(Integer),
     "llm_provider": UsageColumn(String(256)),
     "llm_model": UsageColumn(String(256)),
-    "prompt_tokens": UsageColumn(BigInteger, nullable=False),
-    "completion_tokens": UsageColumn(BigInteger, nullable=False),
-    "total_tokens": UsageColumn(BigInteger, nullable=False),
-    "latency_ms": UsageColumn(BigInteger),
-    "cost_usd": UsageColumn(BigInteger, nullable=False, name="cost_nanos", store=to_nanos),
+    "prompt_tokens": UsageColumn(ExactInt(), nullable=False),
+    "completion_tokens": UsageColumn(ExactInt(), nullable=False),
+    "total_tokens": UsageColumn(ExactInt(), nullable=False),
+    "latency_ms": UsageColumn(ExactInt()),
+    "cost_usd": UsageColumn(ExactInt(), nullable=False, name="cost_nanos", store=to_nanos),
     "unpriced": UsageColumn(Boolean, nullable=False),
-    "credits": UsageColumn(BigInteger, name="credits_nanos", store=to_nanos),
-    "policies_evaluated": UsageColumn(BigInteger, nullable=False),
-    "policy_violations": UsageColumn(BigInteger, nullable=False),
+    "credits": UsageColumn(ExactInt(), name="credits_nanos", store=to_nanos),
+    "policies_evaluated": UsageColumn(ExactInt(), nullable=False),
+    "policy_violations": UsageColumn(ExactInt(), nullable=False),
     "success": UsageColumn(Boolean, nullable=False),
     "metadata": UsageColumn(Text, name="metadata_json", store=_json_text),
-    "reported_cost_usd": UsageColumn(BigInteger, name="reported_cost_nanos", store=to_nanos),
-    **{name: UsageColumn(BigInteger, nullable=False) for name in TOKEN_DETAILS},
+    "reported_cost_usd": UsageColumn(ExactInt(), name="reported_cost_nanos", store=to_nanos),
+    **{name: UsageColumn(ExactInt(), nullable=False) for name in TOKEN_DETAILS},
 }
 STORED_FIELDS = tuple(f.name for f in msgspec.structs.fields(Usage) if f.name in USAGE_COLUMNS)
 """The Usage fields usage_events keeps, in Usage's order."""
@@ -242,7 +250,7 @@ class UsageRollupsProjection(Projection):
     summary of an organization reads."""
 
     name = "usage_rollups"
-    version = 3
+    version = 4  # 4: sums kept exactly past 64 bits (NUMERIC(38,0) / SQLite integer or decimal text)
     topics = USAGE_TOPICS
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -253,7 +261,7 @@ class UsageRollupsProjection(Projection):
             metadata,
             *[Column(d, String(128), primary_key=True) for d in ORG_DIMENSIONS],
             Column("bucket", DateTime, primary_key=True),
-            *[Column(m, BigInteger, nullable=False, default=0) for m in MEASURES],
+            *[Column(m, measure_type(m), nullable=False, default=0) for m in MEASURES],
         )
 
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:

@@ -37,7 +37,8 @@ def test_issuing_a_second_licence_answers_409(h, agent):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("tier", "Gold"), ("nodes_total", 0), ("nodes_total", "10"), ("expires_at", "2027-01-01T00:00:00"), ("credits_included", -1)],
+    [("tier", "Gold"), ("nodes_total", 0), ("nodes_total", "10"), ("expires_at", "2027-01-01T00:00:00"), ("credits_included", -1),
+     ("credits_included", 10**9), ("credits_included", "10000000000"), ("credits_included", "0.0000000001")],
 )
 def test_invalid_terms_answer_422(h, agent, field, value):
     assert issue(h, **{field: value}).status_code == 422

@@ -20,6 +20,7 @@ CAUTION_PERCENT = 80
 WARNING_PERCENT = 90
 INSTANCE_TYPES = ("agent", "orchestrator")
 MAX_HOST_INFO_BYTES = 8 * 1024
+MAX_CREDITS_INCLUDED = Decimal(10) ** 9  # like a budget limit: × 10^9 nano-credits fits 64 bits
 LICENSE_SYNC_FAILURE_CODES = ("lm_unreachable", "lm_unavailable", "license_not_recognized", "lm_error")
 
 
@@ -74,8 +75,13 @@ def check_terms(terms: LicenseTerms) -> None:
         raise Invalid("VALIDATION_FAILED", "nodes_total must be an integer from 1 to 1,000,000", field="nodes_total")
     if terms.expires_at.tzinfo is None:
         raise Invalid("VALIDATION_FAILED", "expires_at needs a time zone offset", field="expires_at")
-    if terms.credits_included is not None and (not terms.credits_included.is_finite() or terms.credits_included < 0):
-        raise Invalid("VALIDATION_FAILED", "credits_included must be a number ≥ 0", field="credits_included")
+    credits = terms.credits_included
+    if credits is not None and (
+        not credits.is_finite() or not 0 <= credits < MAX_CREDITS_INCLUDED or credits != credits.quantize(Decimal("1e-9"))
+    ):  # kept as integer nano-credits in 64 bits
+        raise Invalid(
+            "VALIDATION_FAILED", "credits_included must be ≥ 0, below 10^9, with at most 9 decimals", field="credits_included"
+        )
 
 
 def check_heartbeat(instance_id: str, instance_type: str, host_info: dict[str, Any] | None) -> None:

@@ -299,6 +299,10 @@ def normalize(
     unpriced = False
     if cost is None:
         cost, unpriced = price_of(provider, model, prompt, completion, total, occurred_at, prices, cached, cache_creation)
+        if cost >= MAX_MONEY:  # a stated cost is below 1,000,000: so is a computed one (what the read models hold)
+            field = "completion_tokens" if completion else "prompt_tokens"
+            message = f"gives a cost of {cost} USD at the price in force; one event costs below 1,000,000"
+            return None, [ItemError(index, item.event_id, field, message)]
     credits = given(item.credits)
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
