@@ -6,8 +6,9 @@ the one spend row of its current period (a primary-key lookup), never raw events
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Collection
 
-from sqlalchemy import Connection, case, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, or_, select
 
 from ledger.budgets.rules import period_bounds, period_starts
 from projections.budgets import BudgetStatusProjection
@@ -53,11 +54,14 @@ def current_period_starts(now: datetime) -> dict[str, datetime]:
     return {period: naive_utc(start) for period, start in period_starts(now).items()}
 
 
-def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:
+def org_budgets_with_spend(
+    conn: Connection, tenant_id: str, org_id: str, now: datetime, pairs: Collection[tuple[str, str]] | None = None
+) -> tuple[list[dict], int]:
     """The org's enabled budgets, each with the spend of its current period (`used_nanos`,
     in the budget's unit: one primary-key lookup per budget), its outstanding holds at `now`
     (`held_nanos`, the earliest of their expiries `next_expiry`), and the position of the
-    budget_status read model they reflect."""
+    budget_status read model they reflect. `pairs`: only the budgets of these (scope,
+    scope_id) pairs (a reserve needs those of its request, not the whole org's)."""
     b, s = BUDGETS.budgets, BUDGETS.spend
     starts = current_period_starts(now)
     current_start = case(*[(b.c.period == p, literal(start)) for p, start in starts.items()])
@@ -95,6 +99,8 @@ def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: d
         .where(b.c.tenant_id == tenant_id, b.c.org_id == org_id, b.c.enabled.is_(True))
         .order_by(b.c.budget_id)
     )
+    if pairs is not None:
+        query = query.where(or_(*[and_(b.c.scope == scope, b.c.scope_id == scope_id) for scope, scope_id in pairs]))
     rows = [dict(r) for r in conn.execute(query).mappings()]  # one statement: the rows are exactly at `position`
     reflected = int(rows[0]["position"] or 0) if rows else int(conn.execute(select(position)).scalar() or 0)
     for row in rows:
