@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Collection
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, DateTime, and_, case, func, literal, or_, select
 
 from ledger.budgets.rules import period_bounds, period_starts
 from projections.budgets import BudgetStatusProjection
@@ -90,6 +90,11 @@ def org_budgets_with_spend(
     ]
     held = select(func.sum(a.c.amount_nanos)).where(*outstanding).scalar_subquery()
     next_expiry = select(func.min(h.c.expires_at)).where(*outstanding).scalar_subquery()
+    if pairs is not None:
+        # a reserve: block budgets are held on their period streams (ledger/budgets/
+        # hold_commands.py), so the read model's holds of those are not read at all
+        held = case((b.c.on_exceed == "block", literal(0)), else_=held)
+        next_expiry = literal(None, DateTime)
     query = (
         select(
             b.c.budget_id, b.c.name, b.c.scope, b.c.scope_id, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed,
