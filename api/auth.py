@@ -19,11 +19,13 @@ from typing import Any
 
 from flask import Flask, g, request
 
+from api.consistency import prefetch
 from api.services import services
 from api.throttle import client_address, credential_failed
 from ledger.actor import Actor
 from ledger.errors import Forbidden, Unauthenticated, Unavailable
-from ledger.identity.rules import check_id, secret_matches
+from ledger.identity.commands import client_stream
+from ledger.identity.rules import Client, check_id, secret_matches
 from ledger.identity.rules import Session
 from ledger.keys.rules import effective_scopes, key_id_for, parse_key
 
@@ -32,6 +34,7 @@ LOGIN_PATH = "/api/v1/auth/login"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 _DUMMY_HASH = "0" * 64
+_CACHED_CLIENTS = 10_000  # beyond this many, the cache starts over
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def _client(encoded: str) -> Principal:
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthenticated("UNAUTHENTICATED", "Malformed Basic credentials") from None
     svc = services()
-    client = svc.ledger.identity.find_client(client_id) if client_id and len(client_id) <= 64 else None
+    client = _current_client(svc, client_id) if client_id and len(client_id) <= 64 else None
     matches = secret_matches(secret, client.secret_hash if client else _DUMMY_HASH, svc.settings.secret_pepper)
     if client is None or not matches or client.disabled:
         if client is not None:
@@ -200,3 +203,30 @@ def _client(encoded: str) -> Principal:
         if not svc.ledger.identity.org_exists(client.tenant_id, org_id):
             raise Forbidden("ORG_FORBIDDEN", f"Organization {org_id} is not part of this client's tenant")
     return Principal("client", client.tenant_id, org_id, f"client:{client.client_id}", client_id=client.client_id)
+
+
+def _current_client(svc, client_id: str) -> Client | None:
+    """The client as its stream says now, without reading the stream while it has not
+    moved: one query reads the stream's version together with the marks and read-model
+    positions the request needs anyway (api/consistency.py `prefetch`). A disabled client
+    or a rotated secret moves the stream, so every API process sees it on the next request,
+    whichever process or command wrote it. Unknown ids are not cached (the query answers
+    no version for them)."""
+    cache = svc.credentials
+    cached = cache.get(client_id)
+    tenant_id = cached[1].tenant_id if cached else ""
+    version = prefetch(f"client:{client_id}", tenant_id, client_stream(client_id))
+    if version is None:
+        cache.pop(client_id, None)
+        return None
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    client = svc.ledger.identity.find_client(client_id)
+    if client is None:
+        return None
+    if len(cache) >= _CACHED_CLIENTS:
+        cache.clear()
+    cache[client_id] = (version, client)
+    if not tenant_id:  # the marks read above were not the tenant's: read them with the principal
+        g.pop("prefetched_marks", None)
+    return client

@@ -64,7 +64,7 @@ class ReadModelSpend:
         svc = services()
         now = svc.settings.clock.now()
         with svc.engine.connect() as conn:
-            rows, position = q.org_budgets_with_spend(conn, self.tenant_id, self.org_id, now)
+            rows, position = q.org_budgets_with_spend(conn, self.tenant_id, self.org_id, now, self.pairs)
         targets = [
             HoldTarget(budget_use(r), r["period"], period_bounds(r["period"], now)[0], incarnation(r["created_at"]))
             for r in rows

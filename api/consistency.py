@@ -19,12 +19,19 @@ beyond the ledger's head can never be reached and answers 422 POSITION_AHEAD_OF_
 from __future__ import annotations
 
 import threading
+from uuid import UUID
 
 from flask import Flask, g, request
 
 from api.services import services
 from ledger.errors import Invalid, Unavailable
-from projections.consistency_marks import PLATFORM_CONFIGURATION, marks_of, raise_marks, tenant_configuration
+from projections.consistency_marks import (
+    PLATFORM_CONFIGURATION,
+    marks_of,
+    raise_marks,
+    request_state,
+    tenant_configuration,
+)
 from projections.framework import wait_for_positions
 
 # Blueprints whose writes are usage (or its corrections, or heartbeats): only the writer
@@ -56,10 +63,12 @@ def consult(*projection_names: str) -> int:
     the lowest position among them."""
     svc = services()
     wanted = wanted_position(*projection_names)
+    known = g.get("known_positions")
     if not wanted:
-        return wait_for_positions(svc.engine, projection_names, 0, timeout=0)
+        return wait_for_positions(svc.engine, projection_names, 0, timeout=0, known=known)
     try:
-        return wait_for_positions(svc.engine, projection_names, wanted, timeout=0)  # there already: no wait slot
+        # there already: no wait slot
+        return wait_for_positions(svc.engine, projection_names, wanted, timeout=0, known=known)
     except Unavailable:
         pass
     if not _WAITS.acquire(blocking=False):
@@ -94,6 +103,7 @@ def appended(position: int) -> int:
     with svc.engine.begin() as conn:
         raise_marks(conn, keys, position)
     g.pop("consistency_marks", None)
+    g.pop("prefetched_marks", None)
     return position
 
 
@@ -124,8 +134,11 @@ def _marks() -> tuple[int, int]:
     if cached is not None and cached[0] == principal:
         return cached[1]
     svc = services()
-    if not svc.settings.session_consistency or principal is None:
-        found: tuple[int, int] = (0, 0)
+    prefetched = g.get("prefetched_marks")
+    if prefetched is not None and principal is not None and prefetched[0] == (principal.mark_key, principal.tenant_id):
+        found: tuple[int, int] = prefetched[1]
+    elif not svc.settings.session_consistency or principal is None:
+        found = (0, 0)
     else:
         configuration = [PLATFORM_CONFIGURATION]
         if principal.tenant_id:
@@ -135,6 +148,27 @@ def _marks() -> tuple[int, int]:
         found = (marks.get(principal.mark_key, 0), max((marks.get(k, 0) for k in configuration), default=0))
     g.consistency_marks = (principal, found)
     return found
+
+
+def prefetch(mark_key: str, tenant_id: str, stream: UUID | None) -> int | None:
+    """Read, in one round trip, what an authenticated request will need: the caller's
+    marks (as `_marks` would), every read model's position (so `consult` need not ask
+    again when they suffice), and the version of the caller's credential stream, which
+    is returned (api/auth.py: the credential cache is valid while it has not moved)."""
+    svc = services()
+    configuration = [PLATFORM_CONFIGURATION]
+    if tenant_id:
+        configuration.append(tenant_configuration(tenant_id))
+    keys = [mark_key, *configuration] if svc.settings.session_consistency else []
+    with svc.engine.connect() as conn:
+        marks, positions, version = request_state(conn, keys, stream)
+    g.known_positions = positions
+    if keys:
+        found = (marks.get(mark_key, 0), max((marks.get(k, 0) for k in configuration), default=0))
+    else:
+        found = (0, 0)
+    g.prefetched_marks = ((mark_key, tenant_id), found)
+    return version
 
 
 def register(app: Flask) -> None:

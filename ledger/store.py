@@ -8,6 +8,8 @@ that commits late. Events are never updated or deleted.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Iterable, NamedTuple, Sequence
@@ -65,6 +67,23 @@ class NewEvent:
     event: LedgerEvent
 
 
+IDLE_PING_SECONDS = 1.0
+_last_checkout: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _ping_if_idle(conn) -> None:
+    """The pool's pre-ping, only for a connection not taken out in the last second: one in
+    steady use is not pinged (a round trip saved per read and append). A connection that
+    broke since fails its statement, which the recorder retries on a fresh one."""
+    from psycopg_pool import ConnectionPool
+
+    now = time.monotonic()
+    last = _last_checkout.get(conn)
+    _last_checkout[conn] = now
+    if last is None or now - last >= IDLE_PING_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
 class LedgerStore:
     def __init__(self, database_url: str, pool_size: int = 5, pool_timeout: float = 5.0):
         self.database_url = database_url
@@ -85,6 +104,7 @@ class LedgerStore:
                 connect_timeout=pool_timeout,
                 pre_ping=True,
             )
+            self.datastore.pool._check = _ping_if_idle  # psycopg_pool's check, only for idle connections
             self._make_recorder = lambda: PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._placeholder = "%s"
             self._position = "notification_id"
@@ -195,6 +215,36 @@ class LedgerStore:
                     rows = [Stored._make(r) for r in curs.fetchall()]
         rows.sort(key=itemgetter(0))
         return rows
+
+    def head_and_topics(self, after: int, topics: Sequence[str]) -> tuple[int, list[Recorded]]:
+        """The ledger's last position and the events of these topics after `after` up to it,
+        in one round trip (the price and rate books ask this on every ingest request)."""
+        p, pos = self._placeholder, self._position
+        sql = (
+            f"SELECT {pos}, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} "
+            f"WHERE {pos} > {p} AND {pos} <= (SELECT MAX({pos}) FROM {EVENTS_TABLE}) "
+            f"AND topic IN ({','.join([p] * len(topics))}) "
+            f"UNION ALL SELECT MAX({pos}), NULL, NULL, NULL, NULL FROM {EVENTS_TABLE}"
+        )
+        params = [after, *topics]
+        with _translate_errors():
+            if self.is_postgres:
+                with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as curs:
+                    curs.execute(sql, params)
+                    rows = curs.fetchall()
+            else:
+                with self.datastore.transaction(commit=False) as curs:
+                    curs.execute(sql, params)
+                    rows = [tuple(r) for r in curs.fetchall()]
+        head = 0
+        found: list[Stored] = []
+        for row in rows:
+            if row[3] is None:
+                head = row[0] or 0
+            else:
+                found.append(Stored._make(row))
+        found.sort(key=itemgetter(0))
+        return head, [decode_notification(n) for n in found]
 
     def read(self, after: int = 0, stop: int | None = None, topics: Sequence[str] = ()) -> list[Recorded]:
         stop = self.max_position() if stop is None else stop

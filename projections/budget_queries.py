@@ -6,8 +6,9 @@ the one spend row of its current period (a primary-key lookup), never raw events
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Collection
 
-from sqlalchemy import Connection, case, func, literal, or_, select
+from sqlalchemy import Connection, DateTime, and_, case, func, literal, or_, select
 
 from ledger.budgets.rules import period_bounds, period_starts
 from projections.budgets import BudgetStatusProjection
@@ -58,11 +59,14 @@ def this_incarnation(amounts, created_at):
     return or_(amounts.c.budget_created_at.is_(None), amounts.c.budget_created_at == created_at)
 
 
-def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: datetime) -> tuple[list[dict], int]:
+def org_budgets_with_spend(
+    conn: Connection, tenant_id: str, org_id: str, now: datetime, pairs: Collection[tuple[str, str]] | None = None
+) -> tuple[list[dict], int]:
     """The org's enabled budgets, each with the spend of its current period (`used_nanos`,
     in the budget's unit: one primary-key lookup per budget), its outstanding holds at `now`
     (`held_nanos`, the earliest of their expiries `next_expiry`), and the position of the
-    budget_status read model they reflect."""
+    budget_status read model they reflect. `pairs`: only the budgets of these (scope,
+    scope_id) pairs (a reserve needs those of its request, not the whole org's)."""
     b, s = BUDGETS.budgets, BUDGETS.spend
     starts = current_period_starts(now)
     current_start = case(*[(b.c.period == p, literal(start)) for p, start in starts.items()])
@@ -92,6 +96,11 @@ def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: d
     ]
     held = select(func.sum(a.c.amount_nanos)).where(*outstanding).scalar_subquery()
     next_expiry = select(func.min(h.c.expires_at)).where(*outstanding).scalar_subquery()
+    if pairs is not None:
+        # a reserve: block budgets are held on their period streams (ledger/budgets/
+        # hold_commands.py), so the read model's holds of those are not read at all
+        held = case((b.c.on_exceed == "block", literal(0)), else_=held)
+        next_expiry = literal(None, DateTime)
     query = (
         select(
             b.c.budget_id, b.c.name, b.c.scope, b.c.scope_id, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed,
@@ -101,6 +110,8 @@ def org_budgets_with_spend(conn: Connection, tenant_id: str, org_id: str, now: d
         .where(b.c.tenant_id == tenant_id, b.c.org_id == org_id, b.c.enabled.is_(True))
         .order_by(b.c.budget_id)
     )
+    if pairs is not None:
+        query = query.where(or_(*[and_(b.c.scope == scope, b.c.scope_id == scope_id) for scope, scope_id in pairs]))
     rows = [dict(r) for r in conn.execute(query).mappings()]  # one statement: the rows are exactly at `position`
     reflected = int(rows[0]["position"] or 0) if rows else int(conn.execute(select(position)).scalar() or 0)
     for row in rows:

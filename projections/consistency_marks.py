@@ -14,6 +14,7 @@ only the principals that wrote in the last moments.
 from __future__ import annotations
 
 from typing import Sequence
+from uuid import UUID
 
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, bindparam, text
 
@@ -72,3 +73,27 @@ def prune(conn: Connection) -> int:
     if lowest is None:
         return 0
     return conn.execute(text("DELETE FROM consistency_marks WHERE position <= :lowest"), {"lowest": lowest}).rowcount
+
+
+def request_state(
+    conn: Connection, keys: Sequence[str], stream: UUID | None = None
+) -> tuple[dict[str, int], dict[str, int], int | None]:
+    """What an authenticated request needs, in one round trip: the positions of these marks,
+    every read model's position, and the version of one ledger stream (the caller's
+    credential, for the per-process credential cache; None when the stream does not exist).
+    Three index lookups on small tables or one primary-key range."""
+    from ledger.store import EVENTS_TABLE  # the events table the ledger writes
+
+    marks = ", ".join(f":k{i}" for i in range(len(keys))) or "NULL"
+    params: dict = {f"k{i}": key for i, key in enumerate(keys)}
+    sql = (
+        f"SELECT 'm', mark_key, position FROM consistency_marks WHERE mark_key IN ({marks}) "
+        "UNION ALL SELECT 'p', name, position FROM projection_positions"
+    )
+    if stream is not None:
+        sql += f" UNION ALL SELECT 's', '', MAX(originator_version) FROM {EVENTS_TABLE} WHERE originator_id = :stream"
+        params["stream"] = stream if conn.dialect.name == "postgresql" else stream.hex
+    found: dict[str, dict] = {"m": {}, "p": {}, "s": {}}
+    for kind, name, position in conn.execute(text(sql), params):
+        found[kind][name] = position
+    return found["m"], found["p"], found["s"].get("")

@@ -78,12 +78,11 @@ class LedgerRates:
         return self.current()[1]
 
     def current(self) -> tuple[PriceBook, CreditRateBook]:
-        head = self.store.max_position()
         with self._lock:
             fresh = self._seen is None
             if fresh:
                 self._seen = self._from_read_models()
-            if self._read_ledger(head) or fresh:
+            if self._read_ledger() or fresh:
                 self._books = (
                     PriceBook(p for _, p in sorted(self._prices.items())),
                     CreditRateBook(r for _, r in sorted(self._rates.items())),
@@ -114,13 +113,16 @@ class LedgerRates:
             return 0
         return min(passed.get(PRICING.name, 0), passed.get(CREDITS.name, 0))
 
-    def _read_ledger(self, head: int) -> bool:
-        """Take in the price and rate events up to `head`; whether there were any."""
+    def _read_ledger(self) -> bool:
+        """Take in the price and rate events up to the ledger's head; whether there were any.
+        One round trip when the books are nearly current (every call after the first); the
+        first reads windows of the ledger."""
         changed = False
         after = self._seen or 0
+        head, recent = self.store.head_and_topics(after, RATE_TOPICS) if after else (self.store.max_position(), None)
         while after < head:
-            stop = min(head, after + self.window)
-            for recorded in self.store.read(after, stop, RATE_TOPICS):
+            stop = head if recent is not None else min(head, after + self.window)
+            for recorded in recent if recent is not None else self.store.read(after, stop, RATE_TOPICS):
                 event = recorded.event
                 if isinstance(event, ModelPriceSet):
                     self._prices[recorded.position] = ModelPrice(

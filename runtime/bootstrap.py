@@ -3,7 +3,7 @@
 read-model engine. The API, every worker job, the command line and the tests call it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -20,6 +20,8 @@ class Services:
     store: LedgerStore
     ledger: Ledger
     engine: Engine
+    # api/auth.py: agent clients as their streams last said, by client id, with that version
+    credentials: dict = field(default_factory=dict, repr=False, compare=False)
 
     def close(self) -> None:
         self.store.close()

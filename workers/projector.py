@@ -75,7 +75,7 @@ def run_projection(
     assignment: Assignment | None = None,
 ) -> None:
     leadership = Leadership(settings, projection.name)
-    reader = Reader(store, projection, settings.projector_batch_size, feed)
+    reader = Reader(store, projection, settings.projector_batch_size, feed, head=(lambda: head.position) if head else None)
     helping = Helping()
     active = False
     try:
@@ -112,12 +112,14 @@ def run_projection(
                 active = False
                 stop.wait(STANDBY_SECONDS)
                 continue
-            if not moved:
-                if head is None:
+            if head is None:
+                if not moved:
                     stop.wait(settings.projector_poll_seconds)
-                else:
-                    head.wait_beyond(seen, timeout=LEADERSHIP_CHECK_SECONDS)
-                    micro_batch(head, seen, stop)
+            elif not moved or reader.position >= seen:
+                # caught up with the head the poller last read: one batch per poll at most,
+                # and a few milliseconds more when only a few events came (micro-batching)
+                head.wait_beyond(max(seen, reader.position), timeout=LEADERSHIP_CHECK_SECONDS)
+                micro_batch(head, max(seen, reader.position), stop)
     finally:
         reader.close()
         leadership.release()

@@ -18,7 +18,9 @@ nor as a hold (docs/architecture.md, "How it works: budget holds").
 from __future__ import annotations
 
 import random
+import threading
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -45,6 +47,20 @@ if TYPE_CHECKING:
     from ledger.usage.events import Usage
 
 ATTEMPTS = 200
+# Reserves and settlements of one process on the same period streams take turns on these
+# locks (striped by stream) instead of racing each other to the append and retrying: the
+# optimistic append stays what decides between processes, so the invariant is unchanged;
+# within a process the losers no longer redo the reads and the append, and back off.
+_STRIPES = [threading.Lock() for _ in range(64)]
+
+
+@contextmanager
+def _turn_on(streams: Sequence[UUID]):
+    """Hold the stripes of these streams (in one order, so two callers never deadlock)."""
+    with ExitStack() as stack:
+        for index in sorted({s.int % len(_STRIPES) for s in streams}):
+            stack.enter_context(_STRIPES[index])
+        yield
 SCOPE_FIELDS = ("team_id", "agent_id", "workflow_id", "user_id", "app_id")
 
 
@@ -169,42 +185,53 @@ class BudgetHolds:
             # downgrade budgets are held too, and answer from the read model's holds
             guarded = [t for t in fresh.targets if t.use.on_exceed == "block"]
             streams = [period_stream(actor.tenant_id, t.use.budget_id, t.incarnation, t.period, t.period_start) for t in guarded]
-            states = list(zip(guarded, self._states(streams)))
-            if any(s.spend_position > fresh.position for _, s in states):
-                continue  # another reserve dropped commits that our spend does not include yet: read again
-            # commits the read model counted at `position` are in the recorded spend already
-            committed = {h.hold_id for _, s in states for h in s.committed}
-            counted = {i for i, at in source.committed(committed).items() if at <= fresh.position} if committed else set()
-            held = {t.use.budget_id: s.held(now) + s.pending(counted) for t, s in states}
-            uses = tuple(replace(t.use, held=held[t.use.budget_id]) if t.use.budget_id in held else t.use for t in fresh.targets)
-            decision = decide(uses, estimate)
-            if not decision.allowed:
-                return Reserved(decision, uses)
-            expires_at = expiry(now, request.ttl_seconds)
-            holds = tuple(
-                HeldAmount(budget_id=t.use.budget_id, unit=t.use.unit, amount=Decimal(estimate.of(t.use.unit)),
-                           period=t.period, period_start=as_utc(t.period_start), incarnation=t.incarnation,
-                           guarded=t.use.budget_id in held)
-                for t in fresh.targets
-            )
-            placed = BudgetHoldPlaced(
-                tenant_id=actor.tenant_id, org_id=request.org_id, recorded_at=now, actor=actor.name, hold_id=hold_id,
-                holds=holds, expires_at=expires_at, ttl_seconds=request.ttl_seconds, fingerprint=digest,
-                estimated_cost_usd=request.estimated_cost_usd, estimated_credits=request.estimated_credits,
-                action=decision.action, downgrade_model=decision.downgrade_model, client_id=actor.client_id,
-                **{k: getattr(request, k) for k in SCOPE_FIELDS},
-            )
-            events = [NewEvent(stream, 1, placed)]
-            for amount, (_, state) in zip([h for h in holds if h.guarded], states):
-                after = state.pruned(now, counted, fresh.position).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
-                events.append(self._period_event(placed, amount, after, state.version, "placed"))
-            try:
-                positions = self.journal.append(events)
-            except StreamConflict:
+            with _turn_on(streams):
+                outcome = self._try_reserve(actor, request, source, hold_id, digest, estimate, stream, fresh, now, guarded, streams)
+            if outcome is None:  # another writer got there first: read again
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
                 continue
-            return Reserved(decision, uses, placed, max(positions))
+            return outcome
         raise Unavailable("HOLD_CONTENDED", "Too many concurrent reserves on the same budget; retry")
+
+    def _try_reserve(
+        self, actor: "Actor", request: ReserveRequest, source: SpendSource, hold_id: str, digest: str, estimate: Estimate,
+        stream: UUID, fresh: "Fresh", now: datetime, guarded: list, streams: list[UUID],
+    ) -> Reserved | None:
+        """One attempt, on the period streams' current states; None when it must be retried."""
+        states = list(zip(guarded, self._states(streams)))
+        if any(s.spend_position > fresh.position for _, s in states):
+            return None  # another reserve dropped commits that our spend does not include yet: read again
+        # commits the read model counted at `position` are in the recorded spend already
+        committed = {h.hold_id for _, s in states for h in s.committed}
+        counted = {i for i, at in source.committed(committed).items() if at <= fresh.position} if committed else set()
+        held = {t.use.budget_id: s.held(now) + s.pending(counted) for t, s in states}
+        uses = tuple(replace(t.use, held=held[t.use.budget_id]) if t.use.budget_id in held else t.use for t in fresh.targets)
+        decision = decide(uses, estimate)
+        if not decision.allowed:
+            return Reserved(decision, uses)
+        expires_at = expiry(now, request.ttl_seconds)
+        holds = tuple(
+            HeldAmount(budget_id=t.use.budget_id, unit=t.use.unit, amount=Decimal(estimate.of(t.use.unit)),
+                       period=t.period, period_start=as_utc(t.period_start), incarnation=t.incarnation,
+                       guarded=t.use.budget_id in held)
+            for t in fresh.targets
+        )
+        placed = BudgetHoldPlaced(
+            tenant_id=actor.tenant_id, org_id=request.org_id, recorded_at=now, actor=actor.name, hold_id=hold_id,
+            holds=holds, expires_at=expires_at, ttl_seconds=request.ttl_seconds, fingerprint=digest,
+            estimated_cost_usd=request.estimated_cost_usd, estimated_credits=request.estimated_credits,
+            action=decision.action, downgrade_model=decision.downgrade_model, client_id=actor.client_id,
+            **{k: getattr(request, k) for k in SCOPE_FIELDS},
+        )
+        events = [NewEvent(stream, 1, placed)]
+        for amount, (_, state) in zip([h for h in holds if h.guarded], states):
+            after = state.pruned(now, counted, fresh.position).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
+            events.append(self._period_event(placed, amount, after, state.version, "placed"))
+        try:
+            positions = self.journal.append(events)
+        except StreamConflict:
+            return None
+        return Reserved(decision, uses, placed, max(positions))
 
     # settle ----------------------------------------------------------------------------
     def commit(
@@ -250,7 +277,9 @@ class BudgetHolds:
                 return found  # settled already, or (not) expired yet: the caller judges
             settlement = make(found.placed, now)
             try:
-                positions = self.journal.append(self.settlement_events(found.placed, settlement, now))
+                streams = [held_stream(tenant_id, held) for held in found.placed.holds if held.guarded]
+                with _turn_on(streams):
+                    positions = self.journal.append(self.settlement_events(found.placed, settlement, now))
             except StreamConflict:
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
                 continue

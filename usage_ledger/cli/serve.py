@@ -30,7 +30,11 @@ def require_pepper() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
-def api(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--threads", default=8, show_default=True, type=int,
+    help="request threads per worker process: a request mostly waits for the database, so threads overlap those waits",
+)
+def api(host: str, port: int, workers: int, threads: int) -> None:
     """Run the HTTP API (gunicorn)."""
     require_pepper()
     from gunicorn.app.base import BaseApplication
@@ -52,6 +56,9 @@ def api(host: str, port: int, workers: int) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
+            if threads > 1:  # keep-alive connections, and requests overlap their database waits
+                self.cfg.set("worker_class", "gthread")
+                self.cfg.set("threads", threads)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("accesslog", None)
