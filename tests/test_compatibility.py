@@ -120,5 +120,5 @@ def test_the_previous_release_ledger_replays_verifies_and_reports_the_same_figur
             headers={"X-Tenant-ID": tenant_id, "X-Org-ID": org_id},
         )
         assert answer.status_code == 200, answer.json
-        added = ("estimated_cost_nanos",)  # exact figures added beside the rounded ones
+        added = ("estimated_cost_nanos", "range")  # exact figures beside the rounded ones; the window used
         assert {k: v for k, v in answer.json.items() if k not in added} == {**before, **NO_TOKEN_DETAILS}, (tenant_id, org_id)
