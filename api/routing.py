@@ -7,7 +7,9 @@ Basic id, a portal key's id (from its prefix), a session cookie, a login's e-mai
 says which cluster holds that tenant; the request then reads and writes that cluster's
 ledger only (`api.services.services()` answers its Services), so a client only ever sees
 its own cluster's positions. A cluster that is down answers 503 CLUSTER_UNAVAILABLE with
-Retry-After for its tenants only; a tenant being moved refuses writes the same way.
+Retry-After for its tenants only; a tenant being moved refuses writes the same way. Every
+write holds a lease in the directory while it runs (taken before the `moving` flag is
+read), so a move knows when no write that passed the check is still in flight.
 Anything naming no tenant goes to the first cluster.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ def register(app: Flask, services) -> None:
     # before the CSRF and admin guards: they already read the routed cluster's settings
     app.before_request_funcs.setdefault(None, []).insert(0, route)
     app.after_request(_remember_placement)
+    app.teardown_request(_end_write)
 
 
 def route() -> None:
@@ -56,6 +59,8 @@ def route() -> None:
     if tenant is None:
         return  # the first cluster (the app's own services)
     g.cluster_tenant = tenant
+    if request.method not in _SAFE:  # leased before the flag is read: a move waits for it
+        g.write_lease = every.directory.begin_write(tenant)
     entry = every.directory.entry(tenant)
     name, moving = entry if entry else (every.first, False)
     if moving and request.method not in _SAFE:
@@ -129,6 +134,16 @@ def fan_out_one(name: str, read):
         return read()
     finally:
         g.cluster_services = before
+
+
+def _end_write(_error=None) -> None:
+    """The request has answered (or failed): its write is no longer in flight."""
+    lease = g.pop("write_lease", None)
+    if lease is not None:
+        try:
+            clusters().directory.end_write(lease)
+        except Exception:  # the directory is down: the lease goes stale on its own
+            pass
 
 
 def _remember_placement(response):

@@ -24,7 +24,9 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Callable, Iterator
 
 from sqlalchemy import (
@@ -56,6 +58,16 @@ directory_credentials = Table(
     Column("credential", String(256), primary_key=True),
     Column("tenant_id", String(64), nullable=False),
 )
+# A write request of a tenant holds a lease here from before it reads the tenant's `moving`
+# flag until it has answered, so move-tenant can wait until no write is in flight.
+directory_writes = Table(
+    "cluster_directory_writes",
+    metadata,
+    Column("lease_id", String(36), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+STALE_WRITE_SECONDS = 600  # a lease older than this is of a process that died mid-request
 outbox = Table(
     "cluster_outbox", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -166,6 +178,32 @@ class Directory:
             ).rowcount
             if not updated:
                 conn.execute(directory_tenants.insert().values(tenant_id=tenant_id, cluster=cluster, moving=moving, updated_at=now))
+
+    def begin_write(self, tenant_id: str) -> str:
+        """A lease for one write request of the tenant (taken before its `moving` flag is read)."""
+        lease = uuid.uuid4().hex
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(directory_writes.insert().values(lease_id=lease, tenant_id=tenant_id, started_at=func.now()))
+        except DOWN:
+            raise Unavailable(
+                "DIRECTORY_UNAVAILABLE", "The cluster directory is not reachable right now",
+                cluster=self.names[0], retry_after=RETRY_AFTER_SECONDS,
+            ) from None
+        return lease
+
+    def end_write(self, lease: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(directory_writes.delete().where(directory_writes.c.lease_id == lease))
+
+    def writes_in_flight(self, tenant_id: str) -> int:
+        # the database's clock on both sides: API processes and the CLI may not share one
+        since = func.now() - timedelta(seconds=STALE_WRITE_SECONDS)
+        rows = self._read(
+            select(func.count()).select_from(directory_writes)
+            .where(directory_writes.c.tenant_id == tenant_id, directory_writes.c.started_at > since)
+        )
+        return int(rows[0][0])
 
     def set_moving(self, tenant_id: str, moving: bool) -> None:
         self.assign(tenant_id, self.cluster_of(tenant_id), moving=moving)

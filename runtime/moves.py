@@ -5,12 +5,15 @@
    retry of an acknowledged event is still a duplicate there), with new positions. Ingest
    goes on meanwhile; the copy is repeated until it has (nearly) caught up.
 2. Switch: the directory marks the tenant `moving`: from then on its writes answer 503
-   TENANT_MOVING with Retry-After (reads go on, from the source). After a grace period for
-   writes already past the directory check, the last events are copied.
+   TENANT_MOVING with Retry-After (reads go on, from the source). Every write holds a lease
+   in the directory from before it reads that flag until it has answered; once no lease of
+   the tenant is left (every write that passed the check has committed or failed), the
+   last events are copied. A write still in flight after `--grace` seconds aborts the move.
 3. Verify: the tenant's events by type are counted on both sides; they must be equal.
 4. The directory points at the target; a TenantMoved event is appended on both sides. The
    source keeps its sealed history (and its read models, until they are rebuilt).
-A failure before step 4 clears `moving` and leaves the tenant where it was.
+A failure before step 4 clears `moving` and leaves the tenant where it was; a retry resumes
+after what the failed attempt copied.
 """
 from __future__ import annotations
 
@@ -83,8 +86,41 @@ def _copy(source: LedgerStore, target: LedgerStore, tenant_id: str, after: int) 
     return copied, head
 
 
+def _key(row) -> tuple[str, int]:
+    return str(row.originator_id).replace("-", ""), row.originator_version
+
+
+def _resume_point(source: LedgerStore, target: LedgerStore, tenant_id: str, to: str) -> int:
+    """Where the copy starts: 0 for a target that holds none of the tenant's events; after
+    what an earlier, aborted move copied (the target then holds exactly the tenant's first
+    events of the source, in order), so a move can be retried; else TENANT_IN_TARGET."""
+    held = [r for r in tenant_events(target, tenant_id, 0, target.max_position()) if r.topic != TenantMoved.__name__]
+    if not held:
+        return 0
+    copied = iter(tenant_events(source, tenant_id, 0, source.max_position()))
+    through = 0
+    for row in held:
+        original = next(copied, None)
+        if original is None or _key(original) != _key(row) or bytes(original.state) != bytes(row.state):
+            raise Conflict("TENANT_IN_TARGET", f"Cluster {to} already holds other events of tenant {tenant_id}")
+        through = original.id
+    return through
+
+
+def _wait_for_writes(directory, tenant_id: str, timeout: float) -> None:
+    """Until no write of the tenant that passed the directory check is in flight (their
+    leases, runtime/clusters.py); MOVE_WRITES_IN_FLIGHT when some outlast `timeout`."""
+    deadline = time.monotonic() + timeout
+    while directory.writes_in_flight(tenant_id):
+        if time.monotonic() >= deadline:
+            raise Conflict(
+                "MOVE_WRITES_IN_FLIGHT", f"Writes of tenant {tenant_id} are still in flight after {timeout} s; retry the move",
+            )
+        time.sleep(0.05)
+
+
 def move_tenant(
-    clusters: Clusters, tenant_id: str, to: str, *, grace_seconds: float = 2.0,
+    clusters: Clusters, tenant_id: str, to: str, *, grace_seconds: float = 10.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> MoveReport:
     directory = clusters.directory
@@ -97,10 +133,8 @@ def move_tenant(
     target = clusters.require(to)
     if not any(True for _ in tenant_events(source.store, tenant_id, 0, source.store.max_position())):
         raise NotFound("TENANT_NOT_FOUND", f"Tenant {tenant_id} has no events on cluster {source_name}")
-    if sum(tenant_totals(target.store, tenant_id).values()):
-        raise Conflict("TENANT_IN_TARGET", f"Cluster {to} already holds events of tenant {tenant_id}")
-
-    copied, through = _copy(source.store, target.store, tenant_id, 0)
+    resumed = _resume_point(source.store, target.store, tenant_id, to)
+    copied, through = _copy(source.store, target.store, tenant_id, resumed)
     progress(f"copied {copied} events through source position {through}")
     for _ in range(CATCH_UP_ROUNDS):
         more, through = _copy(source.store, target.store, tenant_id, through)
@@ -111,7 +145,7 @@ def move_tenant(
     directory.assign(tenant_id, source_name, moving=True)
     refused_at = time.monotonic()
     try:
-        time.sleep(grace_seconds)  # writes that passed the directory check before the flag finish
+        _wait_for_writes(directory, tenant_id, grace_seconds)  # writes that passed the check before the flag
         more, through = _copy(source.store, target.store, tenant_id, through)
         copied += more
         progress(f"switch: copied the last {more} events through source position {through}")

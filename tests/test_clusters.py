@@ -222,8 +222,13 @@ def test_a_stopped_cluster_answers_503_for_its_tenants_only_and_loses_nothing(tw
     two.clusters.forget_health()
     two.project()
     assert _summary(two, globex)["total_llm_requests"] == 2  # both acknowledged events, nothing else
-    retried = two.http.post("/api/v1/events", json={"events": [usage("g-3")]}, headers=globex)
-    assert retried.status_code == 202 and retried.json["accepted"] == 1
+    # a pooled connection in use just before the restart may fail one request (503, the
+    # client retries: connections are pinged only after a second idle, runtime/bootstrap)
+    for _ in range(2):
+        retried = two.http.post("/api/v1/events", json={"events": [usage("g-3")]}, headers=globex)
+        if retried.status_code != 503:
+            break
+    assert retried.status_code == 202 and retried.json["accepted"] == 1, retried.json
 
 
 def test_without_ledger_clusters_the_one_cluster_is_default(h):
@@ -351,6 +356,22 @@ def test_moving_a_tenant_under_live_ingest_counts_every_acknowledged_event_once(
     assert again.status_code == 202 and again.json["duplicates"] == 1
     verify = two.cli("verify")
     assert verify.exit_code == 0, verify.output
+
+
+def test_a_move_waits_for_the_writes_in_flight_and_gives_up_without_switching(two):
+    acme = two.tenant("acme", cluster="a")["headers"]
+    assert two.http.post("/api/v1/events", json={"events": [usage("w-0")]}, headers=acme).status_code == 202
+    directory = two.clusters.directory
+    assert directory.writes_in_flight("acme") == 0  # a request's lease ends with it
+    slow = directory.begin_write("acme")  # a write past the directory check, not answered yet
+    result = two.cli("move-tenant", "acme", "--to", "b", "--grace", "0.3")
+    assert result.exit_code != 0 and "MOVE_WRITES_IN_FLIGHT" in result.output, result.output
+    assert directory.entry("acme") == ("a", False)  # nothing switched, writes accepted again
+    assert two.http.post("/api/v1/events", json={"events": [usage("w-1")]}, headers=acme).status_code == 202
+    directory.end_write(slow)
+    result = two.cli("move-tenant", "acme", "--to", "b", "--grace", "0.3")
+    assert result.exit_code == 0, result.output
+    assert directory.cluster_of("acme") == "b"
 
 
 class ClusteredHarness(Harness):

@@ -280,8 +280,8 @@ def check_price_books(deliver: bool) -> None:
 @click.command("move-tenant")
 @click.argument("tenant_id")
 @click.option("--to", "to", required=True, help="The cluster to move the tenant to (LEDGER_CLUSTERS).")
-@click.option("--grace", default=2.0, show_default=True, type=float,
-              help="Seconds the tenant's writes are refused before the last copy (writes already past the directory finish).")
+@click.option("--grace", default=10.0, show_default=True, type=float,
+              help="Seconds to wait for the tenant's writes already in flight (past the directory check) before giving up.")
 def move_tenant(tenant_id: str, to: str, grace: float) -> None:
     """Copy a tenant's events to another cluster (in order, new positions), verify the
     per-tenant totals on both sides, then switch the directory. Ingest goes on; the
