@@ -18,7 +18,7 @@ from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
 from projections import usage_analytics_queries as q
 from projections.credits_gauges import with_gauge_credits
-from projections.usage import TOKEN_DETAILS, from_nanos
+from projections.usage import TOKEN_DETAILS, from_nanos, naive_utc
 from projections.usage_queries import Scope
 
 blp = Blueprint("usage_analytics", __name__, url_prefix="/api/v1", description="Usage breakdowns and records")
@@ -96,10 +96,11 @@ def usage_breakdown(args):
     """Usage and cost per provider, model, agent, team, user, workflow, app or day."""
     scope = _scope()
     start, end = _window(args)
-    position = reflect(UsageRollupsProjection.name)
+    position = reflect(UsageRollupsProjection.name, "credits")
     group_by = args["group_by"]
+    now = naive_utc(services().settings.clock.now())
     with services().engine.connect() as conn:
-        rows = q.breakdown(conn, scope, start, end, group_by)
+        rows = q.breakdown(conn, scope, start, end, group_by, now)
     total_cost = sum(r["cost_nanos"] for r in rows)
     items = []
     for row in rows:

@@ -52,7 +52,7 @@ def server_cpu_seconds(server_url: str) -> float:
 
 
 def _fill(url: str, count: int, prefix: str) -> subprocess.Popen:
-    code = f"from bench.run import fill_ledger; fill_ledger({url!r}, {count}, {prefix!r})"
+    code = f"from bench.filling import fill_ledger; fill_ledger({url!r}, {count}, {prefix!r})"
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
@@ -95,7 +95,7 @@ def _timed_parallel(jobs) -> tuple[float, list[float]]:
 def bench_clusters(clusters: int, events_per_cluster: int, record, out: Path) -> list[dict]:
     from projections.registry import setup_database
     from ledger.settings import Settings
-    from bench.run import catch_up_all
+    from bench.filling import catch_up_all
     from tests.pg_cluster import PostgresServer, postgres_bin
 
     binaries = postgres_bin()

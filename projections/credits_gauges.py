@@ -3,9 +3,9 @@ its reading, and a scope's gauge credits over a window (closed days from gauge_d
 that open tail). Budgets in credits count these beside the event credits they keep."""
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
-
 from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -92,6 +92,42 @@ def scope_gauge_credits(
         if column is None or tail[column] == scope_id:
             total += tail["credits_nanos"]
     return total
+
+
+def window_gauge_credits(
+    conn: Connection, tenant_id: str, org_id: str | None, start: datetime, end: datetime, now: datetime
+) -> list[dict]:
+    """Per series and UTC day, the gauge credits accrued within [start, min(end, now))
+    (naive UTC): each reading's level from its time until the series' next reading (or
+    now), clipped to the window, summed per (reading, day) like `reading_credits`, so a
+    window of whole days gives the credit reports' figure and any other window the part
+    accrued inside it."""
+    stop = min(end, now)
+    if start >= stop:
+        return []
+    r = CREDITS.readings
+    where = [r.c.tenant_id == tenant_id, *([r.c.org_id == org_id] if org_id is not None else [])]
+    series = [r.c[name] for name in SERIES]
+    in_force = (  # each series' last reading before the window: its level holds at `start`
+        select(*series, func.max(r.c.occurred_at).label("at")).where(*where, r.c.occurred_at < start).group_by(*series).subquery()
+    )
+    before = select(r).join_from(r, in_force, and_(*[r.c[n] == in_force.c[n] for n in SERIES], r.c.occurred_at == in_force.c.at))
+    inside = select(r).where(*where, r.c.occurred_at >= start, r.c.occurred_at < stop)
+    readings: dict[tuple, list[dict]] = defaultdict(list)
+    for query in (before, inside):
+        for row in conn.execute(query).mappings():
+            readings[tuple(row[n] for n in SERIES)].append(dict(row))
+    book = load_rate_book(conn, CREDITS.rates) if readings else None
+    accrued: dict[tuple, int] = defaultdict(int)
+    for key, rows in readings.items():
+        rows.sort(key=lambda x: (x["occurred_at"], x["event_id"]))
+        for i, row in enumerate(rows):
+            until = rows[i + 1]["occurred_at"] if i + 1 < len(rows) else stop
+            level = Decimal(row["level_milli"]) / MILLI
+            for day, segment_start, seconds in split_days(max(row["occurred_at"], start), min(until, stop)):
+                rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
+                accrued[(*key, day)] += to_nanos_exact(gauge_credits(level, rate, seconds))
+    return [{**dict(zip(SERIES, key[:-1])), "day": key[-1], "credits_nanos": n} for key, n in accrued.items() if n]
 
 
 def reading_credits(conn: Connection, row: dict, now: datetime, book: CreditRateBook) -> int:

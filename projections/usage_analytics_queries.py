@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, case, func, select
 
+from projections.credits_gauges import window_gauge_credits
 from projections.usage import TOKEN_DETAILS
 from projections.usage_queries import USAGE, Scope, in_scope
 
@@ -69,16 +70,25 @@ def window_parts(start: datetime, end: datetime) -> list[tuple[str, datetime, da
     return [(source, a, b) for source, a, b in parts if a < b]
 
 
-def breakdown(conn: Connection, scope: Scope, start: datetime, end: datetime, group_by: str) -> list[dict]:
+def breakdown(conn: Connection, scope: Scope, start: datetime, end: datetime, group_by: str, now: datetime) -> list[dict]:
     """Exact totals per group over [start, end), for any window: whole days from the daily
-    rollup, whole hours from the hourly rollup, the edges from the raw events."""
+    rollup, whole hours from the hourly rollup, the edges from the raw events; plus the
+    credits gauges (levels held over time) accrued inside the window, in the group of their
+    series (gauges carry an app, user and agent; in other groupings they count under none)."""
     totals: dict[tuple, dict] = {}
+
+    def entry_of(key: tuple) -> dict:
+        return totals.setdefault(key, {**dict(zip(GROUPS[group_by], key)), **{m: 0 for m in BREAKDOWN_MEASURES}})
+
     for source, a, b in window_parts(start, end):
         for row in _part(conn, scope, source, a, b, group_by):
-            key = tuple(row[k] for k in GROUPS[group_by])
-            entry = totals.setdefault(key, {**dict(zip(GROUPS[group_by], key)), **{m: 0 for m in BREAKDOWN_MEASURES}})
+            entry = entry_of(tuple(row[k] for k in GROUPS[group_by]))
             for m in BREAKDOWN_MEASURES:
                 entry[m] += int(row[m] or 0)
+    if scope.client_id is None:  # gauge series are kept per org, not per client
+        for accrued in window_gauge_credits(conn, scope.tenant_id, scope.org_id, start, end, now):
+            key = tuple(accrued["day"] if k == "bucket" else accrued.get(k, "") for k in GROUPS[group_by])
+            entry_of(key)["credits_nanos"] += accrued["credits_nanos"]
     rows = list(totals.values())
     if group_by == "day":
         rows.sort(key=lambda r: r["bucket"])

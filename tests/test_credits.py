@@ -169,6 +169,26 @@ def test_gauge_rows_carry_their_credits_in_raw_json_csv_and_records(h, agent):
     assert sum(expected.values()) == get(h, "/api/usage?startDate=2026-11-18&endDate=2026-11-20").json["totalCreditsNanos"]
 
 
+def test_the_breakdown_counts_gauge_credits_accrued_inside_its_window(h, agent):
+    # 1 GB from the 18th, 2 GB from the 19th; now is the 20th at noon (1 credit per GB-day)
+    h.post_events(agent, [gauge("g1", "2026-11-18T00:00:00Z", "1"), gauge("g2", "2026-11-19T00:00:00Z", "2")])
+    h.project()
+
+    def credits(group_by, **window):
+        query = "&".join(f"{k}={v}" for k, v in window.items())
+        answer = h.http.get(f"/api/v1/usage/breakdown?group_by={group_by}&{query}", headers=agent).json
+        return answer["totals"]["credits_nanos"], {i["key"]: i["credits_nanos"] for i in answer["breakdown"]}
+
+    whole = get(h, "/api/usage?startDate=2026-11-18&endDate=2026-11-20").json["totalCreditsNanos"]
+    assert credits("app", start="2026-11-18", end="2026-11-20") == (whole, {"files": whole})  # = the credit report
+    assert credits("day", start="2026-11-18", end="2026-11-20")[1] == {
+        "2026-11-18": 10**9, "2026-11-19": 2 * 10**9, "2026-11-20": 10**9,  # the 20th up to now
+    }
+    # a window inside a day: the level in force (set before the window) accrues for 6 hours
+    assert credits("model", start="2026-11-19T06:00:00Z", end="2026-11-19T12:00:00Z") == (5 * 10**8, {None: 5 * 10**8})
+    assert credits("team", start="2026-11-21T00:00:00Z", end="2026-11-22T00:00:00Z") == (0, {})  # after now
+
+
 def test_a_gauge_accrues_level_times_rate_times_time_held(h, agent):
     # 1 GB from the 18th, 2 GB from the 19th; now is the 20th at noon. Default: 1 credit per GB-day.
     h.post_events(agent, [gauge("g1", "2026-11-18T00:00:00Z", "1"), gauge("g2", "2026-11-19T00:00:00Z", "2")])

@@ -132,6 +132,7 @@ def test_every_output_equals_the_exact_sum(h, plan):
     # and the credit report's total, its daily totals and its summary rows are that same sum
     raw_credits = sum(r["credits_nanos"] or 0 for r in raw)
     assert sum(r["credits_nanos"] or 0 for r in records) == raw_credits, "records credits"
+    assert totals["credits_nanos"] == raw_credits, "breakdown credits (gauges included)"
     portal = h.portal_user(f"bill@{tenant}.test", permissions=("permission.billing.manage",), tenant_id=tenant)
     credit = portal.get("/api/usage?startDate=2026-10-15&endDate=2026-11-20").json
     assert credit["totalCreditsNanos"] == raw_credits, "/api/usage total"
