@@ -169,3 +169,19 @@ def provision(database_url: str) -> tuple[str, str]:
 
 def dumps(obj) -> bytes:
     return json.dumps(obj).encode()
+
+
+def post_batches(port: int, headers: dict, bodies: list[bytes], clients: int) -> float:
+    """POST the 1,000-event bodies to /api/v1/events from `clients` threads; events/s."""
+    import threading
+    import time
+
+    def post(chunk):
+        for body in chunk:
+            http("POST", f"http://127.0.0.1:{port}/api/v1/events", body, headers)
+
+    threads = [threading.Thread(target=post, args=(bodies[i::clients],)) for i in range(clients)]
+    t0 = time.perf_counter()
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return len(bodies) * 1000 / (time.perf_counter() - t0)

@@ -4,25 +4,10 @@ same machine. Batched ingest (1,000-event batches) and single-event POSTs (16 ke
 clients); the figure is the median over alternating rounds, the target ≥ 0.95 (within 5 %)."""
 from __future__ import annotations
 
-import threading
-import time
-
-from bench.common import basic, dumps, event_dicts, http, median, process, provision, temporary_database, utcnow, wait_http
+from bench.common import basic, dumps, event_dicts, median, post_batches, process, provision, temporary_database, utcnow, wait_http
 from bench.http_load import drive
 
 ROUNDS = 3
-
-
-def _batched(port: int, headers: dict, bodies: list[bytes], clients: int) -> float:
-    def post(chunk):
-        for body in chunk:
-            http("POST", f"http://127.0.0.1:{port}/api/v1/events", body, headers)
-
-    threads = [threading.Thread(target=post, args=(bodies[i::clients],)) for i in range(clients)]
-    t0 = time.perf_counter()
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    return len(bodies) * 1000 / (time.perf_counter() - t0)
 
 
 def bench_session_consistency(backend: str, record, batches: int = 4, clients: int = 2, seconds: float = 5) -> None:
@@ -43,7 +28,7 @@ def bench_session_consistency(backend: str, record, batches: int = 4, clients: i
                 order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
                 for mode in order:
                     bodies = [dumps({"events": event_dicts(1000, f"{mode}-{round_}-{b}", now, seed=b)}) for b in range(batches)]
-                    rates[mode]["batched"].append(_batched(ports[mode], headers, bodies, clients))
+                    rates[mode]["batched"].append(post_batches(ports[mode], headers, bodies, clients))
                     rates[mode]["single"].append(drive(ports[mode], "post", seconds, 16, headers)["rps"])
     for kind, label in (("batched", f"{clients} clients × 1,000-event batches"), ("single", "single-event POSTs, 16 clients")):
         on, off = median(rates["on"][kind]), median(rates["off"][kind])

@@ -25,6 +25,7 @@ from bench.common import (
     http,
     median,
     percentile,
+    post_batches,
     process,
     provision,
     temporary_database,
@@ -177,16 +178,7 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
         with process(url, "api", "--port", str(port), "--workers", "2"):
             wait_http(f"http://127.0.0.1:{port}/healthz")
             headers = {"Authorization": basic(client_id, secret), "Content-Type": "application/json"}
-
-            def post(chunk):
-                for body in chunk:
-                    http("POST", f"http://127.0.0.1:{port}/api/v1/events", body, headers)
-
-            threads = [threading.Thread(target=post, args=(bodies[i::clients],)) for i in range(clients)]
-            t0 = time.perf_counter()
-            [t.start() for t in threads]
-            [t.join() for t in threads]
-            http_rate = total / (time.perf_counter() - t0)
+            http_rate = post_batches(port, headers, bodies, clients)
     # baseline: the same events, already encoded, through the library's batched insert_events
     with temporary_database(backend) as url:
         provision(url)
