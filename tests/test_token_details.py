@@ -62,7 +62,7 @@ def test_every_output_sums_the_details_after_the_seeds_columns(h, agent):
     assert [sum(row[name] for row in daily) for name in DETAILS] == [7_000, 2_000, 500]
     aggregate_csv = h.http.get("/api/v1/usage?granularity=daily&format=csv", headers=agent).get_data(as_text=True)
     header = next(csv.reader(io.StringIO(aggregate_csv)))
-    assert header[-4:] == ["error_count", *DETAILS]
+    assert header[-5:] == ["error_count", *DETAILS, "estimated_cost_nanos"]  # the seed's columns, then the sums
     breakdown = h.http.get("/api/v1/usage/breakdown?group_by=model", headers=agent).json
     assert [breakdown["totals"][name] for name in DETAILS] == [7_000, 2_000, 500]
 
