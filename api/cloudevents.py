@@ -57,17 +57,10 @@ class UsageData(UsageIn):
     event_type: Any = msgspec.UNSET
 
 
-class TypedEnvelope(msgspec.Struct):
+class TypedEnvelope(Envelope):
     """An envelope with its data decoded in the same pass (the common case of a batch)."""
 
-    specversion: Any = None
-    id: Any = None
-    source: Any = None
-    type: Any = None
-    time: Any = None
-    datacontenttype: Any = None
-    data: UsageData | None = None
-    data_base64: Any = msgspec.UNSET
+    data: UsageData | None = None  # type: ignore[assignment]
 
 
 _typed_batch_decoder = msgspec.json.Decoder(list[TypedEnvelope])
