@@ -20,14 +20,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import msgspec
-import psycopg
 
-from bench.common import BENCH_PEPPER, env_for
+from bench.common import BENCH_PEPPER, env_for, temporary_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT, ORG, CLIENT, SECRET = "bench", "bench-org", "bench-agent", "bench-secret"
@@ -139,59 +137,54 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where budget_check.json goes")
     args = parser.parse_args()
 
-    name = f"ul_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{args.server}/{name}"
-    server = None
-    try:
-        print(f"preparing {database_url}: 100 budgets, 5,000 usage events", file=sys.stderr)
-        prepare(database_url)
-        port = free_port()
-        env = env_for(database_url)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        health = _request("GET", "/healthz", None, {})
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                    conn.sendall(health)
-                    if conn.recv(100).startswith(b"HTTP/1.1 200"):
-                        break
-            except OSError:
-                time.sleep(0.1)
-        auth = "Basic " + base64.b64encode(f"{CLIENT}:{SECRET}".encode()).decode()
-        body = json.dumps({"org_id": ORG, "team_id": TEAMS[3], "agent_id": AGENTS[7], "user_id": "user-2",
-                           "estimated_cost_usd": 0.05}).encode()
-        check = _request("POST", "/api/v1/budgets/check", body, {"Authorization": auth})
-        measure(port, check, 2, args.clients, b'"allowed"')  # warm up both workers and their pools
-        healthz_rps = measure(port, health, args.seconds, args.clients, b'"ok"')
-        check_rps = measure(port, check, args.seconds, args.clients, b'"allowed"')
-        result = {
-            "budgets_in_org": 100,
-            "gunicorn_workers": args.workers,
-            "clients": args.clients,
-            "seconds": args.seconds,
-            "healthz_rps": round(healthz_rps, 1),
-            "budget_check_rps": round(check_rps, 1),
-            "ratio": round(check_rps / healthz_rps, 3) if healthz_rps else None,
-            "target_ratio": 0.6,
-        }
-        print(json.dumps(result, indent=2))
-        results = Path(args.out)
-        results.mkdir(parents=True, exist_ok=True)
-        (results / "budget_check.json").write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database("postgres", server=args.server) as database_url:
+        server = None
+        try:
+            print(f"preparing {database_url}: 100 budgets, 5,000 usage events", file=sys.stderr)
+            prepare(database_url)
+            port = free_port()
+            env = env_for(database_url)
+            server = subprocess.Popen(
+                [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            health = _request("GET", "/healthz", None, {})
+            for _ in range(200):
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                        conn.sendall(health)
+                        if conn.recv(100).startswith(b"HTTP/1.1 200"):
+                            break
+                except OSError:
+                    time.sleep(0.1)
+            auth = "Basic " + base64.b64encode(f"{CLIENT}:{SECRET}".encode()).decode()
+            body = json.dumps({"org_id": ORG, "team_id": TEAMS[3], "agent_id": AGENTS[7], "user_id": "user-2",
+                               "estimated_cost_usd": 0.05}).encode()
+            check = _request("POST", "/api/v1/budgets/check", body, {"Authorization": auth})
+            measure(port, check, 2, args.clients, b'"allowed"')  # warm up both workers and their pools
+            healthz_rps = measure(port, health, args.seconds, args.clients, b'"ok"')
+            check_rps = measure(port, check, args.seconds, args.clients, b'"allowed"')
+            result = {
+                "budgets_in_org": 100,
+                "gunicorn_workers": args.workers,
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "healthz_rps": round(healthz_rps, 1),
+                "budget_check_rps": round(check_rps, 1),
+                "ratio": round(check_rps / healthz_rps, 3) if healthz_rps else None,
+                "target_ratio": 0.6,
+            }
+            print(json.dumps(result, indent=2))
+            results = Path(args.out)
+            results.mkdir(parents=True, exist_ok=True)
+            (results / "budget_check.json").write_text(json.dumps(result, indent=2) + "\n")
+        finally:
+            if server is not None:
+                server.terminate()
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
 
 
 if __name__ == "__main__":

@@ -19,13 +19,11 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psycopg
 
-from bench.common import env_for
+from bench.common import env_for, temporary_database
 from bench.budget_check import AGENTS, CLIENT, ORG, ROOT, SECRET, TEAMS, _request, free_port, measure, prepare
 
 
@@ -105,67 +103,62 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where budget_holds.json goes")
     args = parser.parse_args()
 
-    name = f"ul_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{args.server}/{name}"
-    server = worker = None
-    try:
-        print(f"preparing {database_url}: 100 budgets, 5,000 usage events", file=sys.stderr)
-        prepare(database_url)
-        port = free_port()
-        env = env_for(database_url, PROJECTOR_POLL_SECONDS="0.05")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        worker = subprocess.Popen([sys.executable, "-m", "usage_ledger.cli", "work"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                if _ask(port, _request("GET", "/healthz", None, {}))[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        auth = "Basic " + base64.b64encode(f"{CLIENT}:{SECRET}".encode()).decode()
-        scope = {"org_id": ORG, "team_id": TEAMS[3], "agent_id": AGENTS[7], "user_id": "user-2", "estimated_cost_usd": 0.05}
-        check = _request("POST", "/api/v1/budgets/check", json.dumps(scope).encode(), {"Authorization": auth})
-        reserve = json.dumps({**scope, "reserve": True}).encode()
-        measure(port, check, 2, args.clients, b'"allowed"')  # warm up both workers and their pools
-        check_rps = measure(port, check, args.seconds, args.clients, b'"allowed"')
-        pairs_rps, _ = drive(port, auth, reserve, args.seconds, args.clients, commit=True)
-        _, latencies = drive(port, auth, reserve, args.seconds, 8, commit=False)
-        granted = race(port, auth)
-        result = {
-            "budgets_in_org": 100,
-            "budgets_per_request": 15,
-            "gunicorn_workers": args.workers,
-            "clients": args.clients,
-            "seconds": args.seconds,
-            "check_rps": round(check_rps, 1),
-            "reserve_commit_pairs_per_s": round(pairs_rps, 1),
-            "ratio": round(pairs_rps / check_rps, 3) if check_rps else None,
-            "target_ratio": 0.5,
-            "reserve_p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
-            "reserve_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-            "reserves_measured": len(latencies),
-            "race_granted": granted,
-            "race_cap": 50,
-        }
-        print(json.dumps(result, indent=2))
-        results = Path(args.out)
-        results.mkdir(parents=True, exist_ok=True)
-        (results / "budget_holds.json").write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        for process in (server, worker):
-            if process is not None:
-                process.terminate()
+    with temporary_database("postgres", server=args.server) as database_url:
+        server = worker = None
+        try:
+            print(f"preparing {database_url}: 100 budgets, 5,000 usage events", file=sys.stderr)
+            prepare(database_url)
+            port = free_port()
+            env = env_for(database_url, PROJECTOR_POLL_SECONDS="0.05")
+            server = subprocess.Popen(
+                [sys.executable, "-m", "usage_ledger.cli", "api", "--port", str(port), "--workers", str(args.workers)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            worker = subprocess.Popen([sys.executable, "-m", "usage_ledger.cli", "work"], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(200):
                 try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    if _ask(port, _request("GET", "/healthz", None, {}))[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            auth = "Basic " + base64.b64encode(f"{CLIENT}:{SECRET}".encode()).decode()
+            scope = {"org_id": ORG, "team_id": TEAMS[3], "agent_id": AGENTS[7], "user_id": "user-2", "estimated_cost_usd": 0.05}
+            check = _request("POST", "/api/v1/budgets/check", json.dumps(scope).encode(), {"Authorization": auth})
+            reserve = json.dumps({**scope, "reserve": True}).encode()
+            measure(port, check, 2, args.clients, b'"allowed"')  # warm up both workers and their pools
+            check_rps = measure(port, check, args.seconds, args.clients, b'"allowed"')
+            pairs_rps, _ = drive(port, auth, reserve, args.seconds, args.clients, commit=True)
+            _, latencies = drive(port, auth, reserve, args.seconds, 8, commit=False)
+            granted = race(port, auth)
+            result = {
+                "budgets_in_org": 100,
+                "budgets_per_request": 15,
+                "gunicorn_workers": args.workers,
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "check_rps": round(check_rps, 1),
+                "reserve_commit_pairs_per_s": round(pairs_rps, 1),
+                "ratio": round(pairs_rps / check_rps, 3) if check_rps else None,
+                "target_ratio": 0.5,
+                "reserve_p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
+                "reserve_p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+                "reserves_measured": len(latencies),
+                "race_granted": granted,
+                "race_cap": 50,
+            }
+            print(json.dumps(result, indent=2))
+            results = Path(args.out)
+            results.mkdir(parents=True, exist_ok=True)
+            (results / "budget_holds.json").write_text(json.dumps(result, indent=2) + "\n")
+        finally:
+            for process in (server, worker):
+                if process is not None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ BENCH_PEPPER = Settings.secret_pepper
 
 
 @contextmanager
-def temporary_database(backend: str = "postgres", tmpdir: str = "/tmp"):
+def temporary_database(backend: str = "postgres", tmpdir: str = "/tmp", server: str = PG_SERVER):
     if backend == "sqlite":
         path = Path(tmpdir) / f"bench-{uuid.uuid4().hex[:8]}.db"
         try:
@@ -40,12 +40,12 @@ def temporary_database(backend: str = "postgres", tmpdir: str = "/tmp"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
         return
     name = f"ul_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"{PG_SERVER}/{name}"
+        yield f"{server}/{name}"
     finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
