@@ -7,12 +7,13 @@ that commits late. Events are never updated or deleted.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 from urllib.parse import unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -27,6 +28,8 @@ from psycopg.rows import tuple_row
 from ledger.errors import Unavailable
 from ledger.codec import decode_event, encode_event
 from ledger.events import LedgerEvent
+
+log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "ledger_events"
 COPY_THRESHOLD = 50  # PostgreSQL: batches of at least this many events are written with COPY
@@ -122,18 +125,32 @@ class LedgerStore:
         self._recorder = None
         self._recorder_lock = threading.Lock()
 
+    def _unavailable(self) -> "_translate_errors":
+        return _translate_errors(self._drop_broken_connections)
+
+    def _drop_broken_connections(self) -> None:
+        """After a statement failed on a lost connection (a database restart cuts them
+        all), test every idle pooled connection now and replace the broken ones, so only
+        the one request that met the break answers 503, not one per pooled connection."""
+        if not self.is_postgres:
+            return
+        try:
+            self.datastore.pool.check()
+        except Exception:  # the database is still down: the next request tries again
+            log.warning("could not check the ledger's connection pool", exc_info=True)
+
     @property
     def recorder(self):
         """Made on first use (the PostgreSQL recorder connects), so a process can start
         while the database is down and answer 503 until it is back."""
         if self._recorder is None:
-            with self._recorder_lock, _translate_errors():
+            with self._recorder_lock, self._unavailable():
                 if self._recorder is None:
                     self._recorder = self._make_recorder()
         return self._recorder
 
     def create_tables(self) -> None:
-        with _translate_errors():
+        with self._unavailable():
             self.recorder.create_table()
 
     # writing ------------------------------------------------------------------------
@@ -151,7 +168,7 @@ class LedgerStore:
         if self.is_postgres and len(stored) >= COPY_THRESHOLD:
             return self._copy(stored)
         try:
-            with _translate_errors():
+            with self._unavailable():
                 positions = self.recorder.insert_events(stored)
         except IntegrityError as error:
             raise StreamConflict(str(error)) from error
@@ -165,7 +182,7 @@ class LedgerStore:
         import psycopg
 
         recorder = self.recorder
-        with _translate_errors(), self.datastore.get_connection() as conn:
+        with self._unavailable(), self.datastore.get_connection() as conn:
             try:
                 with conn.transaction(), conn.cursor() as curs:
                     for statement in recorder.lock_table_statements:
@@ -189,7 +206,7 @@ class LedgerStore:
 
     # reading ------------------------------------------------------------------------
     def max_position(self) -> int:
-        with _translate_errors():
+        with self._unavailable():
             return self.recorder.max_notification_id() or 0
 
     def read_window(self, after: int, stop: int, topics: Sequence[str] = ()) -> list[Stored]:
@@ -204,7 +221,7 @@ class LedgerStore:
             where += f" AND topic IN ({','.join([p] * len(topics))})"
             params += list(topics)
         sql = f"SELECT {self._position}, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} WHERE {where}"
-        with _translate_errors():
+        with self._unavailable():
             if self.is_postgres:
                 with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as curs:
                     curs.execute(sql, params)
@@ -227,7 +244,7 @@ class LedgerStore:
             f"UNION ALL SELECT MAX({pos}), NULL, NULL, NULL, NULL FROM {EVENTS_TABLE}"
         )
         params = [after, *topics]
-        with _translate_errors():
+        with self._unavailable():
             if self.is_postgres:
                 with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as curs:
                     curs.execute(sql, params)
@@ -252,13 +269,13 @@ class LedgerStore:
 
     def stream(self, stream: UUID) -> list[Recorded]:
         """Every event of one stream, oldest first (position is 0: not known from this read)."""
-        with _translate_errors():
+        with self._unavailable():
             stored = self.recorder.select_events(stream)
         return [Recorded(0, _as_uuid(s.originator_id), s.originator_version, decode_event(s.state)) for s in stored]
 
     def last_in_stream(self, stream: UUID) -> Recorded | None:
         """The newest event of one stream (one indexed read, however long the stream is)."""
-        with _translate_errors():
+        with self._unavailable():
             stored = self.recorder.select_events(stream, desc=True, limit=1)
         if not stored:
             return None
@@ -276,7 +293,7 @@ class LedgerStore:
             f"SELECT originator_id, state FROM {EVENTS_TABLE} "
             f"WHERE originator_version = 1 AND originator_id IN ({marks})"
         )
-        with _translate_errors():
+        with self._unavailable():
             if self.is_postgres:
                 with self.datastore.get_connection() as conn, conn.cursor() as curs:
                     curs.execute(sql, ids)
@@ -300,7 +317,7 @@ class LedgerStore:
             f"SELECT e.originator_id, e.originator_version, e.state FROM {EVENTS_TABLE} e JOIN ({newest}) n "
             "ON e.originator_id = n.o AND e.originator_version = n.v"
         )
-        with _translate_errors():
+        with self._unavailable():
             if self.is_postgres:
                 with self.datastore.get_connection() as conn, conn.cursor() as curs:
                     curs.execute(sql, ids)
@@ -317,7 +334,7 @@ class LedgerStore:
 
     def count(self) -> int:
         sql = f"SELECT COUNT(*) AS n FROM {EVENTS_TABLE}"
-        with _translate_errors():
+        with self._unavailable():
             if self.is_postgres:
                 with self.datastore.get_connection() as conn, conn.cursor() as curs:
                     curs.execute(sql)
@@ -359,12 +376,17 @@ _UNAVAILABLE_ERRORS = _unavailable_errors()
 
 
 class _translate_errors:
-    """Database unreachable or overloaded → Unavailable (503 at the edge)."""
+    """Database unreachable or overloaded → Unavailable (503 at the edge), after calling
+    `recover` (which drops the pool's broken connections)."""
+
+    def __init__(self, recover: Callable[[], None]):
+        self.recover = recover
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is not None and isinstance(exc, _UNAVAILABLE_ERRORS):
+            self.recover()
             raise Unavailable("DATABASE_UNAVAILABLE", "The database is not reachable right now") from exc
         return False

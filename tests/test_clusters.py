@@ -222,8 +222,9 @@ def test_a_stopped_cluster_answers_503_for_its_tenants_only_and_loses_nothing(tw
     two.clusters.forget_health()
     two.project()
     assert _summary(two, globex)["total_llm_requests"] == 2  # both acknowledged events, nothing else
-    # a pooled connection in use just before the restart may fail one request (503, the
-    # client retries: connections are pinged only after a second idle, runtime/bootstrap)
+    # the restart cut every pooled connection: the first request to meet a cut one may answer
+    # 503, and then the pools drop all their broken connections (ledger/store, projections/db),
+    # so the client's one retry succeeds
     for _ in range(2):
         retried = two.http.post("/api/v1/events", json={"events": [usage("g-3")]}, headers=globex)
         if retried.status_code != 503:
