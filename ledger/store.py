@@ -28,6 +28,7 @@ from psycopg.rows import tuple_row
 from ledger.errors import Unavailable
 from ledger.codec import decode_event, encode_event
 from ledger.events import LedgerEvent
+from ledger.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class LedgerStore:
             raise ValueError(f"unsupported DATABASE_URL scheme: {url.scheme!r}")
         self._recorder = None
         self._recorder_lock = threading.Lock()
+        self._group = GroupCommit(self._write)
 
     def _unavailable(self) -> "_translate_errors":
         return _translate_errors(self._drop_broken_connections)
@@ -165,6 +167,10 @@ class LedgerStore:
             )
             for e in new_events
         ]
+        return self._group.append(stored)
+
+    def _write(self, stored: Sequence[StoredEvent]) -> list[int]:
+        """One transaction (ledger/group_commit.py calls this with one append or a group)."""
         if self.is_postgres and len(stored) >= COPY_THRESHOLD:
             return self._copy(stored)
         try:

@@ -1,0 +1,119 @@
+"""Group commit (ledger/group_commit.py): concurrent appends share one transaction, and each
+caller still gets exactly its own outcome, on both backends."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ledger.store import NewEvent, StreamConflict, stream_id
+from tests.conftest import usage
+
+
+def _template(h, agent):
+    h.post_events(agent, [usage("seed")])
+    return h.store.read()[-1].event
+
+
+def _appends(template, count: int, size: int) -> list[list[NewEvent]]:
+    return [[NewEvent(stream_id("group", str(a), str(i)), 1, template) for i in range(size)] for a in range(count)]
+
+
+class _Held:
+    """Wraps the store's one-transaction write: the first call waits until `waiting` other
+    appends have queued behind it, so the next transaction is a group; records every call."""
+
+    def __init__(self, store, waiting: int):
+        self.store, self.waiting = store, waiting
+        self.write = store._group._write
+        self.calls: list[int] = []
+        self.first = True
+        self.leading = threading.Event()
+        store._group._write = self
+
+    def __call__(self, stored):
+        if self.first:
+            self.first = False
+            self.leading.set()
+            deadline = time.monotonic() + 30
+            while len(self.store._group._queue) < self.waiting:
+                assert time.monotonic() < deadline, "the other appends never queued"
+                time.sleep(0.001)
+        self.calls.append(len(stored))
+        return self.write(stored)
+
+
+def _run(h, held: _Held, appends: list[list[NewEvent]]) -> list:
+    """The first append leads (alone); the others queue behind it and go as a group."""
+    def one(events):
+        try:
+            return h.store.append(events)
+        except StreamConflict as conflict:
+            return conflict
+
+    with ThreadPoolExecutor(len(appends)) as pool:
+        first = pool.submit(one, appends[0])
+        assert held.leading.wait(30)
+        rest = [pool.submit(one, events) for events in appends[1:]]
+        return [first.result()] + [f.result() for f in rest]
+
+
+def test_appends_that_wait_share_one_transaction_and_each_gets_its_own_positions(h, agent):
+    template = _template(h, agent)
+    appends = _appends(template, 9, 3)
+    held = _Held(h.store, waiting=8)
+    before = h.store.max_position()
+    outcomes = _run(h, held, appends)
+    assert held.calls == [3, 24]  # the first alone, then the eight that queued: one transaction
+    stored = {n.id: n for n in h.store.read_window(before, h.store.max_position())}
+    assert len(stored) == 27
+    for events, positions in zip(appends, outcomes):
+        assert len(positions) == 3 and positions == sorted(positions)
+        assert [str(stored[p].originator_id).replace("-", "") for p in positions] == [e.stream_id.hex for e in events]
+
+
+def test_a_conflict_in_a_group_fails_only_its_own_append(h, agent):
+    template = _template(h, agent)
+    appends = _appends(template, 6, 2)
+    taken = appends[3][1]
+    h.store.append([taken])
+    head = h.store.max_position()
+    held = _Held(h.store, waiting=5)
+    outcomes = _run(h, held, appends)
+    # the group of five failed as a whole, and was written again one by one
+    assert held.calls == [2, 10, 2, 2, 2, 2, 2]
+    assert isinstance(outcomes[3], StreamConflict)
+    ok = [o for i, o in enumerate(outcomes) if i != 3]
+    assert all(isinstance(o, list) and len(o) == 2 for o in ok)
+    # nothing of the conflicting append, all of the others (PostgreSQL may skip positions a
+    # failed transaction drew; they are never reused)
+    written = h.store.read_window(head, h.store.max_position())
+    assert sorted(n.id for n in written) == sorted(p for o in ok for p in o)
+    assert appends[3][0].stream_id.hex not in {str(n.originator_id).replace("-", "") for n in written}
+
+
+def test_an_error_reaches_every_caller_of_a_failed_group_and_the_store_goes_on(h, agent):
+    template = _template(h, agent)
+    appends = _appends(template, 3, 1)
+    down = threading.Event()
+    down.set()
+    held = _Held(h.store, waiting=2)
+    write = held.write
+
+    def broken(stored):
+        if down.is_set():
+            raise RuntimeError("database went away")
+        return write(stored)
+
+    held.write = broken
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(h.store.append, appends[0])]
+        assert held.leading.wait(30)
+        futures += [pool.submit(h.store.append, events) for events in appends[1:]]
+        errors = [f.exception() for f in futures]
+    assert all(isinstance(e, RuntimeError) for e in errors)
+    assert held.calls == [1, 2, 1, 1]  # alone, the group, then each on its own
+    down.clear()
+    assert all(len(h.store.append(events)) == 1 for events in appends)
