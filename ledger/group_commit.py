@@ -34,10 +34,10 @@ class _Waiting(Generic[T]):
 
 
 class GroupCommit(Generic[T]):
-    """`write(items)` appends in one transaction and returns one position per item, or
-    raises with nothing written."""
+    """`write(appends)` writes a group of appends in one transaction and returns each
+    append's positions (one per item), or raises with nothing written."""
 
-    def __init__(self, write: Callable[[Sequence[T]], list[int]]):
+    def __init__(self, write: Callable[[Sequence[Sequence[T]]], list[list[int]]]):
         self._write = write
         self._turn = threading.Condition()
         self._queue: list[_Waiting[T]] = []
@@ -76,19 +76,16 @@ class GroupCommit(Generic[T]):
         try:
             if len(group) > 1:
                 try:
-                    positions = self._write([item for waiting in group for item in waiting.items])
+                    positions = self._write([waiting.items for waiting in group])
                 except Exception:
                     pass  # nothing of it was written: each on its own, below, for its own outcome
                 else:
-                    start = 0
-                    for waiting in group:
-                        waiting.positions = positions[start:start + len(waiting.items)]
-                        start += len(waiting.items)
-                        waiting.finished = True
+                    for waiting, own in zip(group, positions):
+                        waiting.positions, waiting.finished = own, True
                     return
             for waiting in group:
                 try:
-                    waiting.positions = self._write(waiting.items)
+                    waiting.positions = self._write([waiting.items])[0]
                 except Exception as error:
                     waiting.error = error
                 waiting.finished = True

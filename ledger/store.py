@@ -169,8 +169,16 @@ class LedgerStore:
         ]
         return self._group.append(stored)
 
-    def _write(self, stored: Sequence[StoredEvent]) -> list[int]:
-        """One transaction (ledger/group_commit.py calls this with one append or a group)."""
+    def _write(self, appends: Sequence[Sequence[StoredEvent]]) -> list[list[int]]:
+        """One transaction for one append or a group of them (ledger/group_commit.py)."""
+        positions = self._write_one([e for append in appends for e in append])
+        own, start = [], 0
+        for append in appends:
+            own.append(positions[start:start + len(append)])
+            start += len(append)
+        return own
+
+    def _write_one(self, stored: Sequence[StoredEvent]) -> list[int]:
         if self.is_postgres and len(stored) >= COPY_THRESHOLD:
             return self._copy(stored)
         try:

@@ -6,8 +6,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from ledger.store import NewEvent, StreamConflict, stream_id
 from tests.conftest import usage
 
@@ -33,7 +31,7 @@ class _Held:
         self.leading = threading.Event()
         store._group._write = self
 
-    def __call__(self, stored):
+    def __call__(self, appends):
         if self.first:
             self.first = False
             self.leading.set()
@@ -41,8 +39,8 @@ class _Held:
             while len(self.store._group._queue) < self.waiting:
                 assert time.monotonic() < deadline, "the other appends never queued"
                 time.sleep(0.001)
-        self.calls.append(len(stored))
-        return self.write(stored)
+        self.calls.append(sum(len(a) for a in appends))
+        return self.write(appends)
 
 
 def _run(h, held: _Held, appends: list[list[NewEvent]]) -> list:
@@ -102,10 +100,10 @@ def test_an_error_reaches_every_caller_of_a_failed_group_and_the_store_goes_on(h
     held = _Held(h.store, waiting=2)
     write = held.write
 
-    def broken(stored):
+    def broken(appends):
         if down.is_set():
             raise RuntimeError("database went away")
-        return write(stored)
+        return write(appends)
 
     held.write = broken
     with ThreadPoolExecutor(3) as pool:
