@@ -37,14 +37,14 @@ class Ledger:
         self,
         store: LedgerStore,
         settings: Settings,
-        price_book: Callable[[], PriceBook] = PriceBook,
-        credit_rates: Callable[[], CreditRateBook] = CreditRateBook,
+        books: Callable[[], tuple[PriceBook, CreditRateBook]] = lambda: (PriceBook(), CreditRateBook()),
     ):
+        """`books` answers the price book and the credit-rate book current now (both in one
+        call: one read of the ledger per ingest request)."""
         self.store = store
         self.settings = settings
         self.journal = Journal(store, settings.clock)
-        self.price_book = price_book
-        self.credit_rates = credit_rates
+        self.books = books
         self.audit = AuditCommands(self.journal)
         self.identity = IdentityCommands(self.journal, settings, self.audit)
         self.keys = KeyCommands(self.journal, settings, self.audit)
@@ -52,10 +52,13 @@ class Ledger:
         self.policies = PolicyCommands(self.journal, settings, self.audit, self.identity)
         self.docs_access = DocsAccessCommands(self.journal, settings, self.audit)
         self.pricing = PricingCommands(self.journal, settings)
-        self.corrections = UsageCorrections(self.journal, settings, self.audit, price_book, credit_rates)
+        self.corrections = UsageCorrections(self.journal, settings, self.audit, books)
         self.budgets = CostControls(self.journal)
         self.holds = BudgetHolds(self.journal)
-        self.usage = UsageCommands(self.journal, settings, price_book, credit_rates, self.holds)
+        self.usage = UsageCommands(self.journal, settings, books, self.holds)
+
+    def price_book(self) -> PriceBook:
+        return self.books()[0]
 
     @property
     def now(self) -> datetime:

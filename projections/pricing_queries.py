@@ -52,7 +52,7 @@ def _price(r) -> ModelPrice:
 
 
 class LedgerRates:
-    """The ledger's `price_book` and `credit_rates` providers: defaults plus every
+    """The ledger's `books` (price book and credit-rate book): defaults plus every
     ModelPriceSet and CreditRateSet appended before the call, read from the ledger itself
     so that a price set a moment ago prices the next event, however far the read models
     lag (or while they are rebuilt).
@@ -70,12 +70,6 @@ class LedgerRates:
         self._prices: dict[int, ModelPrice] = {}
         self._rates: dict[int, CreditRate] = {}
         self._books: tuple[PriceBook, CreditRateBook] = (PriceBook(), CreditRateBook())
-
-    def prices(self) -> PriceBook:
-        return self.current()[0]
-
-    def credit_rates(self) -> CreditRateBook:
-        return self.current()[1]
 
     def current(self) -> tuple[PriceBook, CreditRateBook]:
         with self._lock:

@@ -49,5 +49,5 @@ def bootstrap(
     store = LedgerStore(settings.database_url, pool_size=size, pool_timeout=timeout)
     engine = make_engine(settings.database_url, writer=writer, pool_size=size, pool_timeout=timeout)
     rates = LedgerRates(store, engine)
-    ledger = Ledger(store, settings, price_book=rates.prices, credit_rates=rates.credit_rates)
+    ledger = Ledger(store, settings, books=rates.current)
     return Services(settings, store, ledger, engine)

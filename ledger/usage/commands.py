@@ -38,26 +38,25 @@ class UsageCommands:
         self,
         journal: Journal,
         settings: Settings,
-        price_book: Callable[[], PriceBook],
-        credit_rates: Callable[[], CreditRateBook],
+        books: Callable[[], tuple[PriceBook, CreditRateBook]],
         holds: "BudgetHolds | None" = None,
     ):
         self.journal = journal
         self.store = journal.store
         self.settings = settings
-        self.price_book = price_book
-        self.credit_rates = credit_rates
+        self.books = books
         self.holds = holds
 
     def record(self, actor: "Actor", items: Sequence[UsageIn | ItemError]) -> IngestResult:
         """Validate every item, then append the ones not stored yet, all or nothing."""
+        prices, credit_rates = self.books()
         usages = validate_items(
             items,
             client_id=actor.client_id,
             now=self.settings.clock.now(),
             backdating_days=self.settings.backdating_days,
-            prices=self.price_book(),
-            credit_rates=self.credit_rates(),
+            prices=prices,
+            credit_rates=credit_rates,
         )
         fresh, duplicates = dedupe_within_batch(usages)
         streams = {usage_stream(actor.tenant_id, u.event_id): u for u in fresh}

@@ -50,14 +50,12 @@ class UsageCorrections:
         journal: Journal,
         settings: Settings,
         audit: AuditCommands,
-        price_book: Callable[[], PriceBook],
-        credit_rates: Callable[[], CreditRateBook],
+        books: Callable[[], tuple[PriceBook, CreditRateBook]],
     ):
         self.journal = journal
         self.settings = settings
         self.audit = audit
-        self.price_book = price_book
-        self.credit_rates = credit_rates
+        self.books = books
 
     @property
     def now(self) -> datetime:
@@ -96,12 +94,9 @@ class UsageCorrections:
                     f"These fields cannot be amended: {', '.join(refused)}",
                     field="fields", fields=refused,
                 )
+            prices, credit_rates = self.books()
             current = amended(
-                state.usage,
-                fields,
-                backdating_days=self.settings.backdating_days,
-                prices=self.price_book(),
-                credit_rates=self.credit_rates(),
+                state.usage, fields, backdating_days=self.settings.backdating_days, prices=prices, credit_rates=credit_rates
             )
             event = UsageAmended(
                 tenant_id=actor.tenant_id, org_id=state.org_id, recorded_at=self.now, actor=actor.name,
