@@ -8,7 +8,9 @@ Streams:
   `BudgetPeriodHolds` carrying the holds that count now. Its version is the concurrency
   token: a reserve reads the last version n, decides, and appends at n+1 together with the
   hold's version 1 in one transaction; when another writer got there first the append
-  conflicts and the reserve decides again on fresh state.
+  conflicts and the reserve decides again on fresh state. The reserves and settlements of a
+  process waiting on the same streams are decided and appended together (`PeriodTurns`,
+  group commit), and between processes they queue on an advisory lock per stream.
 
 Recorded spend comes from the budget_status read model (a `SpendSource`) at a known
 position P; a committed hold listed in a period stream counts at its actual amount unless the
@@ -47,10 +49,9 @@ if TYPE_CHECKING:
     from ledger.usage.events import Usage
 
 ATTEMPTS = 200
-# Reserves and settlements of one process on the same period streams take turns on these
-# locks (striped by stream) instead of racing each other to the append and retrying: the
-# optimistic append stays what decides between processes, so the invariant is unchanged;
-# within a process the losers no longer redo the reads and the append, and back off.
+# The leaders of one process (`PeriodTurns`) whose stream sets overlap without being equal
+# take turns on these locks (striped by stream) instead of racing each other to the append
+# and retrying; the optimistic append stays what decides, so the invariant is unchanged.
 _STRIPES = [threading.Lock() for _ in range(64)]
 RETRY = object()  # a turn's outcome when it must read again and decide anew
 
