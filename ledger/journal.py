@@ -41,6 +41,10 @@ class Journal:
         """Append atomically; StreamConflict when one of the streams moved on meanwhile."""
         return self.store.append(new_events)
 
+    def exclusive(self, streams: Sequence[UUID]):
+        """A context in which no other process holding it too reads or appends these streams."""
+        return self.store.exclusive(streams)
+
     def start_stream(self, stream: UUID, event: LedgerEvent, code: str, message: str) -> int:
         """The first event of a stream; Conflict(code, message) when the stream exists."""
         try:

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -213,6 +214,24 @@ class LedgerStore:
             except psycopg.errors.UniqueViolation as error:
                 raise StreamConflict(str(error)) from error
         return list(range(last - len(stored) + 1, last + 1))
+
+    @contextmanager
+    def exclusive(self, streams: Sequence[UUID]):
+        """Hold these streams against every other process that asks for them too, for a
+        read-decide-append (PostgreSQL: session advisory locks, taken in one order so two
+        holders never deadlock, released when the block ends or the connection is lost).
+        The append's optimistic check still decides; the lock only spares the processes
+        a storm of conflicting appends and retries. SQLite serializes its writers already."""
+        keys = sorted({int.from_bytes(s.bytes[:8], "big", signed=True) for s in streams})
+        if not self.is_postgres or not keys:
+            yield
+            return
+        with self._unavailable(), self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered", [keys])
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock_all()")
 
     def append_to_stream(self, stream: UUID, event: LedgerEvent, expected_version: int) -> int:
         """Append the next event of one stream; StreamConflict when the version is taken."""

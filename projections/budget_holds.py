@@ -56,6 +56,7 @@ def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         *[Column(scope, String(128)) for scope in SCOPE_FIELDS],
         Column("replaced_by", String(128)),
         Index(f"ix_{prefix}budget_holds_due", "state", "expires_at"),
+        Index(f"ix_{prefix}budget_holds_outstanding", "tenant_id", "state", "expires_at"),  # a tenant's held holds
     )
     amounts = Table(
         f"{prefix}budget_hold_amounts",

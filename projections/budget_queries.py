@@ -89,13 +89,22 @@ def org_budgets_with_spend(
         .scalar_subquery()
     )
     h, a = BUDGETS.holds, BUDGETS.hold_amounts
-    outstanding = [
-        a.c.tenant_id == b.c.tenant_id, a.c.budget_id == b.c.budget_id, a.c.period_start == current_start,
-        this_incarnation(a, b.c.created_at),
-        h.c.tenant_id == a.c.tenant_id, h.c.hold_id == a.c.hold_id, h.c.state == "held", h.c.expires_at > naive_utc(now),
-    ]
-    held = select(func.sum(a.c.amount_nanos)).where(*outstanding).scalar_subquery()
-    next_expiry = select(func.min(h.c.expires_at)).where(*outstanding).scalar_subquery()
+    # from the tenant's outstanding holds (an index range that stays as short as the holds
+    # held now), each with one primary-key lookup of its amount on this budget and period:
+    # the amounts table keeps every hold ever placed, so a scan of a budget's amounts joined
+    # to the holds grows with every reserve (and a stale plan made it quadratic)
+    amount = (
+        select(a.c.amount_nanos)
+        .where(
+            a.c.tenant_id == h.c.tenant_id, a.c.hold_id == h.c.hold_id, a.c.budget_id == b.c.budget_id,
+            a.c.period_start == current_start, this_incarnation(a, b.c.created_at),
+        )
+        .correlate(h, b)
+        .scalar_subquery()
+    )
+    outstanding = [h.c.tenant_id == b.c.tenant_id, h.c.state == "held", h.c.expires_at > naive_utc(now)]
+    held = select(func.sum(amount)).where(*outstanding).scalar_subquery()
+    next_expiry = select(func.min(h.c.expires_at)).where(*outstanding, amount.is_not(None)).scalar_subquery()
     if pairs is not None:
         # a reserve: block budgets are held on their period streams (ledger/budgets/
         # hold_commands.py), so the read model's holds of those are not read at all

@@ -3,6 +3,7 @@ event), release, expiry, the amounts they add to budgets, and what a replay rebu
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -119,6 +120,31 @@ def test_committed_holds_free_the_rest_at_once(h, agent, budget):
     granted_after = [h.http.post(f"/api/v1/budgets/holds/{i}/release", headers=agent) for i in holds[20:22]]
     assert all(r.status_code == 200 and r.json["state"] == "released" for r in granted_after)
     granted(reserve(h, agent, "2"))
+    refused(reserve(h, agent, "0.01"))
+
+
+def test_concurrent_reserves_and_commits_of_one_process_never_overbook(h, agent, budget):
+    """Reserves and commits of one process waiting on the same period stream are decided in
+    batches (group commit): each sees the holds the ones before it placed or settled, so
+    however they are batched, 80 reserves of $1 at once against $50 grant exactly 50."""
+
+    def one(_):
+        return h.app.test_client().post(
+            "/api/v1/budgets/check", json={"reserve": True, "estimated_cost_usd": "1"}, headers=agent
+        )
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(one, range(80)))
+    assert sorted(r.status_code for r in answers) == [200] * 30 + [201] * 50
+    holds = [r.json["hold_id"] for r in answers if r.status_code == 201]
+
+    def settle(hold_id):
+        return h.app.test_client().post(f"/api/v1/budgets/holds/{hold_id}/commit", json={"actual_cost_usd": "0.50"}, headers=agent)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert all(r.status_code == 200 for r in pool.map(settle, holds[:20]))
+    for _ in range(10):  # the 20 commits freed $10 at once
+        granted(reserve(h, agent))
     refused(reserve(h, agent, "0.01"))
 
 

@@ -8,7 +8,9 @@ Streams:
   `BudgetPeriodHolds` carrying the holds that count now. Its version is the concurrency
   token: a reserve reads the last version n, decides, and appends at n+1 together with the
   hold's version 1 in one transaction; when another writer got there first the append
-  conflicts and the reserve decides again on fresh state.
+  conflicts and the reserve decides again on fresh state. The reserves and settlements of a
+  process waiting on the same streams are decided and appended together (`PeriodTurns`,
+  group commit), and between processes they queue on an advisory lock per stream.
 
 Recorded spend comes from the budget_status read model (a `SpendSource`) at a known
 position P; a committed hold listed in a period stream counts at its actual amount unless the
@@ -47,11 +49,11 @@ if TYPE_CHECKING:
     from ledger.usage.events import Usage
 
 ATTEMPTS = 200
-# Reserves and settlements of one process on the same period streams take turns on these
-# locks (striped by stream) instead of racing each other to the append and retrying: the
-# optimistic append stays what decides between processes, so the invariant is unchanged;
-# within a process the losers no longer redo the reads and the append, and back off.
+# The leaders of one process (`PeriodTurns`) whose stream sets overlap without being equal
+# take turns on these locks (striped by stream) instead of racing each other to the append
+# and retrying; the optimistic append stays what decides, so the invariant is unchanged.
 _STRIPES = [threading.Lock() for _ in range(64)]
+RETRY = object()  # a turn's outcome when it must read again and decide anew
 
 
 @contextmanager
@@ -61,6 +63,120 @@ def _turn_on(streams: Sequence[UUID]):
         for index in sorted({s.int % len(_STRIPES) for s in streams}):
             stack.enter_context(_STRIPES[index])
         yield
+
+
+class _Turn:
+    """A reserve or a settlement waiting to be decided on a set of period streams."""
+
+    def __init__(self, decide: "Callable[[dict[UUID, PeriodState], _Batch], Change | Reserved | object]"):
+        self.decide = decide
+        self.outcome: object = RETRY
+        self.error: BaseException | None = None
+        self.done = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a turn appends (`events`), the period states after it, and its answer (its
+    position is filled in after the append)."""
+
+    events: list[NewEvent]
+    states: dict[UUID, PeriodState]
+    outcome: "Reserved | Settled"
+
+
+class _Batch:
+    """What the turns of one group commit share: the commits the read model counted, asked
+    once for every committed hold listed in the states the batch began from."""
+
+    def __init__(self, states: dict[UUID, PeriodState]):
+        self.listed = {h.hold_id for state in states.values() for h in state.committed}
+        self._counted: dict[str, int] | None = None
+
+    def counted(self, source: "SpendSource", hold_ids: Collection[str], position: int) -> set[str]:
+        """Of these committed holds, those the read model counted at or before `position`
+        (a hold committed within the batch is not counted yet)."""
+        if not hold_ids:
+            return set()
+        if self._counted is None:
+            self._counted = source.committed(self.listed) if self.listed else {}
+        return {i for i in hold_ids if self._counted.get(i, position + 1) <= position}
+
+
+class PeriodTurns:
+    """Group commit on period streams. Every reserve and settlement of this process waiting
+    for the same streams joins one group; whoever gets the group's turn first leads: it
+    reads the streams once, lets each waiting turn decide in order on the state the turns
+    before it left, and appends all their events in one transaction; the others find their
+    answers when their turn comes. Between processes a leader holds the streams
+    (`Journal.exclusive`) from its read to its append; the append's expected versions still
+    decide, so a lost race (with a writer that did not ask for them) is read again."""
+
+    def __init__(self, journal: "Journal"):
+        self.journal = journal
+        self._lock = threading.Lock()
+        self._waiting: dict[tuple[UUID, ...], list[_Turn]] = {}
+        self._leaders: dict[tuple[UUID, ...], threading.Lock] = {}
+
+    def take(self, streams: Sequence[UUID], decide) -> object:
+        """The outcome of `decide` on the streams' current states: its Reserved or Settled
+        answer, or RETRY when it must read again."""
+        key = tuple(sorted(set(streams)))
+        turn = _Turn(decide)
+        with self._lock:
+            self._waiting.setdefault(key, []).append(turn)
+            leader = self._leaders.setdefault(key, threading.Lock())
+        with leader:
+            if not turn.done:
+                with self._lock:
+                    batch = self._waiting.pop(key)
+                try:
+                    self._lead(key, batch)
+                except Exception as error:  # the read failed (the database is down): every turn's answer
+                    for waiting in batch:
+                        waiting.error = waiting.error or error
+                finally:
+                    for waiting in batch:
+                        waiting.done = True
+        if turn.error is not None:
+            raise turn.error
+        return turn.outcome
+
+    def _lead(self, key: tuple[UUID, ...], turns: list[_Turn]) -> None:
+        with _turn_on(key), self.journal.exclusive(key):
+            last = self.journal.last_events(key)
+            states = {s: PeriodState.of(last[s].event, last[s].version) if s in last else PeriodState() for s in key}  # type: ignore[arg-type]
+            shared, events, changed, taken = _Batch(states), [], [], set()
+            for turn in turns:
+                try:
+                    change = turn.decide(states, shared)
+                except Exception as error:  # noqa: BLE001 - the error is that turn's answer
+                    turn.error = error
+                    continue
+                if not isinstance(change, Change):
+                    turn.outcome = change
+                    continue
+                slots = {(e.stream_id, e.version) for e in change.events}
+                if slots & taken:  # the same hold twice in one batch: the second reads again
+                    continue
+                taken |= slots
+                states.update(change.states)
+                changed.append((turn, change, len(events)))
+                events.extend(change.events)
+            if not events:
+                return
+            try:
+                positions = self.journal.append(events)
+            except StreamConflict:
+                return  # every changing turn stays RETRY
+            except Exception as error:
+                for turn, _, _ in changed:
+                    turn.error = error
+                return
+        for turn, change, start in changed:
+            turn.outcome = replace(change.outcome, position=max(positions[start:start + len(change.events)]))
+
+
 SCOPE_FIELDS = ("team_id", "agent_id", "workflow_id", "user_id", "app_id")
 
 
@@ -144,6 +260,7 @@ class Settled:
 class BudgetHolds:
     def __init__(self, journal: "Journal"):
         self.journal = journal
+        self.turns = PeriodTurns(journal)
 
     # reading ---------------------------------------------------------------------------
     def find(self, tenant_id: str, hold_id: str) -> Settled | None:
@@ -170,7 +287,6 @@ class BudgetHolds:
         hold_id = request.hold_id or str(uuid4())
         digest = request.digest()
         estimate = Estimate(usd=request.estimated_cost_usd or 0, credits=request.estimated_credits or 0)
-        stream = hold_stream(actor.tenant_id, hold_id)
         for attempt in range(ATTEMPTS):
             existing = self.find(actor.tenant_id, hold_id) if request.hold_id else None
             if existing is not None:
@@ -185,25 +301,28 @@ class BudgetHolds:
             # downgrade budgets are held too, and answer from the read model's holds
             guarded = [t for t in fresh.targets if t.use.on_exceed == "block"]
             streams = [period_stream(actor.tenant_id, t.use.budget_id, t.incarnation, t.period, t.period_start) for t in guarded]
-            with _turn_on(streams):
-                outcome = self._try_reserve(actor, request, source, hold_id, digest, estimate, stream, fresh, now, guarded, streams)
-            if outcome is None:  # another writer got there first: read again
+
+            def decide(states: dict[UUID, PeriodState], batch: _Batch, fresh=fresh, now=now, guarded=guarded, streams=streams):
+                return self._decide_reserve(actor, request, source, hold_id, digest, estimate, fresh, now, guarded, streams, states, batch)
+
+            outcome = self.turns.take(streams, decide)
+            if outcome is RETRY:  # another writer got there first: read again
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
                 continue
-            return outcome
+            return outcome  # type: ignore[return-value]
         raise Unavailable("HOLD_CONTENDED", "Too many concurrent reserves on the same budget; retry")
 
-    def _try_reserve(
+    def _decide_reserve(
         self, actor: "Actor", request: ReserveRequest, source: SpendSource, hold_id: str, digest: str, estimate: Estimate,
-        stream: UUID, fresh: "Fresh", now: datetime, guarded: list, streams: list[UUID],
-    ) -> Reserved | None:
-        """One attempt, on the period streams' current states; None when it must be retried."""
-        states = list(zip(guarded, self._states(streams)))
+        fresh: "Fresh", now: datetime, guarded: list, streams: list[UUID], current: dict[UUID, PeriodState], batch: _Batch,
+    ) -> Change | Reserved | object:
+        """One reserve on the period streams' current states: the Change that places the
+        hold, a refusal, or RETRY."""
+        states = [(t, current[s]) for t, s in zip(guarded, streams)]
         if any(s.spend_position > fresh.position for _, s in states):
-            return None  # another reserve dropped commits that our spend does not include yet: read again
+            return RETRY  # another reserve dropped commits that our spend does not include yet: read again
         # commits the read model counted at `position` are in the recorded spend already
-        committed = {h.hold_id for _, s in states for h in s.committed}
-        counted = {i for i, at in source.committed(committed).items() if at <= fresh.position} if committed else set()
+        counted = batch.counted(source, {h.hold_id for _, s in states for h in s.committed}, fresh.position)
         held = {t.use.budget_id: s.held(now) + s.pending(counted) for t, s in states}
         uses = tuple(replace(t.use, held=held[t.use.budget_id]) if t.use.budget_id in held else t.use for t in fresh.targets)
         decision = decide(uses, estimate)
@@ -223,15 +342,13 @@ class BudgetHolds:
             action=decision.action, downgrade_model=decision.downgrade_model, client_id=actor.client_id,
             **{k: getattr(request, k) for k in SCOPE_FIELDS},
         )
-        events = [NewEvent(stream, 1, placed)]
-        for amount, (_, state) in zip([h for h in holds if h.guarded], states):
-            after = state.pruned(now, counted, fresh.position).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
-            events.append(self._period_event(placed, amount, after, state.version, "placed"))
-        try:
-            positions = self.journal.append(events)
-        except StreamConflict:
-            return None
-        return Reserved(decision, uses, placed, max(positions))
+        events = [NewEvent(hold_stream(actor.tenant_id, hold_id), 1, placed)]
+        after = {}
+        for amount, stream, (_, state) in zip([h for h in holds if h.guarded], streams, states):
+            changed = state.pruned(now, counted, fresh.position).placed(PeriodHold(hold_id=hold_id, amount=amount.amount, expires_at=expires_at))
+            events.append(self._period_event(placed, amount, changed, state.version, "placed"))
+            after[stream] = replace(changed, version=state.version + 1)
+        return Change(events, after, Reserved(decision, uses, placed))
 
     # settle ----------------------------------------------------------------------------
     def commit(
@@ -276,27 +393,38 @@ class BudgetHolds:
             if found.settlement is not None or counts(found.placed.expires_at, now) == expiring:
                 return found  # settled already, or (not) expired yet: the caller judges
             settlement = make(found.placed, now)
-            try:
-                streams = [held_stream(tenant_id, held) for held in found.placed.holds if held.guarded]
-                with _turn_on(streams):
-                    positions = self.journal.append(self.settlement_events(found.placed, settlement, now))
-            except StreamConflict:
+            streams = [held_stream(tenant_id, held) for held in found.placed.holds if held.guarded]
+
+            def decide(states: dict[UUID, PeriodState], batch: _Batch, placed=found.placed, settlement=settlement, now=now, streams=streams):
+                events, after = self._settlement_change(placed, settlement, now, [states[s] for s in streams])
+                return Change(events, dict(zip(streams, after)), Settled(placed, settlement))
+
+            outcome = self.turns.take(streams, decide)
+            if outcome is RETRY:
                 time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
                 continue
-            return Settled(found.placed, settlement, max(positions))
+            return outcome  # type: ignore[return-value]
         raise Unavailable("HOLD_CONTENDED", "Too many concurrent changes on the same budget; retry")
 
     def settlement_events(self, placed: BudgetHoldPlaced, settlement, now: datetime) -> list[NewEvent]:
         """Version 2 of the hold and the next version of each of its period streams."""
-        events = [NewEvent(hold_stream(placed.tenant_id, placed.hold_id), 2, settlement)]
-        change = {BudgetHoldCommitted: "committed", BudgetHoldReleased: "released", BudgetHoldExpired: "expired"}[type(settlement)]
         guarded = [held for held in placed.holds if held.guarded]
         states = self._states([held_stream(placed.tenant_id, held) for held in guarded])
-        for held, state in zip(guarded, states):
+        return self._settlement_change(placed, settlement, now, states)[0]
+
+    def _settlement_change(
+        self, placed: BudgetHoldPlaced, settlement, now: datetime, states: Sequence[PeriodState],
+    ) -> tuple[list[NewEvent], list[PeriodState]]:
+        """The settlement's events on these states of its period streams, and the states after."""
+        events = [NewEvent(hold_stream(placed.tenant_id, placed.hold_id), 2, settlement)]
+        change = {BudgetHoldCommitted: "committed", BudgetHoldReleased: "released", BudgetHoldExpired: "expired"}[type(settlement)]
+        after = []
+        for held, state in zip([held for held in placed.holds if held.guarded], states):
             actual = actual_of(settlement, held) if change == "committed" else None
-            after = state.pruned(now, ()).settled(placed.hold_id, actual)
-            events.append(self._period_event(settlement, held, after, state.version, change))
-        return events
+            changed = state.pruned(now, ()).settled(placed.hold_id, actual)
+            events.append(self._period_event(settlement, held, changed, state.version, change))
+            after.append(replace(changed, version=state.version + 1))
+        return events, after
 
     def usage_commit(self, tenant_id: str, usage: "Usage", hold_id: str, actor: str, now: datetime) -> list[NewEvent]:
         """The events that commit a held hold with a usage event carrying its id (appended
