@@ -34,6 +34,7 @@ from ledger.group_commit import GroupCommit
 log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "ledger_events"
+EXCLUSIVE_WAIT_SECONDS = 10  # `exclusive`: the longest wait for another process's hold
 COPY_THRESHOLD = 50  # PostgreSQL: batches of at least this many events are written with COPY
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://usage-ledger/streams")
 
@@ -227,7 +228,12 @@ class LedgerStore:
             yield
             return
         with self._unavailable(), self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered", [keys])
+            # a holder that is stuck makes the others give up (503, retry) instead of hanging
+            conn.execute(f"SET lock_timeout = '{EXCLUSIVE_WAIT_SECONDS}s'")
+            try:
+                conn.execute("SELECT pg_advisory_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered", [keys])
+            finally:
+                conn.execute("RESET lock_timeout")
             try:
                 yield
             finally:

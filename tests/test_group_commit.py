@@ -6,6 +6,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from ledger.store import NewEvent, StreamConflict, stream_id
 from tests.conftest import usage
 
@@ -115,3 +117,24 @@ def test_an_error_reaches_every_caller_of_a_failed_group_and_the_store_goes_on(h
     assert held.calls == [1, 2, 1, 1]  # alone, the group, then each on its own
     down.clear()
     assert all(len(h.store.append(events)) == 1 for events in appends)
+
+
+def test_a_process_waiting_for_streams_another_holds_gives_up_with_503_after_the_bound(postgres_url, monkeypatch):
+    import ledger.store
+    from ledger.errors import Unavailable
+    from ledger.store import LedgerStore
+
+    monkeypatch.setattr(ledger.store, "EXCLUSIVE_WAIT_SECONDS", 0.2)
+    one, other = LedgerStore(postgres_url, pool_size=1), LedgerStore(postgres_url, pool_size=1)
+    stream = stream_id("held", "budget")
+    try:
+        with one.exclusive([stream]):
+            started = time.monotonic()
+            with pytest.raises(Unavailable), other.exclusive([stream]):
+                pass
+            assert time.monotonic() - started < 5
+        with other.exclusive([stream]):  # the first released it
+            pass
+    finally:
+        one.close()
+        other.close()
