@@ -4,6 +4,11 @@ Every append returns the positions (notification ids) it reached; positions are 
 increasing in commit order (on PostgreSQL the library serializes inserts with a table
 lock, on SQLite there is one writer), so a reader that tails the log never skips an event
 that commits late. Events are never updated or deleted.
+
+Another layer may have statements of its own committed with every append made in the
+current context (`also_in_appends`): they run in the append's transaction, after its
+inserts, so they commit with it or not at all, under one lock and one commit (the API's
+session-consistency marks, api/consistency.py).
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 import threading
 import time
 import weakref
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -23,6 +29,7 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
+from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
 
 from ledger.errors import Unavailable
@@ -68,6 +75,27 @@ class NewEvent:
     stream_id: UUID
     version: int
     event: LedgerEvent
+
+
+# Given an append's last position and the driver's placeholder ("?" or "%s"): the
+# statements (SQL, parameters) to run in that append's transaction.
+AlsoInAppend = Callable[[int, str], Sequence[tuple[str, Sequence]]]
+_also_in_append: ContextVar[AlsoInAppend | None] = ContextVar("also_in_append", default=None)
+
+
+def also_in_appends(also: AlsoInAppend | None) -> Token:
+    """Until `reset_also_in_appends(token)`, every append made in this context (thread or
+    request) also runs `also`'s statements in its own transaction."""
+    return _also_in_append.set(also)
+
+
+def reset_also_in_appends(token: Token) -> None:
+    _also_in_append.reset(token)
+
+
+def _statements_also(positions: Sequence[int], placeholder: str) -> Sequence[tuple[str, Sequence]]:
+    also = _also_in_append.get()
+    return also(positions[-1], placeholder) if also is not None and positions else ()
 
 
 IDLE_PING_SECONDS = 1.0
@@ -165,14 +193,48 @@ class LedgerStore:
             )
             for e in new_events
         ]
+        if not stored:
+            return []
         if self.is_postgres and len(stored) >= COPY_THRESHOLD:
             return self._copy(stored)
         try:
             with self._unavailable():
-                positions = self.recorder.insert_events(stored)
+                return self._insert(stored) if self.is_postgres else self._insert_sqlite(stored)
         except IntegrityError as error:
             raise StreamConflict(str(error)) from error
-        return list(positions or [])
+
+    def _insert_sqlite(self, stored: Sequence[StoredEvent]) -> list[int]:
+        """The library's insert, and the statements `also_in_appends` asks for, in one
+        transaction: SQLite's one write lock is taken once, one commit."""
+        recorder = self.recorder
+        with self.datastore.transaction(commit=True) as curs:
+            positions = list(recorder._insert_events(curs, stored))
+            for sql, params in _statements_also(positions, "?"):
+                curs.execute(sql, params)
+        return positions
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's insert_events
+    def _insert(self, stored: Sequence[StoredEvent]) -> list[int]:
+        """PostgreSQL: the library's pipelined insert (table lock, NOTIFY, INSERT ...
+        RETURNING), then the statements `also_in_appends` asks for, sent with the COMMIT."""
+        recorder = self.recorder
+        failed: Exception | None = None
+        positions: list[int] = []
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
+                try:
+                    recorder._insert_stored_events(curs, stored)
+                    # a (stream, version) taken raises IntegrityError here, not at the commit
+                    pipeline.sync()
+                    positions = list(recorder._fetch_ids_after_insert_events(curs, stored))
+                except Exception as error:  # raised after the pipeline has exited, as the library does
+                    failed = error
+                if failed is None:
+                    for sql, params in _statements_also(positions, "%s"):
+                        curs.execute(sql, params)
+            if failed is not None:
+                raise failed
+        return positions
 
     def _copy(self, stored: Sequence[StoredEvent]) -> list[int]:
         """A batch written with binary COPY under the table lock the library's inserts take
@@ -196,6 +258,8 @@ class LedgerStore:
                             copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
                     curs.execute(f"SELECT currval(pg_get_serial_sequence('{EVENTS_TABLE}', 'notification_id')) AS last")
                     last = curs.fetchone()["last"]
+                    for sql, params in _statements_also([last], "%s"):
+                        curs.execute(sql, params)
             except psycopg.errors.UniqueViolation as error:
                 raise StreamConflict(str(error)) from error
         return list(range(last - len(stored) + 1, last + 1))
