@@ -99,12 +99,13 @@ def appended(position: int) -> int:
     position this request did not append itself (a duplicate's) is raised here, with one
     UPSERT."""
     g.ledger_position = position
+    if g.get("marks_raised_to", 0) >= position:
+        return position
     keys = _mark_keys()
     if not keys:
         return position
-    if g.get("marks_raised_to", 0) < position:
-        with services().engine.begin() as conn:
-            raise_marks(conn, keys, position)
+    with services().engine.begin() as conn:
+        raise_marks(conn, keys, position)
     g.pop("consistency_marks", None)
     g.pop("prefetched_marks", None)
     return position
@@ -188,12 +189,17 @@ def prefetch(mark_key: str, tenant_id: str, stream: UUID | None) -> int | None:
     configuration = [PLATFORM_CONFIGURATION]
     if tenant_id:
         configuration.append(tenant_configuration(tenant_id))
-    keys = [mark_key, *configuration] if svc.settings.session_consistency else []
+    # a write of usage reads no read model: its marks are not fetched (were one read after
+    # all, `_marks` would fetch them)
+    usage_write = request.method not in _READ_METHODS and request.blueprint in USAGE_WRITES
+    keys = [mark_key, *configuration] if svc.settings.session_consistency and not usage_write else []
     with svc.engine.connect() as conn:
         marks, positions, version = request_state(conn, keys, stream)
     g.known_positions = positions
     if keys:
         found = (marks.get(mark_key, 0), max((marks.get(k, 0) for k in configuration), default=0))
+    elif usage_write:
+        return version
     else:
         found = (0, 0)
     g.prefetched_marks = ((mark_key, tenant_id), found)
