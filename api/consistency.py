@@ -7,7 +7,8 @@ What a read waits for is the highest of:
   highest position the calling principal (portal session, API key, agent client or admin
   key) appended, and the latest configuration change of its tenant and of the platform.
   A request that appends raises those marks (projections/consistency_marks.py), so every
-  API process sees them. Usage, heartbeats and corrections raise only the writer's own
+  API process sees them; the ledger raises them in the append's own transaction
+  (ledger/store.py `also_in_appends`), so an append and its marks commit together. Usage, heartbeats and corrections raise only the writer's own
   mark: no one waits for another principal's usage, and reads of the usage read models
   skip the configuration marks.
 
@@ -25,10 +26,12 @@ from flask import Flask, g, request
 
 from api.services import services
 from ledger.errors import Invalid, Unavailable
+from ledger.store import also_in_appends, reset_also_in_appends
 from projections.consistency_marks import (
     PLATFORM_CONFIGURATION,
     marks_of,
     raise_marks,
+    raise_marks_statement,
     request_state,
     tenant_configuration,
 )
@@ -48,6 +51,7 @@ USAGE_READ_MODELS = frozenset({"usage_events", "usage_rollups"})
 # (Retry-After) at once, so waiting reads never hold every worker thread.
 MAX_CONCURRENT_WAITS = 4
 _WAITS = threading.BoundedSemaphore(MAX_CONCURRENT_WAITS)
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def reflect(*projection_names: str) -> int:
@@ -89,22 +93,48 @@ def wanted_position(*projection_names: str) -> int:
 
 
 def appended(position: int) -> int:
-    """This request appended up to `position`: answer with it, and raise the caller's
-    marks (one UPSERT) so its next reads, through any API process, wait for it."""
+    """This request appended up to `position`: answer with it, and make sure the caller's
+    marks are raised to it so its next reads, through any API process, wait for it.
+    Normally the append's own transaction raised them already (`_marks_in_append`); a
+    position this request did not append itself (a duplicate's) is raised here, with one
+    UPSERT."""
     g.ledger_position = position
-    svc = services()
-    principal = g.get("principal")
-    if not svc.settings.session_consistency or principal is None or request.blueprint in UNMARKED_WRITES:
+    if g.get("marks_raised_to", 0) >= position:
         return position
-    keys = [principal.mark_key]
-    if request.blueprint not in USAGE_WRITES:
-        shared = principal.tenant_id and request.blueprint not in PLATFORM_WRITES
-        keys.append(tenant_configuration(principal.tenant_id) if shared else PLATFORM_CONFIGURATION)
-    with svc.engine.begin() as conn:
+    keys = _mark_keys()
+    if not keys:
+        return position
+    with services().engine.begin() as conn:
         raise_marks(conn, keys, position)
     g.pop("consistency_marks", None)
     g.pop("prefetched_marks", None)
     return position
+
+
+def _mark_keys() -> list[str]:
+    """The marks a write of this request raises: the caller's own, and for a configuration
+    change its tenant's (or the platform's). None when switched off, before the caller is
+    authenticated, or for logging in and out."""
+    principal = g.get("principal")
+    if principal is None or request.blueprint in UNMARKED_WRITES or not services().settings.session_consistency:
+        return []
+    keys = [principal.mark_key]
+    if request.blueprint not in USAGE_WRITES:
+        shared = principal.tenant_id and request.blueprint not in PLATFORM_WRITES
+        keys.append(tenant_configuration(principal.tenant_id) if shared else PLATFORM_CONFIGURATION)
+    return keys
+
+
+def _marks_in_append(position: int, placeholder: str) -> list[tuple[str, list]]:
+    """Run by the ledger in the transaction of each append a write request makes
+    (`register`): the marks commit with the events, one lock and one commit."""
+    keys = _mark_keys()
+    if not keys:
+        return []
+    g.marks_raised_to = max(g.get("marks_raised_to", 0), position)
+    g.pop("consistency_marks", None)
+    g.pop("prefetched_marks", None)
+    return [raise_marks_statement(keys, position, placeholder)]
 
 
 def _explicit_position() -> int:
@@ -159,12 +189,17 @@ def prefetch(mark_key: str, tenant_id: str, stream: UUID | None) -> int | None:
     configuration = [PLATFORM_CONFIGURATION]
     if tenant_id:
         configuration.append(tenant_configuration(tenant_id))
-    keys = [mark_key, *configuration] if svc.settings.session_consistency else []
+    # a write of usage reads no read model: its marks are not fetched (were one read after
+    # all, `_marks` would fetch them)
+    usage_write = request.method not in _READ_METHODS and request.blueprint in USAGE_WRITES
+    keys = [mark_key, *configuration] if svc.settings.session_consistency and not usage_write else []
     with svc.engine.connect() as conn:
         marks, positions, version = request_state(conn, keys, stream)
     g.known_positions = positions
     if keys:
         found = (marks.get(mark_key, 0), max((marks.get(k, 0) for k in configuration), default=0))
+    elif usage_write:
+        return version
     else:
         found = (0, 0)
     g.prefetched_marks = ((mark_key, tenant_id), found)
@@ -172,6 +207,19 @@ def prefetch(mark_key: str, tenant_id: str, stream: UUID | None) -> int | None:
 
 
 def register(app: Flask) -> None:
+    @app.before_request
+    def _raise_marks_with_appends():
+        # reads never raise marks (an append a read makes, such as a key's use, is not the
+        # caller's write); a write's appends made before it is authenticated raise none
+        if request.method not in _READ_METHODS:
+            g.also_in_appends = also_in_appends(_marks_in_append)
+
+    @app.teardown_request
+    def _stop_raising_marks(_error):
+        token = g.pop("also_in_appends", None)
+        if token is not None:
+            reset_also_in_appends(token)
+
     @app.after_request
     def _position_header(response):
         position = g.get("ledger_position")

@@ -17,34 +17,35 @@ from __future__ import annotations
 import threading
 from typing import Callable, Generic, Sequence, TypeVar
 
-T = TypeVar("T")
+A = TypeVar("A")
 
 # A group's events at most; the rest waits for the next group (bounds one transaction).
 MAX_GROUP_EVENTS = 5_000
 
 
-class _Waiting(Generic[T]):
-    __slots__ = ("items", "positions", "error", "finished")
+class _Waiting(Generic[A]):
+    __slots__ = ("append", "size", "positions", "error", "finished")
 
-    def __init__(self, items: Sequence[T]):
-        self.items = items
+    def __init__(self, append: A, size: int):
+        self.append, self.size = append, size
         self.positions: list[int] = []
         self.error: BaseException | None = None
         self.finished = False
 
 
-class GroupCommit(Generic[T]):
+class GroupCommit(Generic[A]):
     """`write(appends)` writes a group of appends in one transaction and returns each
-    append's positions (one per item), or raises with nothing written."""
+    append's positions, or raises with nothing written."""
 
-    def __init__(self, write: Callable[[Sequence[Sequence[T]]], list[list[int]]]):
+    def __init__(self, write: Callable[[Sequence[A]], list[list[int]]]):
         self._write = write
         self._turn = threading.Condition()
-        self._queue: list[_Waiting[T]] = []
+        self._queue: list[_Waiting[A]] = []
         self._writing = False
 
-    def append(self, items: Sequence[T]) -> list[int]:
-        me = _Waiting(items)
+    def append(self, append: A, size: int) -> list[int]:
+        """Write `append` (of `size` events), alone or with others; its positions."""
+        me = _Waiting(append, size)
         with self._turn:
             self._queue.append(me)
             while not me.finished:
@@ -65,18 +66,18 @@ class GroupCommit(Generic[T]):
             raise me.error
         return me.positions
 
-    def _take(self) -> list[_Waiting[T]]:
+    def _take(self) -> list[_Waiting[A]]:
         group, size = [], 0
-        while self._queue and (not group or size + len(self._queue[0].items) <= MAX_GROUP_EVENTS):
-            size += len(self._queue[0].items)
+        while self._queue and (not group or size + self._queue[0].size <= MAX_GROUP_EVENTS):
+            size += self._queue[0].size
             group.append(self._queue.pop(0))
         return group
 
-    def _write_group(self, group: list[_Waiting[T]]) -> None:
+    def _write_group(self, group: list[_Waiting[A]]) -> None:
         try:
             if len(group) > 1:
                 try:
-                    positions = self._write([waiting.items for waiting in group])
+                    positions = self._write([waiting.append for waiting in group])
                 except Exception:
                     pass  # nothing of it was written: each on its own, below, for its own outcome
                 else:
@@ -85,7 +86,7 @@ class GroupCommit(Generic[T]):
                     return
             for waiting in group:
                 try:
-                    waiting.positions = self._write([waiting.items])[0]
+                    waiting.positions = self._write([waiting.append])[0]
                 except Exception as error:
                     waiting.error = error
                 waiting.finished = True

@@ -4,6 +4,11 @@ Every append returns the positions (notification ids) it reached; positions are 
 increasing in commit order (on PostgreSQL the library serializes inserts with a table
 lock, on SQLite there is one writer), so a reader that tails the log never skips an event
 that commits late. Events are never updated or deleted.
+
+Another layer may have statements of its own committed with every append made in the
+current context (`also_in_appends`): they run in the append's transaction, after its
+inserts, so they commit with it or not at all, under one lock and one commit (the API's
+session-consistency marks, api/consistency.py).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Sequence
@@ -24,6 +30,7 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
+from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
 
 from ledger.errors import Unavailable
@@ -71,6 +78,31 @@ class NewEvent:
     stream_id: UUID
     version: int
     event: LedgerEvent
+
+
+# Given an append's last position and the driver's placeholder ("?" or "%s"): the
+# statements (SQL, parameters) to run in that append's transaction.
+AlsoInAppend = Callable[[int, str], Sequence[tuple[str, Sequence]]]
+_also_in_append: ContextVar[AlsoInAppend | None] = ContextVar("also_in_append", default=None)
+
+
+def also_in_appends(also: AlsoInAppend | None) -> Token:
+    """Until `reset_also_in_appends(token)`, every append made in this context (thread or
+    request) also runs `also`'s statements in its own transaction."""
+    return _also_in_append.set(also)
+
+
+def reset_also_in_appends(token: Token) -> None:
+    _also_in_append.reset(token)
+
+
+class _Append(NamedTuple):
+    events: Sequence[StoredEvent]
+    also: AlsoInAppend | None
+
+
+# Given the positions of a transaction's events and the placeholder: its extra statements.
+_Also = Callable[[Sequence[int], str], Sequence[tuple[str, Sequence]]]
 
 
 IDLE_PING_SECONDS = 1.0
@@ -169,28 +201,75 @@ class LedgerStore:
             )
             for e in new_events
         ]
-        return self._group.append(stored)
+        if not stored:
+            return []
+        # the statements another layer asks for, taken in the caller's context: the append
+        # may be written by another thread (the group's leader)
+        return self._group.append(_Append(stored, _also_in_append.get()), len(stored))
 
-    def _write(self, appends: Sequence[Sequence[StoredEvent]]) -> list[list[int]]:
-        """One transaction for one append or a group of them (ledger/group_commit.py)."""
-        positions = self._write_one([e for append in appends for e in append])
+    def _write(self, appends: Sequence["_Append"]) -> list[list[int]]:
+        """One transaction for one append or a group of them (ledger/group_commit.py); each
+        append's own statements run in it, with that append's last position."""
+        stored = [e for append in appends for e in append.events]
+
+        def also(positions: Sequence[int], placeholder: str) -> list[tuple[str, Sequence]]:
+            statements, end = [], 0
+            for append in appends:
+                end += len(append.events)
+                if append.also is not None:
+                    statements += append.also(positions[end - 1], placeholder)
+            return statements
+
+        positions = self._write_one(stored, also)
         own, start = [], 0
         for append in appends:
-            own.append(positions[start:start + len(append)])
-            start += len(append)
+            own.append(positions[start:start + len(append.events)])
+            start += len(append.events)
         return own
 
-    def _write_one(self, stored: Sequence[StoredEvent]) -> list[int]:
+    def _write_one(self, stored: Sequence[StoredEvent], also: "_Also") -> list[int]:
         if self.is_postgres and len(stored) >= COPY_THRESHOLD:
-            return self._copy(stored)
+            return self._copy(stored, also)
         try:
             with self._unavailable():
-                positions = self.recorder.insert_events(stored)
+                return self._insert(stored, also) if self.is_postgres else self._insert_sqlite(stored, also)
         except IntegrityError as error:
             raise StreamConflict(str(error)) from error
-        return list(positions or [])
 
-    def _copy(self, stored: Sequence[StoredEvent]) -> list[int]:
+    def _insert_sqlite(self, stored: Sequence[StoredEvent], also: "_Also") -> list[int]:
+        """The library's insert, and the statements `also_in_appends` asks for, in one
+        transaction: SQLite's one write lock is taken once, one commit."""
+        recorder = self.recorder
+        with self.datastore.transaction(commit=True) as curs:
+            positions = list(recorder._insert_events(curs, stored))
+            for sql, params in also(positions, "?"):
+                curs.execute(sql, params)
+        return positions
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's insert_events
+    def _insert(self, stored: Sequence[StoredEvent], also: "_Also") -> list[int]:
+        """PostgreSQL: the library's pipelined insert (table lock, NOTIFY, INSERT ...
+        RETURNING), then the statements `also_in_appends` asks for, sent with the COMMIT."""
+        recorder = self.recorder
+        failed: Exception | None = None
+        positions: list[int] = []
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
+                try:
+                    recorder._insert_stored_events(curs, stored)
+                    # a (stream, version) taken raises IntegrityError here, not at the commit
+                    pipeline.sync()
+                    positions = list(recorder._fetch_ids_after_insert_events(curs, stored))
+                except Exception as error:  # raised after the pipeline has exited, as the library does
+                    failed = error
+                if failed is None:
+                    for sql, params in also(positions, "%s"):
+                        curs.execute(sql, params)
+            if failed is not None:
+                raise failed
+        return positions
+
+    def _copy(self, stored: Sequence[StoredEvent], also: "_Also") -> list[int]:
         """A batch written with binary COPY under the table lock the library's inserts take
         (so positions still follow commit order); a taken (stream, version) conflicts as an
         insert would. Under the lock no other insert draws from the position sequence, so
@@ -212,6 +291,8 @@ class LedgerStore:
                             copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
                     curs.execute(f"SELECT currval(pg_get_serial_sequence('{EVENTS_TABLE}', 'notification_id')) AS last")
                     last = curs.fetchone()["last"]
+                    for sql, params in also(range(last - len(stored) + 1, last + 1), "%s"):
+                        curs.execute(sql, params)
             except psycopg.errors.UniqueViolation as error:
                 raise StreamConflict(str(error)) from error
         return list(range(last - len(stored) + 1, last + 1))

@@ -2,9 +2,10 @@
 position of the latest configuration change of each tenant (and of the whole platform).
 
 Every API process reads and writes the same small table, so a write through one process
-and a read through another agree on what the read must wait for. A request that appended
-raises its marks with one UPSERT that keeps the highest position; a read fetches the
-marks that concern it with one primary-key lookup.
+and a read through another agree on what the read must wait for. A request that appends
+raises its marks with one UPSERT that keeps the highest position, run in the append's own
+transaction (no second commit, and on SQLite no second take of the file's write lock); a
+read fetches the marks that concern it with one primary-key lookup.
 
 The table is not a read model: it is not derived from the ledger, `rebuild` leaves it
 alone, and its positions stay valid when the read models are replayed. A mark every read
@@ -59,6 +60,15 @@ def raise_marks(conn: Connection, keys: Sequence[str], position: int) -> None:
     rows = ", ".join(f"(:k{i}, :position)" for i in range(len(keys)))
     params = {f"k{i}": key for i, key in enumerate(keys)}
     conn.execute(text(_RAISE.format(rows=rows)), {**params, "position": position})
+
+
+def raise_marks_statement(keys: Sequence[str], position: int, placeholder: str) -> tuple[str, list]:
+    """`raise_marks` as one driver-level statement (placeholder "?" or "%s"), for the ledger
+    to run in the transaction of the append that reached `position` (ledger/store.py
+    `also_in_appends`): the marks commit with the events, or neither does."""
+    keys = sorted(set(keys))  # one lock order for every writer: no deadlocks between rows
+    rows = ", ".join([f"({placeholder}, {placeholder})"] * len(keys))
+    return _RAISE.format(rows=rows), [value for key in keys for value in (key, position)]
 
 
 def marks_of(conn: Connection, keys: Sequence[str]) -> dict[str, int]:

@@ -41,7 +41,7 @@ class _Held:
             while len(self.store._group._queue) < self.waiting:
                 assert time.monotonic() < deadline, "the other appends never queued"
                 time.sleep(0.001)
-        self.calls.append(sum(len(a) for a in appends))
+        self.calls.append(sum(len(a.events) for a in appends))
         return self.write(appends)
 
 
@@ -138,3 +138,31 @@ def test_a_process_waiting_for_streams_another_holds_gives_up_with_503_after_the
     finally:
         one.close()
         other.close()
+
+
+def test_each_append_of_a_group_runs_its_own_statements_with_its_own_last_position(h, agent):
+    from ledger.store import also_in_appends, reset_also_in_appends
+
+    template = _template(h, agent)
+    appends = _appends(template, 4, 2)
+    seen: dict[int, int] = {}
+
+    def append(index: int):
+        def also(position: int, placeholder: str):
+            seen[index] = position  # called by whichever thread writes the group
+            return []
+
+        token = also_in_appends(also)
+        try:
+            return h.store.append(appends[index])
+        finally:
+            reset_also_in_appends(token)
+
+    held = _Held(h.store, waiting=3)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(append, 0)
+        assert held.leading.wait(30)
+        futures = [first] + [pool.submit(append, i) for i in range(1, 4)]
+        outcomes = [f.result() for f in futures]
+    assert held.calls == [2, 6]
+    assert seen == {i: positions[-1] for i, positions in enumerate(outcomes)}

@@ -19,8 +19,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from api import consistency
 from ledger.settings import Settings
-from projections.consistency_marks import consistency_marks, marks_of, prune, raise_marks
+from ledger.store import COPY_THRESHOLD, NewEvent, StreamConflict, also_in_appends, reset_also_in_appends, stream_id
+from projections.consistency_marks import consistency_marks, marks_of, prune, raise_marks, raise_marks_statement
 from projections.registry import setup_database
 from tests.conftest import ADMIN_KEY, PASSWORD, Harness, basic, make_settings, usage
 from tests.fakes import FakeServer, as_json
@@ -178,6 +180,37 @@ def test_marks_every_read_model_has_passed_are_pruned(h):
         assert prune(conn) >= 1
         assert [k for k, in conn.execute(select(consistency_marks.c.mark_key))] == ["client:ahead"]
     assert h.http.get("/api/v1/usage/summary", headers=agent).status_code == 200
+
+
+@pytest.mark.parametrize("count", [1, COPY_THRESHOLD])  # an insert, and on PostgreSQL a COPY
+def test_statements_also_run_in_an_append_commit_with_it_and_not_without_it(h, count):
+    h.post_events(h.agent(), [usage("seed")])
+    template = h.store.read()[-1].event
+    events = [NewEvent(stream_id("also", str(count), str(i)), 1, template) for i in range(count)]
+    token = also_in_appends(lambda position, placeholder: [raise_marks_statement(["client:also"], position, placeholder)])
+    try:
+        positions = h.store.append(events)
+        with h.engine.connect() as conn:
+            assert marks_of(conn, ["client:also"]) == {"client:also": positions[-1]}
+        with h.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM consistency_marks")
+        with pytest.raises(StreamConflict):
+            h.store.append(events)  # every version taken: nothing appended, no mark
+    finally:
+        reset_also_in_appends(token)
+    h.store.append([NewEvent(stream_id("also", str(count), "after"), 1, template)])  # no longer in this context
+    with h.engine.connect() as conn:
+        assert marks_of(conn, ["client:also"]) == {}
+
+
+def test_a_writes_marks_commit_with_its_append_not_in_a_second_transaction(h, monkeypatch):
+    agent = h.agent()
+    monkeypatch.setattr(consistency, "raise_marks", lambda *_: pytest.fail("a second transaction raised the marks"))
+    accepted = h.post_events(agent, [usage("one-commit")])
+    assert accepted.status_code == 202
+    with h.engine.connect() as conn:
+        marks = conn.execute(select(consistency_marks)).all()
+    assert [position for key, position in marks if key.startswith("client:")] == [accepted.json["position"]]
 
 
 def test_the_setting_reads_from_the_environment():
