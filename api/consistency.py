@@ -8,9 +8,10 @@ What a read waits for is the highest of:
   key) appended, and the latest configuration change of its tenant and of the platform.
   A request that appends raises those marks (projections/consistency_marks.py), so every
   API process sees them; the ledger raises them in the append's own transaction
-  (ledger/store.py `also_in_appends`), so an append and its marks commit together. Usage, heartbeats and corrections raise only the writer's own
-  mark: no one waits for another principal's usage, and reads of the usage read models
-  skip the configuration marks.
+  (ledger/store.py `also_in_appends`), so an append and its marks commit together.
+  Usage, heartbeats and corrections raise only the writer's own mark: no one waits for
+  another principal's usage, and reads of the usage read models skip the configuration
+  marks.
 
 Commands that consult a read model (licence sync, the budget check, docs-access
 ownership) wait the same way with `consult`. The wait is bounded (`read_wait_seconds`);
