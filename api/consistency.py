@@ -40,7 +40,7 @@ from projections.framework import wait_for_positions
 
 # Blueprints whose writes are usage (or its corrections, or heartbeats): only the writer
 # waits for them. Every other write is a configuration change, seen tenant-wide.
-USAGE_WRITES = frozenset({"events", "corrections", "nodes"})
+USAGE_WRITES = frozenset({"events", "otlp", "litellm", "corrections", "nodes"})
 # Configuration that is the same for every tenant. Admin-key writes name no tenant of
 # their own, so they raise the platform mark as well.
 PLATFORM_WRITES = frozenset({"pricing", "admin_pricing", "docs_access"})

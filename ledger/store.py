@@ -17,8 +17,9 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from contextvars import ContextVar, Token, copy_context
 from dataclasses import dataclass
+from functools import partial
 from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Sequence
 from urllib.parse import unquote, urlparse
@@ -203,9 +204,13 @@ class LedgerStore:
         ]
         if not stored:
             return []
-        # the statements another layer asks for, taken in the caller's context: the append
-        # may be written by another thread (the group's leader)
-        return self._group.append(_Append(stored, _also_in_append.get()), len(stored))
+        # the statements another layer asks for, bound to the caller's context: the append
+        # may be written by another thread (the group's leader), and the statements are
+        # made from the caller's request, not the leader's
+        also = _also_in_append.get()
+        if also is not None:
+            also = partial(copy_context().run, also)
+        return self._group.append(_Append(stored, also), len(stored))
 
     def _write(self, appends: Sequence["_Append"]) -> list[list[int]]:
         """One transaction for one append or a group of them (ledger/group_commit.py); each

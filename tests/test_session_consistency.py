@@ -461,3 +461,60 @@ def test_min_position_beyond_the_head_answers_422_through_a_process(deployment):
     status, _, accepted = call(d.first, "POST", "/api/v1/events", {"events": [recent_usage("ahead")]}, agent)
     status, _, body = call(d.second, "GET", f"/api/v1/usage/summary?min_position={accepted['position'] + 10**9}", headers=agent)
     assert (status, body["error"]["code"]) == (422, "POSITION_AHEAD_OF_LEDGER")
+
+
+@pytest.mark.parametrize(
+    "path, configuration",
+    [
+        ("/api/v1/events", False),  # JSON and CloudEvents
+        ("/v1/traces", False),  # OTLP
+        ("/api/v1/integrations/litellm", False),
+        ("/api/v1/events/e-1/void", False),
+        ("/api/v1/events/e-1/amend", False),
+        ("/api/v1/heartbeats", False),
+        ("/api/v1/budgets", True),
+        ("/api/v1/keys", True),
+    ],
+)
+def test_every_usage_ingest_raises_only_its_writers_mark(h, path, configuration):
+    """Usage from any ingest format is waited for by its writer only; configuration changes
+    by every principal of the tenant (api/consistency.py USAGE_WRITES)."""
+    from api.auth import Principal
+
+    with h.app.test_request_context(path, method="POST"):
+        consistency.g.principal = Principal("client", "acme", "prod", "agent", client_id="c-1")
+        keys = consistency._mark_keys()
+    assert keys[0] == "client:c-1"
+    assert ("config:acme" in keys) is configuration
+
+
+def test_appends_of_two_principals_written_in_one_group_raise_each_its_own_mark(h):
+    """Group commit (ledger/group_commit.py): one request's thread may write another's
+    append; each append's marks are still made from its own request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_group_commit import _Held
+
+    agents = [h.agent("acme", "prod") for _ in range(3)]
+    ids = [basic_id(a) for a in agents]
+    store = h.app.extensions["usage_ledger"].store
+    held = _Held(store, waiting=2)
+
+    def post(index: int):
+        return h.app.test_client().post("/api/v1/events", json={"events": [usage(f"g-{index}")]}, headers=agents[index])
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(post, 0)
+        assert held.leading.wait(30)
+        responses = [first] + [pool.submit(post, i) for i in (1, 2)]
+        positions = [r.result().json["position"] for r in responses]
+    assert held.calls == [1, 2]  # the second and third went in one transaction, written by one thread
+    with h.engine.connect() as conn:
+        marks = marks_of(conn, [f"client:{i}" for i in ids])
+    assert marks == {f"client:{i}": p for i, p in zip(ids, positions)}
+
+
+def basic_id(headers: dict) -> str:
+    import base64
+
+    return base64.b64decode(headers["Authorization"].split()[1]).decode().split(":", 1)[0]
