@@ -46,6 +46,10 @@ USAGE_WRITES = frozenset({"events", "otlp", "litellm", "corrections", "nodes"})
 PLATFORM_WRITES = frozenset({"pricing", "admin_pricing", "docs_access"})
 # Sessions live in the ledger itself (api/auth.py): logging in or out needs no mark.
 UNMARKED_WRITES = frozenset({"auth"})
+# Budget holds are read from the ledger (their own streams; a reserve decides on the period
+# streams, ledger/budgets/hold_commands.py), so placing, committing or releasing one needs no
+# mark; with one, a client's concurrent reserves would each wait for the others' projection.
+UNMARKED_ENDPOINTS = frozenset({"budgets.check_budgets", "budget_holds.commit_hold", "budget_holds.release_hold"})
 # Read models of usage only: configuration changes do not show in them.
 USAGE_READ_MODELS = frozenset({"usage_events", "usage_rollups"})
 # Reads that wait for the read models, at once per process: beyond it a read answers 503
@@ -117,7 +121,12 @@ def _mark_keys() -> list[str]:
     change its tenant's (or the platform's). None when switched off, before the caller is
     authenticated, or for logging in and out."""
     principal = g.get("principal")
-    if principal is None or request.blueprint in UNMARKED_WRITES or not services().settings.session_consistency:
+    if (
+        principal is None
+        or request.blueprint in UNMARKED_WRITES
+        or request.endpoint in UNMARKED_ENDPOINTS
+        or not services().settings.session_consistency
+    ):
         return []
     keys = [principal.mark_key]
     if request.blueprint not in USAGE_WRITES:
