@@ -430,7 +430,7 @@ def bench_http(backend: str = "postgres", seconds: float = 10) -> None:
     (API with 2 gunicorn workers, and a worker projecting), the latency at half the peak
     rate, the worker's CPU per 1,000 events; then an authenticated read against an
     unauthenticated one on the same server."""
-    from bench.consistency_ab import caught_up
+    from bench.consistency_ab import CaughtUp
     from bench.http_load import authenticated_read, single_event_posts
 
     with temporary_database(backend) as url:
@@ -441,7 +441,11 @@ def bench_http(backend: str = "postgres", seconds: float = 10) -> None:
             posts = single_event_posts(port, worker.pid, client_id, secret, 16, seconds)
             # the reads measure authentication and the read, not the projection backlog the
             # posts left (the client's own reads wait for its writes: session consistency)
-            caught_up(url)
+            caught_up = CaughtUp(url)
+            try:
+                caught_up()
+            finally:
+                caught_up.close()
             reads = authenticated_read(port, client_id, secret, 4, seconds)
     peak, half, health = posts["peak"], posts["half"], posts["health"]
     record(f"single-event POSTs, 16 keep-alive clients, unique ids ({backend})", peak["rps"], "requests/s",
