@@ -557,6 +557,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: ingest,consistency,ledger,lag,http,export,budget,verify")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the ledger sizes (a smoke run: 0.002)")
     parser.add_argument("--out", default=str(RESULTS), help="where the tables and the plot go")
+    parser.add_argument("--seconds", type=float, default=10, help="how long each HTTP load of the http part runs")
     parser.add_argument("--clusters", type=int, default=0,
                         help="scale-out: N ledger clusters (N-1 PostgreSQL servers started here) against 1; alone, only this "
                              "(table: clusters-results.md)")
@@ -591,7 +592,7 @@ def main() -> None:
     if want("lag"):
         bench_lag("postgres")
     if want("http"):
-        bench_http("postgres")
+        bench_http("postgres", seconds=args.seconds)
     if want("export"):
         bench_export("postgres")
     if want("budget"):

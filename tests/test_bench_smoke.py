@@ -29,3 +29,19 @@ def test_the_ledger_benchmarks_run_and_write_their_table(tmp_path):
     for row in rows:
         assert row["figure"] > 0 and (row["ratio"] is None or row["ratio"] > 0), row
     assert "| benchmark | figure |" in (out / "results.md").read_text()
+
+
+def test_the_http_benchmark_runs_and_writes_its_rows(tmp_path):
+    """Single-event POSTs and the authenticated read, a second each, on real servers."""
+    require_postgres()
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--only", "http", "--seconds", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {r["benchmark"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert any(n.startswith("single-event POSTs, 16 keep-alive clients") for n in rows)
+    assert any(n.startswith("authenticated read: GET /api/v1/usage/summary") for n in rows)
+    for row in rows.values():
+        assert row["figure"] > 0 and row["ratio"] > 0, row
