@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench.common import BENCH_PEPPER, env_for, temporary_database
+from bench.common import BENCH_PEPPER, env_for, report, stop_all, temporary_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT, ORG, CLIENT, SECRET = "bench", "bench-org", "bench-agent", "bench-secret"
@@ -174,17 +174,9 @@ def main() -> None:
                 "ratio": round(check_rps / healthz_rps, 3) if healthz_rps else None,
                 "target_ratio": 0.6,
             }
-            print(json.dumps(result, indent=2))
-            results = Path(args.out)
-            results.mkdir(parents=True, exist_ok=True)
-            (results / "budget_check.json").write_text(json.dumps(result, indent=2) + "\n")
+            report(result, args.out, "budget_check")
         finally:
-            if server is not None:
-                server.terminate()
-                try:
-                    server.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            stop_all(server)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 
-from bench.common import env_for, temporary_database
+from bench.common import env_for, report, stop_all, temporary_database
 from bench.budget_check import AGENTS, CLIENT, ORG, ROOT, SECRET, TEAMS, _request, free_port, measure, prepare
 
 
@@ -147,18 +146,9 @@ def main() -> None:
                 "race_granted": granted,
                 "race_cap": 50,
             }
-            print(json.dumps(result, indent=2))
-            results = Path(args.out)
-            results.mkdir(parents=True, exist_ok=True)
-            (results / "budget_holds.json").write_text(json.dumps(result, indent=2) + "\n")
+            report(result, args.out, "budget_holds")
         finally:
-            for process in (server, worker):
-                if process is not None:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
+            stop_all(server, worker)
 
 
 if __name__ == "__main__":

@@ -185,3 +185,22 @@ def post_batches(port: int, headers: dict, bodies: list[bytes], clients: int) ->
     [t.start() for t in threads]
     [t.join() for t in threads]
     return len(bodies) * 1000 / (time.perf_counter() - t0)
+
+
+def report(result: dict, out: str, name: str) -> None:
+    """Print a benchmark's result and write it to `out`/`name`.json."""
+    print(json.dumps(result, indent=2))
+    results = Path(out)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def stop_all(*processes) -> None:
+    """Terminate the servers a benchmark started (those that did start), killing any that hang."""
+    for process in processes:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

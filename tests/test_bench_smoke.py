@@ -12,15 +12,19 @@ from tests.conftest import require_postgres
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_ledger_benchmarks_run_and_write_their_table(tmp_path):
+def _bench(out: Path, *args: str) -> list[dict]:
+    """Run `python -m bench.run ARGS --out OUT`; the rows it wrote."""
     require_postgres()
-    out = tmp_path / "results"
     run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--only", "ledger", "--scale", "0.002", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "bench.run", *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    return json.loads((out / "results.json").read_text())["rows"]
+
+
+def test_the_ledger_benchmarks_run_and_write_their_table(tmp_path):
+    out = tmp_path / "results"
+    rows = _bench(out, "--only", "ledger", "--scale", "0.002")
     names = [r["benchmark"] for r in rows]
     assert any(n.startswith("projector catch-up, usage_rollups alone, 2,0") and "(postgres)" in n for n in names)
     assert any(n.startswith("projector catch-up, all 16 read models at once") for n in names)
@@ -33,14 +37,7 @@ def test_the_ledger_benchmarks_run_and_write_their_table(tmp_path):
 
 def test_the_http_benchmark_runs_and_writes_its_rows(tmp_path):
     """Single-event POSTs and the authenticated read, a second each, on real servers."""
-    require_postgres()
-    out = tmp_path / "results"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--only", "http", "--seconds", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = {r["benchmark"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    rows = {r["benchmark"]: r for r in _bench(tmp_path / "results", "--only", "http", "--seconds", "1")}
     assert any(n.startswith("single-event POSTs, 16 keep-alive clients") for n in rows)
     assert any(n.startswith("authenticated read: GET /api/v1/usage/summary") for n in rows)
     for row in rows.values():

@@ -40,7 +40,7 @@ class _Held:
             deadline = time.monotonic() + 30
             while len(self.store._group._queue) < self.waiting:
                 assert time.monotonic() < deadline, "the other appends never queued"
-                time.sleep(0.001)
+                time.sleep(0.001)  # noqa: sleep-ok - other threads queueing; the queue has no event to wait on
         self.calls.append(sum(len(a.events) for a in appends))
         return self.write(appends)
 
