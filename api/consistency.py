@@ -111,8 +111,7 @@ def appended(position: int) -> int:
         return position
     with services().engine.begin() as conn:
         raise_marks(conn, keys, position)
-    g.pop("consistency_marks", None)
-    g.pop("prefetched_marks", None)
+    _forget_fetched_marks()
     return position
 
 
@@ -142,9 +141,14 @@ def _marks_in_append(position: int, placeholder: str) -> list[tuple[str, list]]:
     if not keys:
         return []
     g.marks_raised_to = max(g.get("marks_raised_to", 0), position)
+    _forget_fetched_marks()
+    return [raise_marks_statement(keys, position, placeholder)]
+
+
+def _forget_fetched_marks() -> None:
+    """The marks this request read are older than the ones it just raised."""
     g.pop("consistency_marks", None)
     g.pop("prefetched_marks", None)
-    return [raise_marks_statement(keys, position, placeholder)]
 
 
 def _explicit_position() -> int:

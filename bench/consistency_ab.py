@@ -35,7 +35,10 @@ class CaughtUp:
 
         wait_for_positions(self.engine, [p.name for p in all_projections()], self.store.max_position(), timeout=600)
 
-    def close(self) -> None:
+    def __enter__(self) -> "CaughtUp":
+        return self
+
+    def __exit__(self, *_exc) -> None:
         self.store.close()
         self.engine.dispose()
 
@@ -52,8 +55,7 @@ def bench_session_consistency(backend: str, record, batches: int = 2, clients: i
         with process(url, "api", "--port", str(ports["on"]), "--workers", "2", SESSION_CONSISTENCY="true"), \
                 process(url, "api", "--port", str(ports["off"]), "--workers", "2", SESSION_CONSISTENCY="false"), \
                 process(url, "work"):
-            caught_up = CaughtUp(url)
-            try:
+            with CaughtUp(url) as caught_up:
                 for port in ports.values():
                     wait_http(f"http://127.0.0.1:{port}/healthz")
                     drive(port, "post", 1, 16, headers)  # warm up both workers of each server
@@ -73,8 +75,6 @@ def bench_session_consistency(backend: str, record, batches: int = 2, clients: i
                         answer = drive(ports[mode], "post", seconds, 16, headers)
                         rates[mode]["single"].append(answer["rps"])
                         errors[mode] += answer["errors"]
-            finally:
-                caught_up.close()
     for kind, label in (("batched", f"{clients} clients × 1,000-event batches"), ("single", "single-event POSTs, 16 clients")):
         on, off = rates["on"][kind], rates["off"][kind]
         ratios = [a / b for a, b in zip(on, off)]

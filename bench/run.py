@@ -441,11 +441,8 @@ def bench_http(backend: str = "postgres", seconds: float = 10) -> None:
             posts = single_event_posts(port, worker.pid, client_id, secret, 16, seconds)
             # the reads measure authentication and the read, not the projection backlog the
             # posts left (the client's own reads wait for its writes: session consistency)
-            caught_up = CaughtUp(url)
-            try:
+            with CaughtUp(url) as caught_up:
                 caught_up()
-            finally:
-                caught_up.close()
             reads = authenticated_read(port, client_id, secret, 4, seconds)
     peak, half, health = posts["peak"], posts["half"], posts["health"]
     record(f"single-event POSTs, 16 keep-alive clients, unique ids ({backend})", peak["rps"], "requests/s",

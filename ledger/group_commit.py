@@ -90,9 +90,8 @@ class GroupCommit(Generic[A]):
                 except Exception as error:
                     waiting.error = error
                 waiting.finished = True
-        except BaseException as error:  # interrupted: every one of the group hears it
+        except BaseException as error:  # interrupted (errors were caught above): every one of the group hears it
             for waiting in group:
                 if not waiting.finished:
                     waiting.error, waiting.finished = error, True
-            if not isinstance(error, Exception):
-                raise
+            raise

@@ -215,22 +215,22 @@ class LedgerStore:
     def _write(self, appends: Sequence["_Append"]) -> list[list[int]]:
         """One transaction for one append or a group of them (ledger/group_commit.py); each
         append's own statements run in it, with that append's last position."""
-        stored = [e for append in appends for e in append.events]
+        def split(positions: Sequence[int]) -> list[list[int]]:
+            own, start = [], 0
+            for append in appends:
+                own.append(list(positions[start:start + len(append.events)]))
+                start += len(append.events)
+            return own
 
         def also(positions: Sequence[int], placeholder: str) -> list[tuple[str, Sequence]]:
-            statements, end = [], 0
-            for append in appends:
-                end += len(append.events)
-                if append.also is not None:
-                    statements += append.also(positions[end - 1], placeholder)
-            return statements
+            return [
+                statement
+                for append, own in zip(appends, split(positions))
+                if append.also is not None
+                for statement in append.also(own[-1], placeholder)
+            ]
 
-        positions = self._write_one(stored, also)
-        own, start = [], 0
-        for append in appends:
-            own.append(positions[start:start + len(append.events)])
-            start += len(append.events)
-        return own
+        return split(self._write_one([e for append in appends for e in append.events], also))
 
     def _write_one(self, stored: Sequence[StoredEvent], also: "_Also") -> list[int]:
         if self.is_postgres and len(stored) >= COPY_THRESHOLD:

@@ -53,13 +53,12 @@ _MARKS = text("SELECT mark_key, position FROM consistency_marks WHERE mark_key I
 
 def raise_marks(conn: Connection, keys: Sequence[str], position: int) -> None:
     """Make every mark in `keys` at least `position` (one statement)."""
-    keys = sorted(set(keys))  # one lock order for every writer: no deadlocks between rows
-    if conn.dialect.name == "postgresql":
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
         # like a projection's position, a mark lost in a crash only makes a read not wait
         conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-    rows = ", ".join(f"(:k{i}, :position)" for i in range(len(keys)))
-    params = {f"k{i}": key for i, key in enumerate(keys)}
-    conn.execute(text(_RAISE.format(rows=rows)), {**params, "position": position})
+    sql, params = raise_marks_statement(keys, position, "%s" if postgres else "?")
+    conn.exec_driver_sql(sql, tuple(params))
 
 
 def raise_marks_statement(keys: Sequence[str], position: int, placeholder: str) -> tuple[str, list]:

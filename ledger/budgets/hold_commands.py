@@ -116,7 +116,9 @@ class PeriodTurns:
         self.journal = journal
         self._lock = threading.Lock()
         self._waiting: dict[tuple[UUID, ...], list[_Turn]] = {}
-        self._leaders: dict[tuple[UUID, ...], threading.Lock] = {}
+        # one lead at a time per stream set; striped, so the locks stay as many however many
+        # budgets and periods a long-running process meets (a shared stripe only waits longer)
+        self._leaders = [threading.Lock() for _ in range(256)]
 
     def take(self, streams: Sequence[UUID], decide) -> object:
         """The outcome of `decide` on the streams' current states: its Reserved or Settled
@@ -125,7 +127,7 @@ class PeriodTurns:
         turn = _Turn(decide)
         with self._lock:
             self._waiting.setdefault(key, []).append(turn)
-            leader = self._leaders.setdefault(key, threading.Lock())
+        leader = self._leaders[hash(key) % len(self._leaders)]
         with leader:
             if not turn.done:
                 with self._lock:
