@@ -49,7 +49,7 @@ class ClientOut(Schema):
 
 @blp.route("/tenants", methods=["POST"])
 @answers(TenantOut, status=201)
-@blp.arguments(TenantIn)
+@blp.arguments(TenantIn())
 def create_tenant(body):
     """Create a tenant."""
     require_admin_key()
@@ -62,7 +62,7 @@ def create_tenant(body):
 
 @blp.route("/tenants/<tenant_id>/orgs", methods=["POST"])
 @answers(OrgOut, status=201)
-@blp.arguments(OrgIn)
+@blp.arguments(OrgIn())
 def create_org(body, tenant_id):
     """Create an organization of a tenant."""
     require_admin_key()
@@ -71,7 +71,7 @@ def create_org(body, tenant_id):
 
 
 @blp.route("/clients", methods=["POST"])
-@blp.arguments(ClientIn)
+@blp.arguments(ClientIn())
 @blp.response(201, ClientOut)
 def create_client(body):
     """Register an agent client; the secret is shown once."""

@@ -84,7 +84,7 @@ def entry_json(row: dict) -> dict:
 
 
 @blp.route("/audit-log", methods=["GET"])
-@blp.arguments(AuditArgs, location="query")
+@blp.arguments(AuditArgs(), location="query")
 @blp.response(200, PageOut)
 def audit_log(args):
     """Entries newest first; filter by action, actor, outcome, since, until; page with cursor."""
@@ -98,7 +98,7 @@ def audit_log(args):
 
     def page() -> tuple[int, list]:
         position = reflect("admin_audit")
-        with services().engine.connect() as conn:
+        with services().reader.connect() as conn:
             return position, q.entries(conn, where, args["limit"] + 1, args.get("cursor"))
 
     if tenant_id is None and not args.get("cursor"):
@@ -124,13 +124,13 @@ def audit_log(args):
 
 
 @blp.route("/audit-log/<int:entry_id>", methods=["GET"])
-@blp.arguments(ReadArgs, location="query")
+@blp.arguments(ReadArgs(), location="query")
 @blp.response(200, EntryOut)
 def audit_entry(args, entry_id):
     """One entry (another tenant's entry is not found)."""
     _, confined = _reader()
     reflect("admin_audit")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         row = q.entry(conn, entry_id, confined)
     if row is None:
         raise NotFound("AUDIT_ENTRY_NOT_FOUND", f"Audit entry {entry_id} not found")

@@ -94,7 +94,7 @@ class PublicKeyOut(Schema):
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(PageArgs(), location="query")
 @blp.response(200, LedgerPageOut)
 def read_ledger(args):
     """Events after `after` in position order, each with its entry hash. The admin key reads
@@ -105,7 +105,7 @@ def read_ledger(args):
     tenant = principal.tenant_id if principal.kind == "key" else None
     after, limit = args["after"], args["limit"]
     scan = TENANT_SCAN if tenant else limit
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = ledger_page(conn, after, scan + 1)
         sealed = sealed_through(conn)
     has_more = len(rows) > scan
@@ -147,12 +147,12 @@ def _event_json(row) -> dict:
 
 
 @blp.route("/checkpoints", methods=["GET"])
-@blp.arguments(CheckpointArgs, location="query")
+@blp.arguments(CheckpointArgs(), location="query")
 @blp.response(200, CheckpointsOut)
 def read_checkpoints(args):
     """Signed checkpoints (position, entry hash, signed_at, Ed25519 signature, key id)."""
     require_auditor()
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         found = list_checkpoints(conn, args["after"], args["limit"] + 1)
     has_more = len(found) > args["limit"]
     found = found[: args["limit"]]

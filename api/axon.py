@@ -47,7 +47,7 @@ def _reader(scope: str):
 
 @blp.route("/usage", methods=["GET"])
 @answers(AxonUsageOut)
-@blp.arguments(AxonUsageArgs, location="query")
+@blp.arguments(AxonUsageArgs(), location="query")
 def axon_usage(args):
     """Requests and tokens per model and operation over the last `days` days, with the
     estimated cost per model from the price table in force."""
@@ -56,7 +56,7 @@ def axon_usage(args):
     now = svc.settings.clock.now()
     since, until = last_days(now, args["days"])
     reflect(UsageRollupsProjection.name)
-    with svc.engine.connect() as conn:
+    with svc.reader.connect() as conn:
         rows = q.usage_by_model_and_operation(conn, principal.tenant_id, principal.org_id, since, until)
     prices = svc.ledger.price_book()
     totals = dict.fromkeys(("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_nanos"), 0)
@@ -98,7 +98,7 @@ def axon_usage(args):
 
 @blp.route("/audit", methods=["GET"])
 @answers(AxonAuditOut)
-@blp.arguments(AxonAuditArgs, location="query")
+@blp.arguments(AxonAuditArgs(), location="query")
 def axon_audit(args):
     """AI requests, newest first, filtered and paginated (page × per_page ≤ 10,000)."""
     principal = _reader("read:audit")
@@ -122,7 +122,7 @@ def axon_audit(args):
         created_before=parse_moment(before, "filter[created_before]") if before else None,
     )
     reflect("axon_audit")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows, total = q.audit_page(conn, audit_filter, offset, per_page)
     return {
         "data": [q.audit_record(r) for r in rows],

@@ -63,7 +63,7 @@ class ReadModelSpend:
     def targets(self) -> Fresh:
         svc = services()
         now = svc.settings.clock.now()
-        with svc.engine.connect() as conn:
+        with svc.reader.connect() as conn:
             rows, position = q.org_budgets_with_spend(conn, self.tenant_id, self.org_id, now, self.pairs)
         targets = [
             HoldTarget(budget_use(r), r["period"], period_bounds(r["period"], now)[0], incarnation(r["created_at"]))
@@ -73,7 +73,7 @@ class ReadModelSpend:
         return Fresh(targets, position)
 
     def committed(self, hold_ids: Collection[str]) -> dict[str, int]:
-        with services().engine.connect() as conn:
+        with services().reader.connect() as conn:
             return hq.counted_commits(conn, self.tenant_id, hold_ids)
 
 
@@ -123,7 +123,7 @@ def get_hold(hold_id):
 
 
 @blp.route("/budgets/holds/<hold_id>/commit", methods=["POST"])
-@blp.arguments(CommitIn)
+@blp.arguments(CommitIn())
 @blp.response(200, HoldOut)
 def commit_hold(body, hold_id):
     """Commit a hold at the call's actual cost (recorded in full, even above the hold); the

@@ -85,7 +85,7 @@ def _audited(principal: Principal, action: str, target: str) -> Iterator[None]:
 
 # answers ------------------------------------------------------------------------------
 def _load(principal: Principal, budget_id: str) -> dict:
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         row = q.get_budget(conn, principal.tenant_id, budget_id)
     if row is None:
         raise NotFound("BUDGET_NOT_FOUND", f"Budget {budget_id} not found")
@@ -95,7 +95,7 @@ def _load(principal: Principal, budget_id: str) -> dict:
 # CRUD ---------------------------------------------------------------------------------
 @blp.route("/budgets", methods=["POST"])
 @answers(BudgetWrittenOut, status=201)
-@blp.arguments(BudgetIn)
+@blp.arguments(BudgetIn())
 def create_budget(body):
     """Create a budget (defaults: scope organization, on_exceed warn, thresholds [50, 80, 100])."""
     principal = _caller()
@@ -116,7 +116,7 @@ def create_budget(body):
 
 @blp.route("/budgets", methods=["GET"])
 @answers(BudgetListOut)
-@blp.arguments(ListArgs, location="query")
+@blp.arguments(ListArgs(), location="query")
 def list_budgets(args):
     """The budgets of the caller's organization (or org_id, another org of the same tenant)."""
     principal = _reader()
@@ -124,7 +124,7 @@ def list_budgets(args):
     if args.get("tenant_id", principal.tenant_id) != principal.tenant_id:
         rows, total = [], 0  # another tenant's budgets are never visible
     else:
-        with services().engine.connect() as conn:
+        with services().reader.connect() as conn:
             rows, total = q.list_budgets(
                 conn,
                 principal.tenant_id,
@@ -153,7 +153,7 @@ def _spend_now(conn, row: dict, now) -> int:
 def _held_amounts(tenant_id: str, rows: list[dict]) -> dict[str, dict]:
     """held_* and available_* of each budget in its current period."""
     now = services().settings.clock.now()
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         held = hq.held_in_period(conn, tenant_id, rows, now)
         return {
             r["budget_id"]: held_fields(
@@ -175,7 +175,7 @@ def get_budget(budget_id):
 
 @blp.route("/budgets/<budget_id>", methods=["PUT"])
 @answers(BudgetWrittenOut)
-@blp.arguments(BudgetChanges)
+@blp.arguments(BudgetChanges())
 def update_budget(body, budget_id):
     """Change a budget: only the fields sent change."""
     principal = _caller()
@@ -282,7 +282,7 @@ class CheckCache:
             return hit[3]
         if wanted:
             reflect("budget_status")  # wait (bounded) until the read model has passed it
-        with svc.engine.connect() as conn:
+        with svc.reader.connect() as conn:
             rows, position = q.org_budgets_with_spend(conn, tenant_id, org_id, now)
         by_scope: dict[tuple[str, str], list[BudgetUse]] = {}
         for row in rows:
@@ -330,7 +330,7 @@ def budget_status(budget_id):
     row = _load(principal, budget_id)
     now = services().settings.clock.now()
     start, end = period_bounds(row["period"], now)
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         used = q.spend_in_period(conn, row, naive_utc(start), naive_utc(end), naive_utc(now))
         crossed = q.thresholds_crossed(conn, principal.tenant_id, budget_id, naive_utc(start))
         held = hq.held_in_period(conn, principal.tenant_id, [row], now).get(budget_id, 0)
@@ -340,13 +340,13 @@ def budget_status(budget_id):
 
 @blp.route("/budgets/<budget_id>/alerts", methods=["GET"])
 @answers(BudgetAlertsOut)
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(PageArgs(), location="query")
 def budget_alerts(args, budget_id):
     """Threshold alerts of the budget, newest period first, with their webhook delivery status."""
     principal = _reader()
     position = reflect("budget_status")
     _load(principal, budget_id)
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows, total = q.alerts(conn, principal.tenant_id, budget_id, args["limit"], args["offset"])
     return {
         "alerts": [{**alert_json(r), **alert_delivery_json(r)} for r in rows],

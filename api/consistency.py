@@ -74,16 +74,16 @@ def consult(*projection_names: str) -> int:
     wanted = wanted_position(*projection_names)
     known = g.get("known_positions")
     if not wanted:
-        return wait_for_positions(svc.engine, projection_names, 0, timeout=0, known=known)
+        return wait_for_positions(svc.reader, projection_names, 0, timeout=0, known=known)
     try:
         # there already: no wait slot
-        return wait_for_positions(svc.engine, projection_names, wanted, timeout=0, known=known)
+        return wait_for_positions(svc.reader, projection_names, wanted, timeout=0, known=known)
     except Unavailable:
         pass
     if not _WAITS.acquire(blocking=False):
         raise Unavailable("TOO_MANY_WAITS", "Too many reads are waiting for the read models here; retry shortly")
     try:
-        return wait_for_positions(svc.engine, projection_names, wanted, timeout=svc.settings.read_wait_seconds)
+        return wait_for_positions(svc.reader, projection_names, wanted, timeout=svc.settings.read_wait_seconds)
     finally:
         _WAITS.release()
 
@@ -187,7 +187,7 @@ def _marks() -> tuple[int, int]:
         configuration = [PLATFORM_CONFIGURATION]
         if principal.tenant_id:
             configuration.append(tenant_configuration(principal.tenant_id))
-        with svc.engine.connect() as conn:
+        with svc.reader.connect() as conn:
             marks = marks_of(conn, [principal.mark_key, *configuration])
         found = (marks.get(principal.mark_key, 0), max((marks.get(k, 0) for k in configuration), default=0))
     g.consistency_marks = (principal, found)
@@ -207,7 +207,7 @@ def prefetch(mark_key: str, tenant_id: str, stream: UUID | None) -> int | None:
     # all, `_marks` would fetch them)
     usage_write = request.method not in _READ_METHODS and request.blueprint in USAGE_WRITES
     keys = [mark_key, *configuration] if svc.settings.session_consistency and not usage_write else []
-    with svc.engine.connect() as conn:
+    with svc.reader.connect() as conn:
         marks, positions, version = request_state(conn, keys, stream)
     g.known_positions = positions
     if keys:

@@ -36,7 +36,7 @@ def _corrector():
 
 @blp.route("/<event_id>/void", methods=["POST"])
 @answers(VoidOut)
-@blp.arguments(VoidIn)
+@blp.arguments(VoidIn())
 def void(body, event_id):
     """Void a usage event: it no longer counts anywhere (voiding twice → 409)."""
     principal = _corrector()
@@ -46,7 +46,7 @@ def void(body, event_id):
 
 @blp.route("/<event_id>/amend", methods=["POST"])
 @answers(AmendOut)
-@blp.arguments(AmendIn)
+@blp.arguments(AmendIn())
 def amend(body, event_id):
     """Replace some fields of a usage event (re-validated; totals and cost re-derived)."""
     principal = _corrector()

@@ -40,7 +40,7 @@ class EntityIn(Schema):
 
 @blp.route("/credit-rates", methods=["PUT"])
 @answers(CreditRateSetOut)
-@blp.arguments(CreditRateIn)
+@blp.arguments(CreditRateIn())
 def put_credit_rate(body):
     """Set the credits per unit of a resource type from effective_from on (history kept)."""
     require_admin_key()
@@ -66,7 +66,7 @@ def get_credit_rates():
     """The credit rate of every resource type in force now (default or override)."""
     require_admin_key()
     reflect("credits")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         book = q.rate_book(conn)
     now = services().settings.clock.now().astimezone(timezone.utc)
     return {
@@ -84,7 +84,7 @@ def get_credit_rates():
 
 @blp.route("/entities", methods=["POST"])
 @answers(EntityOut, status=201)
-@blp.arguments(EntityIn)
+@blp.arguments(EntityIn())
 def post_entity(body):
     """Register an app, user or agent with its display names (EntityRegistered)."""
     require_admin_key()

@@ -76,7 +76,7 @@ def _naive(moment: datetime) -> datetime:
 
 @blp.route("", methods=["GET"])
 @answers(CreditUsageOut)
-@blp.arguments(UsageArgs, location="query")
+@blp.arguments(UsageArgs(), location="query")
 def usage(args):
     """Credits by entity and resource type, daily totals, budgets, credit pool and sync health."""
     principal = _reader(BILLING_MANAGE)
@@ -91,7 +91,7 @@ def usage(args):
     start, end = q.window_days(start_day, end_day)
     tenant_id, org_id = principal.tenant_id, principal.org_id
     reflect(*READ_MODELS)
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         book = q.rate_book(conn)
         naive_now = _naive(now)
         by_entity = q.credit_totals(
@@ -200,7 +200,7 @@ def _sync(conn, tenant_id: str, org_id: str, now: datetime) -> dict:
 
 @blp.route("/monthly", methods=["GET"])
 @answers(CreditHistoryOut)
-@blp.arguments(MonthlyArgs, location="query")
+@blp.arguments(MonthlyArgs(), location="query")
 def monthly(args):
     """Credits and events per month and resource type over the trailing `months` months."""
     principal = _reader(BILLING_MANAGE)
@@ -208,7 +208,7 @@ def monthly(args):
     first = q.add_months(q.month_start(now), -(args["months"] - 1))
     end = q.add_months(q.month_start(now), 1)
     reflect(*READ_MODELS)
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.credit_totals(conn, principal.tenant_id, principal.org_id, first, end, now, ["day", "resource_type"])
         pool = _credit_pool(conn, principal.tenant_id, principal.org_id, now)
     months: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -225,7 +225,7 @@ def monthly(args):
 
 @blp.route("/top-consumers", methods=["GET"])
 @answers(TopConsumersOut)
-@blp.arguments(TopArgs, location="query")
+@blp.arguments(TopArgs(), location="query")
 def top_consumers(args):
     """Top apps and top users (or agents) by credits over the last `days` days (today included)."""
     principal = _reader(BILLING_MANAGE)
@@ -235,7 +235,7 @@ def top_consumers(args):
     start, end = q.window_days(start_day, end_day)
     tenant_id = principal.tenant_id
     reflect(*READ_MODELS)
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.credit_totals(conn, tenant_id, principal.org_id, start, end, now, ["app_id", "user_id", "agent_id"])
         apps: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         actors: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])

@@ -52,7 +52,7 @@ def _admin_session():
 
 def _other_tenants_readers(principal: Principal) -> set[str]:
     consult("docs_access")  # grants just made by any tenant, through any API process
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         found = q.docs_readers_of_other_tenants(conn, principal.tenant_id)
     for readers in elsewhere(lambda other: _readers(other, principal.tenant_id)):  # LEDGER_CLUSTERS: the group is shared
         found |= readers
@@ -68,7 +68,7 @@ def _earlier_owner(email: str) -> str | None:
     """Who granted an e-mail before grants had a stream per e-mail (the read model), or,
     with LEDGER_CLUSTERS, on another cluster (its ledger: the Access group is shared)."""
     consult("docs_access")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         owner = q.docs_reader_owner(conn, email)
     if owner is None:
         owner = next(filter(None, elsewhere(lambda other: other.ledger.docs_access.ownership(email).owner)), None)
@@ -86,7 +86,7 @@ def list_access():
 
 
 @blp.route("/grant", methods=["POST"])
-@blp.arguments(GrantIn)
+@blp.arguments(GrantIn())
 @blp.response(200, ResultOut)
 def grant(body):
     """Add an e-mail to the Access group (already present: a successful no-op)."""
@@ -111,7 +111,7 @@ def _granted_message(email: str) -> dict:
 
 
 @blp.route("/revoke", methods=["POST"])
-@blp.arguments(RevokeIn)
+@blp.arguments(RevokeIn())
 @blp.response(200, ResultOut)
 def revoke(body):
     """Remove an e-mail from the Access group (absent: a successful no-op)."""

@@ -77,13 +77,13 @@ def list_keys():
     """The organization's keys, newest first (revoked ones included, with revoked_at)."""
     principal = _manager()
     reflect("api_keys")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.org_keys(conn, principal.tenant_id, principal.org_id)
     return {"keys": [key_json(r) for r in rows], "total": len(rows)}
 
 
 @blp.route("/keys", methods=["POST"])
-@blp.arguments(KeyIn)
+@blp.arguments(KeyIn())
 @blp.response(201, NewKeyOut)
 def create_key(body):
     """Create a key; the full key is in this response only (SHA-256 is what is stored, sealed).
@@ -108,7 +108,7 @@ def get_key(key_id):
     """One key of the organization."""
     principal = _manager()
     reflect("api_keys")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         row = q.org_key(conn, principal.tenant_id, principal.org_id, key_id)
     if row is None:
         raise NotFound("KEY_NOT_FOUND", f"API key {key_id} not found")

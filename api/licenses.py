@@ -97,20 +97,20 @@ def license_report(conn, tenant_id: str, org_id: str) -> dict:
 
 
 @blp.route("/license/status", methods=["GET"])
-@blp.arguments(StatusArgs, location="query")
+@blp.arguments(StatusArgs(), location="query")
 @blp.response(200, StatusOut)
 def license_status_view(args):
     """The organization's licence: tier, nodes licensed and active now, status, expiry."""
     principal = authenticate("user", "key", "client", "admin")
     org_id = _org_of(principal, args.get("org_id"))
     reflect("licenses", "node_status")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         return license_report(conn, principal.tenant_id, org_id)
 
 
 @blp.route("/admin/licenses", methods=["POST"])
 @answers(LicenseWrittenOut, status=201)
-@blp.arguments(LicenseIn)
+@blp.arguments(LicenseIn())
 def issue_license(body):
     """Issue an organization's licence (409 when it already has one: replace it with PUT)."""
     require_admin_key()
@@ -120,7 +120,7 @@ def issue_license(body):
 
 @blp.route("/admin/licenses/<org_id>", methods=["PUT"])
 @answers(LicenseWrittenOut)
-@blp.arguments(ReplaceIn)
+@blp.arguments(ReplaceIn())
 def replace_license(body, org_id):
     """Replace the organization's licence terms."""
     require_admin_key()
@@ -129,7 +129,7 @@ def replace_license(body, org_id):
 
 
 @blp.route("/admin/licenses/<org_id>", methods=["DELETE"])
-@blp.arguments(TenantArgs, location="query")
+@blp.arguments(TenantArgs(), location="query")
 @blp.response(204)
 def revoke_license(args, org_id):
     """Revoke the organization's licence (?tenant_id=...)."""

@@ -112,7 +112,7 @@ def capacity(conn, tenant_id: str, org_id: str) -> dict:
 
 @blp.route("/heartbeats", methods=["POST"])
 @answers(HeartbeatOut, status=202)
-@blp.arguments(HeartbeatIn)
+@blp.arguments(HeartbeatIn())
 def heartbeat(body):
     """An agent or orchestrator reports that it is alive (Basic client auth)."""
     principal = authenticate("client")
@@ -124,38 +124,38 @@ def heartbeat(body):
 
 
 @blp.route("/nodes", methods=["GET"])
-@blp.arguments(ReadArgs, location="query")
+@blp.arguments(ReadArgs(), location="query")
 @blp.response(200, NodesOut)
 def nodes(args):
     """Active nodes of the organization (In-VPC only)."""
     principal = _invpc_reader("NODE_METRICS_UNAVAILABLE", "Node metrics")
     reflect("node_status")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = nodes_queries.active_nodes(conn, principal.tenant_id, principal.org_id, _active_since())
     by_type = {kind: sum(1 for r in rows if r["instance_type"] == kind) for kind in INSTANCE_TYPES}
     return {"total_active": len(rows), "nodes": [node_json(r) for r in rows], "by_type": by_type}
 
 
 @blp.route("/nodes/status", methods=["GET"])
-@blp.arguments(ReadArgs, location="query")
+@blp.arguments(ReadArgs(), location="query")
 @blp.response(200, NodeStatusOut)
 def nodes_status(args):
     """Active nodes against the licensed maximum: OK, CAUTION ≥80 %, WARNING ≥90 %,
     VIOLATION above the maximum (In-VPC only)."""
     principal = _invpc_reader("NODE_STATUS_UNAVAILABLE", "Node status")
     reflect("node_status", "licenses")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         return capacity(conn, principal.tenant_id, principal.org_id)
 
 
 @blp.route("/nodes/<instance_id>", methods=["GET"])
-@blp.arguments(ReadArgs, location="query")
+@blp.arguments(ReadArgs(), location="query")
 @blp.response(200, NodeOut)
 def node(args, instance_id):
     """One node of the organization, active or not (In-VPC only)."""
     principal = _invpc_reader("NODE_METRICS_UNAVAILABLE", "Node metrics")
     reflect("node_status")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         row = nodes_queries.node(conn, principal.tenant_id, principal.org_id, instance_id)
     if row is None:
         raise NotFound("NODE_NOT_FOUND", f"Node {instance_id} not found")
@@ -163,7 +163,7 @@ def node(args, instance_id):
 
 
 @blp.route("/admin/nodes/status", methods=["GET"])
-@blp.arguments(AdminStatusArgs, location="query")
+@blp.arguments(AdminStatusArgs(), location="query")
 @blp.response(200, NodeStatusOut)
 def admin_nodes_status(args):
     """Node capacity of any organization, in any deployment mode (X-Admin-API-Key)."""
@@ -185,14 +185,14 @@ def admin_nodes_status(args):
 
 def _tenants_with_org(org_id: str) -> list[str]:
     reflect("node_status", "licenses")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         return nodes_queries.tenants_with_org(conn, org_id)
 
 
 def _status(tenant_id: str | None, org_id: str) -> dict:
     args = {"tenant_id": tenant_id, "org_id": org_id}
     reflect("node_status", "licenses")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         tenant_id = args.get("tenant_id")
         if tenant_id is None:
             tenants = nodes_queries.tenants_with_org(conn, args["org_id"])

@@ -69,7 +69,7 @@ def policy_json(row: dict) -> dict:
 
 @blp.route("/admin/policies", methods=["POST"])
 @answers(PolicyWrittenOut, status=201)
-@blp.arguments(PolicyIn)
+@blp.arguments(PolicyIn())
 def create_policy(body):
     """Create a policy of an organization (duplicate policy_id → 409)."""
     require_admin_key()
@@ -80,7 +80,7 @@ def create_policy(body):
 
 @blp.route("/admin/policies/<policy_id>", methods=["PUT"])
 @answers(PolicyWrittenOut)
-@blp.arguments(PolicyUpdateIn)
+@blp.arguments(PolicyUpdateIn())
 def update_policy(body, policy_id):
     """Change some of a policy's fields (the others keep their values)."""
     require_admin_key()
@@ -90,7 +90,7 @@ def update_policy(body, policy_id):
 
 
 @blp.route("/admin/policies/<policy_id>", methods=["DELETE"])
-@blp.arguments(TenantArgs, location="query")
+@blp.arguments(TenantArgs(), location="query")
 @blp.response(204)
 def delete_policy(args, policy_id):
     """Delete a policy (?tenant_id=...)."""
@@ -100,12 +100,12 @@ def delete_policy(args, policy_id):
 
 @blp.route("/policies/export", methods=["GET"])
 @answers(PoliciesOut, csv=True)
-@blp.arguments(ExportArgs, location="query")
+@blp.arguments(ExportArgs(), location="query")
 def export_policies(args):
     """The organization's policies as JSON, or CSV with format=csv (API keys need read:policies)."""
     principal = authenticate("user", "key", "admin", scope="read:policies")
     position = reflect("policies")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.org_policies(conn, principal.tenant_id, principal.org_id)
     if args["format"] == "csv":
         return csv_response(

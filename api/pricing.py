@@ -67,13 +67,13 @@ def price_json(price: ModelPrice) -> dict:
 
 @blp.route("/pricing", methods=["GET"])
 @answers(PriceTableOut)
-@blp.arguments(PricingArgs, location="query")
+@blp.arguments(PricingArgs(), location="query")
 def get_pricing(args):
     """The price table in force (default list prices plus overrides), USD per 1K tokens."""
     authenticate("client", "admin")
     position = reflect("pricing")
     at = args.get("at") or services().settings.clock.now()
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         book = PriceBook(q.overrides(conn))
     return {
         "currency": "USD",
@@ -87,7 +87,7 @@ def get_pricing(args):
 
 @admin_blp.route("/pricing", methods=["PUT"])
 @answers(PriceSetOut)
-@admin_blp.arguments(PriceIn)
+@admin_blp.arguments(PriceIn())
 def set_price(body):
     """Set a model's price from effective_from on (a ModelPriceSet event; earlier prices stay)."""
     require_admin_key()
@@ -113,12 +113,12 @@ def set_price(body):
 
 @admin_blp.route("/pricing", methods=["GET"])
 @answers(PriceOverridesOut)
-@admin_blp.arguments(PricingArgs, location="query")
+@admin_blp.arguments(PricingArgs(), location="query")
 def price_history(args):
     """Every override ever set, oldest first per model."""
     require_admin_key()
     position = reflect("pricing")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.history(conn)
     return {
         "overrides": [

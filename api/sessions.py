@@ -39,7 +39,7 @@ def _session_json(session) -> dict:
 
 
 @blp.route("/login", methods=["POST"])
-@blp.arguments(LoginIn)
+@blp.arguments(LoginIn())
 @blp.response(200, SessionOut)
 @blp.alt_response(401, schema="ErrorOut", description="Unknown e-mail or wrong password")
 @blp.alt_response(429, schema="ErrorOut", description="TOO_MANY_ATTEMPTS: too many failures for this account or address (Retry-After)")
@@ -75,7 +75,7 @@ def _with_cookie(session):
 
 
 @blp.route("/password", methods=["POST"])
-@blp.arguments(PasswordChangeIn)
+@blp.arguments(PasswordChangeIn())
 @blp.response(200, SessionOut)
 @blp.alt_response(401, schema="ErrorOut", description="The current password is not right")
 def change_password(body):

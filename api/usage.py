@@ -100,7 +100,7 @@ def _reader():
 
 @blp.route("/usage", methods=["GET"])
 @answers(UsageOut, csv=True)
-@blp.arguments(UsageArgs, location="query")
+@blp.arguments(UsageArgs(), location="query")
 def get_usage(args):
     """Usage events (raw, paginated) or aggregates (hourly/daily), as JSON or CSV."""
     principal = _reader()
@@ -168,14 +168,14 @@ def get_usage(args):
 
 @blp.route("/usage/summary", methods=["GET"])
 @answers(SummaryOut)
-@blp.arguments(WindowArgs, location="query")
+@blp.arguments(WindowArgs(), location="query")
 def get_summary(args):
     """Totals for the window: API calls, LLM requests, tokens, cost, latency, success rate, event types."""
     principal = _reader()
     scope = _scope(principal, args["platform_wide"])
     start, end = _window(args)
     position = reflect(UsageRollupsProjection.name)
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         totals = q.summary(conn, scope, start, end)
     cost = totals["estimated_cost_usd"]
     totals["estimated_cost_usd"] = money(cost)
@@ -191,7 +191,7 @@ def get_summary(args):
 
 @blp.route("/export/usage", methods=["GET"])
 @answers_text("text/csv")
-@blp.arguments(ExportArgs, location="query")
+@blp.arguments(ExportArgs(), location="query")
 def export_usage(args):
     """CSV of usage events, newest first, at most 50,000 rows, streamed."""
     principal = _reader()

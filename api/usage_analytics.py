@@ -91,7 +91,7 @@ def _measures(row: dict) -> dict:
 
 @blp.route("/usage/breakdown", methods=["GET"])
 @answers(BreakdownOut)
-@blp.arguments(BreakdownArgs, location="query")
+@blp.arguments(BreakdownArgs(), location="query")
 def usage_breakdown(args):
     """Usage and cost per provider, model, agent, team, user, workflow, app or day."""
     scope = _scope()
@@ -99,7 +99,7 @@ def usage_breakdown(args):
     position = reflect(UsageRollupsProjection.name, "credits")
     group_by = args["group_by"]
     now = naive_utc(services().settings.clock.now())
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.breakdown(conn, scope, start, end, group_by, now)
     total_cost = sum(r["cost_nanos"] for r in rows)
     items = []
@@ -127,14 +127,14 @@ def usage_breakdown(args):
 
 @blp.route("/usage/records", methods=["GET"])
 @answers(RecordsOut)
-@blp.arguments(RecordArgs, location="query")
+@blp.arguments(RecordArgs(), location="query")
 def usage_records(args):
     """Usage records, newest first, filtered; limit ≤ 1,000 with offset."""
     scope = _scope()
     start, end = _window(args)
     position = reflect(UsageEventsProjection.name)
     filters = {k: args[k] for k in q.RECORD_FILTERS if k in args}
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.records(conn, scope, start, end, filters, args["limit"] + 1, args["offset"])
         more = len(rows) > args["limit"]
         rows = list(with_gauge_credits(conn, rows[: args["limit"]], services().settings.clock.now()))

@@ -69,7 +69,7 @@ def _state(user, position: int) -> dict:
 
 
 @blp.route("/users", methods=["POST"])
-@blp.arguments(UserIn)
+@blp.arguments(UserIn())
 @blp.response(201, UserOut)
 def create_user(body):
     """Create a portal user (e-mails are unique; a duplicate answers 409)."""
@@ -81,7 +81,7 @@ def create_user(body):
 
 
 @blp.route("/users/<email>/permissions", methods=["PUT"])
-@blp.arguments(PermissionsIn)
+@blp.arguments(PermissionsIn())
 @blp.response(200, UserOut)
 def change_permissions(body, email):
     """Replace a user's permissions; effective on the user's next request."""
@@ -110,7 +110,7 @@ def enable_user(email):
 
 
 @blp.route("/users/<email>/password", methods=["PUT"])
-@blp.arguments(PasswordIn)
+@blp.arguments(PasswordIn())
 @blp.response(200, UserStateOut)
 def reset_password(body, email):
     """Set a new password for a user (an admin's reset); every session of the user ends."""
@@ -119,7 +119,7 @@ def reset_password(body, email):
 
 
 @blp.route("/users", methods=["GET"])
-@blp.arguments(TenantArgs, location="query")
+@blp.arguments(TenantArgs(), location="query")
 @blp.response(200, UserListOut)
 def list_users(args):
     """The tenant's portal users (no password material)."""
@@ -127,7 +127,7 @@ def list_users(args):
 
     require_admin_key()
     reflect("users")
-    with services().engine.connect() as conn:
+    with services().reader.connect() as conn:
         rows = q.tenant_users(conn, args["tenant_id"])
     users = [
         {"email": r["email"], "org_id": r["org_id"], "permissions": r["permissions"],

@@ -14,10 +14,13 @@ only the principals that wrote in the last moments.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 from uuid import UUID
 
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, bindparam, text
+
+from projections.sql import driver_rows
 
 metadata = MetaData()
 
@@ -91,18 +94,27 @@ def request_state(
     every read model's position, and the version of one ledger stream (the caller's
     credential, for the per-process credential cache; None when the stream does not exist).
     Three index lookups on small tables or one primary-key range."""
+    postgres = conn.dialect.name == "postgresql"
+    params: list = list(keys)
+    if stream is not None:
+        params.append(stream if postgres else stream.hex)
+    found: dict[str, dict] = {"m": {}, "p": {}, "s": {}}
+    for kind, name, position in driver_rows(conn, _request_state_sql(postgres, len(keys), stream is not None), tuple(params)):
+        found[kind][name] = position
+    return found["m"], found["p"], found["s"].get("")
+
+
+@lru_cache(maxsize=64)
+def _request_state_sql(postgres: bool, keys: int, with_stream: bool) -> str:
+    """`request_state`'s statement, for the driver (built once per shape)."""
     from ledger.store import EVENTS_TABLE  # the events table the ledger writes
 
-    marks = ", ".join(f":k{i}" for i in range(len(keys))) or "NULL"
-    params: dict = {f"k{i}": key for i, key in enumerate(keys)}
+    placeholder = "%s" if postgres else "?"
+    marks = ", ".join([placeholder] * keys) or "NULL"
     sql = (
         f"SELECT 'm', mark_key, position FROM consistency_marks WHERE mark_key IN ({marks}) "
         "UNION ALL SELECT 'p', name, position FROM projection_positions"
     )
-    if stream is not None:
-        sql += f" UNION ALL SELECT 's', '', MAX(originator_version) FROM {EVENTS_TABLE} WHERE originator_id = :stream"
-        params["stream"] = stream if conn.dialect.name == "postgresql" else stream.hex
-    found: dict[str, dict] = {"m": {}, "p": {}, "s": {}}
-    for kind, name, position in conn.execute(text(sql), params):
-        found[kind][name] = position
-    return found["m"], found["p"], found["s"].get("")
+    if with_stream:
+        sql += f" UNION ALL SELECT 's', '', MAX(originator_version) FROM {EVENTS_TABLE} WHERE originator_id = {placeholder}"
+    return sql

@@ -163,3 +163,36 @@ def _pg_staged_upsert(conn: Connection, table: Table, values: Sequence[Sequence]
         _copy(cursor, table, staging, columns, values)
         cursor.execute(f'INSERT INTO "{table.name}" ({_quote(columns)}) SELECT {_quote(columns)} FROM "{staging}" {conflict}')
         cursor.execute(f'DELETE FROM "{staging}"')
+
+
+class DriverQuery:
+    """A hot read built and compiled once per dialect, then run through the driver: each call
+    skips SQLAlchemy's statement building, cache key and result set-up (about 1 ms of
+    a usage summary's 1.8). Parameters are the statement's bindparams by name; datetimes
+    go to SQLite as SQLAlchemy stores them. Rows come back as the driver gives them: read
+    summed columns with `projections.exact.from_stored`."""
+
+    def __init__(self, statement) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def rows(self, conn: Connection, **params) -> list:
+        found = self._compiled.get(conn.dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=conn.dialect)
+            found = self._compiled[conn.dialect.name] = (compiled.string, tuple(compiled.positiontup) if compiled.positional else None)
+        sql, positions = found
+        if positions is not None:  # SQLite: positional parameters, datetimes as stored
+            params = tuple(_sqlite_datetime(v) if isinstance(v, datetime) else v for v in (params[n] for n in positions))
+        return driver_rows(conn, sql, params)
+
+
+def driver_rows(conn: Connection, sql: str, params) -> list[tuple]:
+    """The rows of one statement run on the connection's driver cursor (its transaction),
+    without SQLAlchemy's result set-up: for hot reads of a few rows."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()

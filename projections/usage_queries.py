@@ -5,11 +5,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, or_, select
 
+from projections.exact import from_stored
+from projections.sql import DriverQuery
 from projections.usage import MEASURES, TOKEN_DETAILS, UsageTables, from_nanos
 
 USAGE = UsageTables()
+_EVENTS = MEASURES.index("events")
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,23 @@ def _rollup(granularity: str):
     return USAGE.hourly if granularity == "hourly" else USAGE.daily
 
 
-_SUMMARY_SELECTS: dict = {}
+_SUMMARIES: dict[tuple, DriverQuery] = {}
 
 
-def _summary_select(table):
-    """The summary's select of one rollup table, built once (36 SQL function objects that
-    cost more to build than the lookup does to run); a WHERE added to it makes a new one."""
-    found = _SUMMARY_SELECTS.get(table)
+def _summary_query(table, by_org: bool, by_client: bool) -> DriverQuery:
+    """The summary's query of one rollup table for one shape of scope, built once (its 36
+    SQL functions cost more to build than the lookup costs to run)."""
+    key = (table.name, by_org, by_client)
+    found = _SUMMARIES.get(key)
     if found is None:
-        sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in MEASURES]
-        found = _SUMMARY_SELECTS[table] = select(table.c.event_type, *sums).group_by(table.c.event_type)
+        c = table.c
+        conditions = [c.tenant_id == bindparam("tenant_id"), c.bucket >= bindparam("start"), c.bucket < bindparam("end")]
+        if by_org:
+            conditions.append(c.org_id == bindparam("org_id"))
+        if by_client:
+            conditions.append(c.client_id == bindparam("client_id"))
+        sums = [func.coalesce(func.sum(c[m]), literal_column("0")).label(m) for m in MEASURES]
+        found = _SUMMARIES[key] = DriverQuery(select(c.event_type, *sums).where(and_(*conditions)).group_by(c.event_type))
     return found
 
 
@@ -54,15 +64,14 @@ def summary(conn: Connection, scope: Scope, start: datetime, end: datetime) -> d
         table = USAGE.daily_org  # a row per org, event type and day
     else:
         table = _rollup("daily" if day_aligned else "hourly")
-    rows = conn.execute(
-        _summary_select(table).where(in_scope(table, scope, start, end, "bucket"))
-    ).mappings().all()
+    query = _summary_query(table, scope.org_id is not None, bool(scope.client_id))
+    rows = query.rows(conn, tenant_id=scope.tenant_id, org_id=scope.org_id, client_id=scope.client_id, start=start, end=end)
     totals = dict.fromkeys(MEASURES, 0)
     event_types: dict[str, int] = {}
-    for row in rows:
-        event_types[row["event_type"]] = int(row["events"])
-        for m in MEASURES:
-            totals[m] += int(row[m])
+    for event_type, *sums in rows:
+        event_types[event_type] = from_stored(sums[_EVENTS])
+        for m, value in zip(MEASURES, sums):
+            totals[m] += from_stored(value)
     events = totals["events"]
     return {
         "total_api_calls": event_types.get("api_call", 0),

@@ -4,6 +4,7 @@ read-model engine. The API, every worker job, the command line and the tests cal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Engine
 
@@ -22,6 +23,17 @@ class Services:
     engine: Engine
     # api/auth.py: agent clients as their streams last said, by client id, with that version
     credentials: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def reader(self) -> Engine:
+        """The read-model engine for reads that are not streamed: on PostgreSQL each
+        statement is its own transaction (autocommit), which saves a BEGIN and a ROLLBACK
+        round trip per connection. Reads see the same either way (READ COMMITTED gives
+        each statement its own snapshot). It shares the engine's pool; never write through
+        it. On SQLite it is the engine itself (a deferred read transaction, one snapshot)."""
+        if self.engine.dialect.name != "postgresql":
+            return self.engine
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def close(self) -> None:
         self.store.close()
