@@ -6,6 +6,7 @@ driven directly with the injected clock; nothing sleeps to wait for projections.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import socket
 import threading
@@ -16,7 +17,9 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from ledger.chain.export import verify_export
 from ledger.clock import FixedClock
+from projections.ledger_snapshot import export_ledger
 from projections.webhook_secrets import webhook_secrets
 from tests.conftest import make_settings, usage
 from tests.test_budget_alerts import Receiver, alerts
@@ -217,7 +220,18 @@ def test_each_budget_gets_its_own_secret_shown_once_and_never_stored_in_the_ledg
         for where in (shown, ledger, audit, stored, sealed):
             assert secret not in where and secret[6:] not in where
     assert "whsec_" not in ledger + audit + stored + shown
-    assert "pw@" not in shown + audit and "token=abc" not in shown + audit
+    assert "pw@" not in shown + audit and "token=abc" not in shown + audit + ledger
+    redacted = [(e["type"], e["redacted"]) for e in json.loads(ledger)["events"] if "redacted" in e]
+    assert redacted == [  # created, renamed, moved away from the URL with the token
+        ("BudgetCreated", ["budget.webhook_url"]),
+        ("BudgetUpdated", ["budget.webhook_url", "previous.webhook_url"]),
+        ("BudgetUpdated", ["previous.webhook_url"]),
+    ]
+    exported = io.BytesIO()
+    export_ledger(h.engine, exported, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert b"token=abc" not in exported.getvalue() and b"127.0.0.1:9/hook" in exported.getvalue()
+    report = verify_export(io.BytesIO(exported.getvalue()), [])
+    assert report.intact and report.redacted_events == 3, report
     entries = h.admin("GET", "/api/v1/admin/audit-log?action=BUDGET_WEBHOOK_SECRET_ROTATE").json["entries"]
     assert [(e["target"], e["outcome"]) for e in entries] == [("one", "success")]
 
