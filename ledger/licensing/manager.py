@@ -23,13 +23,15 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ledger.errors import Unavailable
-from ledger.licensing.rules import ReportedLicense
+from ledger.licensing.rules import MAX_CREDITS_INCLUDED, ReportedLicense
 
 if TYPE_CHECKING:  # pragma: no cover
     from ledger.application import Ledger
 
 log = logging.getLogger("usage_ledger.license_sync")
 TIMEOUT_SECONDS = 10.0
+MAX_LABEL = 64  # tier and status, as the license_sync read model keeps them
+MAX_NODES = 1_000_000  # as an issued licence's nodes_total
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def fetch_license(base_url: str, token: str | None, license_key: str, timeout: f
 
 
 def parse_terms(body: bytes, license_key: str) -> ReportedLicense:
+    """The licence in a License Manager answer, held to the bounds the read models keep
+    (a value past them would stop the projection that stores it): tier and status at most
+    64 characters, nodes_total 0 to 1,000,000, credits_included as an issued licence's."""
     try:
         data = json.loads(body)
         if not isinstance(data, dict):
@@ -87,20 +92,41 @@ def parse_terms(body: bytes, license_key: str) -> ReportedLicense:
         credits = data.get("credits_included")
         expires = data.get("expires_at")
         nodes = data.get("nodes_total")
+        if nodes is not None and (type(nodes) is not int or not 0 <= nodes <= MAX_NODES):
+            raise ValueError(f"nodes_total must be an integer from 0 to {MAX_NODES:,}")
         terms = ReportedLicense(
-            tier=None if data.get("tier") is None else str(data["tier"]),
-            nodes_total=None if nodes is None else int(nodes),
-            credits_included=None if credits is None else Decimal(str(credits)),
-            expires_at=None if not expires else datetime.fromisoformat(str(expires).replace("Z", "+00:00")),
-            status=None if data.get("status") is None else str(data["status"]),
+            tier=_label(data, "tier"),
+            nodes_total=nodes,
+            credits_included=_credits(credits),
+            expires_at=None if not expires else datetime.fromisoformat(_label(data, "expires_at").replace("Z", "+00:00")),
+            status=_label(data, "status"),
         )
-        if terms.credits_included is not None and (not terms.credits_included.is_finite() or terms.credits_included < 0):
-            raise ValueError("credits_included must be a number ≥ 0")
         if terms.expires_at is not None and terms.expires_at.tzinfo is None:
             raise ValueError("expires_at needs a time zone")
         return terms
-    except (ValueError, TypeError, InvalidOperation) as error:
+    except (ValueError, TypeError, InvalidOperation, OverflowError) as error:
         raise SyncFailure("lm_error", f"License Manager sent an unusable licence: {error}", 200) from None
+
+
+def _credits(value) -> Decimal | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or len(str(value)) > MAX_LABEL:
+        raise ValueError("credits_included must be a number")
+    amount = Decimal(str(value))
+    if not amount.is_finite() or not 0 <= amount < MAX_CREDITS_INCLUDED:
+        raise ValueError("credits_included must be a number ≥ 0 and below 10^9")
+    return amount
+
+
+def _label(data: dict, name: str) -> str | None:
+    """A short text field of the answer (None when absent)."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or len(str(value)) > MAX_LABEL:
+        raise ValueError(f"{name} must be text of at most {MAX_LABEL} characters")
+    return str(value)
 
 
 def sync_licenses(

@@ -118,3 +118,44 @@ def test_heartbeat_rules(instance_id, instance_type, host_info, field):
 
 def test_a_heartbeat_may_carry_host_info():
     check_heartbeat("agent-01:8080", "orchestrator", {"os": "linux"})
+
+
+# what a License Manager answers is held to the read model's bounds ------------------------
+def _answer(**fields) -> bytes:
+    import json
+
+    good = {"license_key": "LIC-1", "tier": "Enterprise", "nodes_total": 10, "credits_included": 50000,
+            "expires_at": "2027-06-30T00:00:00Z", "status": "active"}
+    return json.dumps({**good, **fields}).encode()
+
+
+def test_a_well_formed_answer_is_taken_as_sent():
+    from ledger.licensing.manager import parse_terms
+
+    terms = parse_terms(_answer(credits_included="12.5"), "LIC-1")
+    assert (terms.tier, terms.nodes_total, terms.credits_included, terms.status) == ("Enterprise", 10, Decimal("12.5"), "active")
+    assert terms.expires_at == datetime(2027, 6, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("fields", [
+    {"tier": "T" * 65},  # past the read model's String(64): the projection would stop on it
+    {"status": ["active"]},
+    {"tier": True},
+    {"nodes_total": 10**30},  # past Integer
+    {"nodes_total": -1},
+    {"nodes_total": 2.5},
+    {"nodes_total": "10"},
+    {"credits_included": 10**9},  # × 10^9 nano-credits would not fit 64 bits
+    {"credits_included": "1e400"},
+    {"credits_included": "NaN"},
+    {"credits_included": -1},
+    {"credits_included": "9" * 100},
+    {"expires_at": "2027-06-30T00:00:00" + "0" * 100},
+    {"expires_at": "2027-06-30T00:00:00"},  # no time zone
+])
+def test_values_past_the_bounds_are_an_unusable_licence_not_a_stuck_projection(fields):
+    from ledger.licensing.manager import SyncFailure, parse_terms
+
+    with pytest.raises(SyncFailure) as caught:
+        parse_terms(_answer(**fields), "LIC-1")
+    assert caught.value.code == "lm_error" and len(caught.value.message) < 200
