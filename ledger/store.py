@@ -138,12 +138,16 @@ class LedgerStore:
                 user=unquote(url.username or "postgres"),
                 password=unquote(url.password or ""),
                 pool_size=pool_size,
-                max_overflow=pool_size,
+                max_overflow=pool_size,  # so at most 2 × pool_size connections: see _holders
                 max_waiting=pool_size * 8,
                 connect_timeout=pool_timeout,
                 pre_ping=True,
             )
             self.datastore.pool._check = _ping_if_idle  # psycopg_pool's check, only for idle connections
+            # `exclusive` keeps a connection for its lock while its block reads and appends on
+            # others: at most pool_size holders at once, so holders never take every
+            # connection and then wait for one of them
+            self._holders = threading.BoundedSemaphore(pool_size)
             self._make_recorder = lambda: PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
             self._placeholder = "%s"
             self._position = "notification_id"
@@ -313,6 +317,16 @@ class LedgerStore:
         if not self.is_postgres or not keys:
             yield
             return
+        if not self._holders.acquire(timeout=EXCLUSIVE_WAIT_SECONDS):
+            raise Unavailable("LEDGER_BUSY", "The ledger is busy; retry shortly")
+        try:
+            with self._held(keys):
+                yield
+        finally:
+            self._holders.release()
+
+    @contextmanager
+    def _held(self, keys: list[int]):
         with self._unavailable(), self.datastore.get_connection() as conn:
             # a holder that is stuck makes the others give up (503, retry) instead of hanging
             conn.execute(f"SET lock_timeout = '{EXCLUSIVE_WAIT_SECONDS}s'")

@@ -140,6 +140,43 @@ def test_a_process_waiting_for_streams_another_holds_gives_up_with_503_after_the
         other.close()
 
 
+def test_holders_of_streams_never_take_every_connection_and_then_wait_for_one(postgres_url):
+    """A holder keeps one connection for its lock and appends on another: with a pool of
+    one (two connections with overflow) two holders at once would each keep one and wait
+    for the other's until the pool gives up. Holders are bounded to the pool size."""
+    from datetime import datetime, timezone
+
+    from ledger.budgets.events import BudgetDeleted
+    from ledger.store import LedgerStore
+
+    event = BudgetDeleted(tenant_id="t", recorded_at=datetime(2026, 11, 20, tzinfo=timezone.utc), actor="a", budget_id="b", name="b")
+    store = LedgerStore(postgres_url, pool_size=1, pool_timeout=2)
+    store.create_tables()
+    inside = threading.Barrier(2)
+    outcomes: list = []
+
+    def hold_and_append(n: int) -> None:
+        try:
+            with store.exclusive([stream_id(f"held-{n}", "budget")]):
+                try:
+                    inside.wait(timeout=1)  # both inside at once, were they allowed
+                except threading.BrokenBarrierError:
+                    pass
+                outcomes.append(store.append([NewEvent(stream_id(f"held-{n}", "event"), 1, event)]))
+        except Exception as error:  # noqa: BLE001 - the outcome is the assertion
+            outcomes.append(error)
+
+    try:
+        threads = [threading.Thread(target=hold_and_append, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        store.close()
+    assert [type(o) for o in outcomes] == [list, list], outcomes
+
+
 def test_each_append_of_a_group_runs_its_own_statements_with_its_own_last_position(h, agent):
     from ledger.store import also_in_appends, reset_also_in_appends
 
