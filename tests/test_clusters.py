@@ -375,6 +375,24 @@ def test_a_move_waits_for_the_writes_in_flight_and_gives_up_without_switching(tw
     assert directory.cluster_of("acme") == "b"
 
 
+def test_a_command_line_write_holds_a_lease_and_is_refused_while_its_tenant_moves(two):
+    two.tenant("acme", cluster="b")
+    directory = two.clusters.directory
+    directory.set_moving("acme", True)
+    refused = two.cli("create-org", "acme", "ops", "--name", "Ops")
+    assert refused.exit_code == 1 and refused.output.strip() == (
+        "error: tenant acme is being moved to another cluster; retry when the move is done"
+    ), refused.output
+    assert not two.clusters.services("b").ledger.identity.org_exists("acme", "ops")
+    assert directory.writes_in_flight("acme") == 0  # its lease ended with it
+    directory.set_moving("acme", False)
+    created = two.cli("create-org", "acme", "ops", "--name", "Ops")
+    assert created.exit_code == 0, created.output
+    assert two.clusters.services("b").ledger.identity.org_exists("acme", "ops")  # the tenant's own cluster
+    assert not two.clusters.services("a").ledger.identity.org_exists("acme", "ops")
+    assert directory.writes_in_flight("acme") == 0
+
+
 class ClusteredHarness(Harness):
     """tests/conftest.py's Harness over two clusters: the same helpers, so suites written
     for one cluster run unchanged with tenants on two."""

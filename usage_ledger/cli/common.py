@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
 from sqlalchemy import inspect
@@ -83,15 +85,30 @@ def cluster_configs(config: Settings, names: tuple[str, ...] = ()) -> list[tuple
     return [(name, cluster_settings(config, name)) for name in chosen(config, names)]
 
 
-def tenant_config(config: Settings, tenant_id: str) -> Settings:
-    """The settings of the cluster that holds a tenant (the directory, LEDGER_CLUSTERS)."""
+@contextmanager
+def tenant_writes(config: Settings, tenant_id: str) -> Iterator[Services]:
+    """The services of the cluster that holds a tenant (the directory, LEDGER_CLUSTERS), for
+    a command that appends for it. As an API write does, the command holds a lease in the
+    directory from before it reads the tenant's `moving` flag until it is done, so a move
+    (runtime/moves.py) waits for it, and a tenant being moved refuses it: a write can never
+    land on the source after the move's last copy."""
     if not config.ledger_clusters:
-        return config
+        with for_writing(config) as services:
+            yield services
+        return
     from runtime.clusters import Clusters, cluster_settings
 
     with Clusters(config) as every:
         every.directory.create_tables()
-        return cluster_settings(config, every.directory.cluster_of(tenant_id))
+        lease = every.directory.begin_write(tenant_id)
+        try:
+            entry = every.directory.entry(tenant_id)
+            if entry is not None and entry[1]:
+                raise CliError(f"tenant {tenant_id} is being moved to another cluster; retry when the move is done")
+            with for_writing(cluster_settings(config, entry[0] if entry else every.first)) as services:
+                yield services
+        finally:
+            every.directory.end_write(lease)
 
 
 class Progress:

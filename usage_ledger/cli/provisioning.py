@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from usage_ledger.cli.common import CliError, for_writing, settings, tenant_config
+from usage_ledger.cli.common import CliError, for_writing, settings, tenant_writes
 
 ACTOR = "admin:cli"
 
@@ -23,7 +23,7 @@ def create_tenant(tenant_id: str, name: str, cluster: str | None) -> None:
         if cluster not in (None, "default"):
             raise CliError(f"no cluster named {cluster}: LEDGER_CLUSTERS is not set (the one cluster is `default`)")
         with for_writing(config) as services:
-            position = services.ledger.create_tenant(tenant_id, name, ACTOR)
+            position = services.ledger.identity.create_tenant(tenant_id, name, ACTOR)
         click.echo(json.dumps({"tenant_id": tenant_id, "position": position}))
         return
     from projections.registry import setup_database
@@ -34,7 +34,7 @@ def create_tenant(tenant_id: str, name: str, cluster: str | None) -> None:
         entry = every.directory.entry(tenant_id)
         placed = entry[0] if entry else every.directory.place(cluster)
         setup_database(every.settings_for(placed))
-        position = every.services(placed).ledger.create_tenant(tenant_id, name, ACTOR)
+        position = every.services(placed).ledger.identity.create_tenant(tenant_id, name, ACTOR)
         every.directory.assign(tenant_id, placed)
     click.echo(json.dumps({"tenant_id": tenant_id, "cluster": placed, "position": position}))
 
@@ -45,8 +45,8 @@ def create_tenant(tenant_id: str, name: str, cluster: str | None) -> None:
 @click.option("--name", required=True)
 def create_org(tenant_id: str, org_id: str, name: str) -> None:
     """Create an organization of a tenant."""
-    with for_writing(tenant_config(settings(), tenant_id)) as services:
-        position = services.ledger.create_org(tenant_id, org_id, name, ACTOR)
+    with tenant_writes(settings(), tenant_id) as services:
+        position = services.ledger.identity.create_org(tenant_id, org_id, name, ACTOR)
     click.echo(json.dumps({"tenant_id": tenant_id, "org_id": org_id, "position": position}))
 
 
@@ -56,8 +56,8 @@ def create_org(tenant_id: str, org_id: str, name: str) -> None:
 @click.option("--name", required=True)
 def create_client(tenant_id: str, org_id: str, name: str) -> None:
     """Register an agent client; prints its secret once."""
-    with for_writing(tenant_config(settings(), tenant_id)) as services:
-        client = services.ledger.register_client(tenant_id, org_id, name, ACTOR)
+    with tenant_writes(settings(), tenant_id) as services:
+        client = services.ledger.identity.register_client(tenant_id, org_id, name, ACTOR)
     click.echo(json.dumps(client.__dict__))
 
 
@@ -70,7 +70,7 @@ def create_client(tenant_id: str, org_id: str, name: str) -> None:
 def create_user(tenant_id: str, org_id: str, email: str, password: str, permissions: tuple[str, ...]) -> None:
     """Create a portal user (log in at POST /api/v1/auth/login)."""
 
-    with for_writing(tenant_config(settings(), tenant_id)) as services:
+    with tenant_writes(settings(), tenant_id) as services:
         user, position = services.ledger.identity.create_user(tenant_id, org_id, email, password, list(permissions), ACTOR)
     click.echo(json.dumps({**user.public(), "position": position}))
 
