@@ -477,18 +477,18 @@ def bench_export(backend: str, count: int = 50_000) -> None:
                note=f"peak RSS {int(after) / 1024:.0f} MiB (before the export {int(before) / 1024:.0f} MiB)")
 
 
-def bench_budget_check() -> None:
+def bench_budget_check(seconds: float = 8) -> None:
     """bench/budget_check.py: /budgets/check with 100 budgets vs /healthz on the same server."""
-    subprocess.run([sys.executable, "-m", "bench.budget_check", "--seconds", "8", "--out", str(RESULTS)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "bench.budget_check", "--seconds", str(seconds), "--out", str(RESULTS)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     result = json.loads((RESULTS / "budget_check.json").read_text())
     record("POST /api/v1/budgets/check, 100 budgets in the org (postgres)", result["budget_check_rps"], "requests/s",
            result["healthz_rps"], "GET /healthz on the same gunicorn server", "≥ 0.6")
 
 
-def bench_budget_holds() -> None:
+def bench_budget_holds(seconds: float = 8) -> None:
     """bench/budget_holds.py: reserve+commit pairs vs plain checks, reserve latency, the race."""
-    subprocess.run([sys.executable, "-m", "bench.budget_holds", "--seconds", "8", "--out", str(RESULTS)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "bench.budget_holds", "--seconds", str(seconds), "--out", str(RESULTS)], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     r = json.loads((RESULTS / "budget_holds.json").read_text())
     record("budget holds: reserve + commit pairs through HTTP, 15 budgets per request (postgres)",
@@ -554,7 +554,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: ingest,consistency,ledger,lag,http,export,budget,verify")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the ledger sizes (a smoke run: 0.002)")
     parser.add_argument("--out", default=str(RESULTS), help="where the tables and the plot go")
-    parser.add_argument("--seconds", type=float, default=10, help="how long each HTTP load of the http part runs")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="how long each HTTP load runs (default: each part's own: consistency 5, http 10, budget 8)")
     parser.add_argument("--clusters", type=int, default=0,
                         help="scale-out: N ledger clusters (N-1 PostgreSQL servers started here) against 1; alone, only this "
                              "(table: clusters-results.md)")
@@ -578,8 +579,8 @@ def main() -> None:
         bench_ingest_formats("postgres", batches_per_client=3, clients=4, record=record)
         bench_ingest_formats("sqlite", batches_per_client=3, clients=2, record=record)
     if want("consistency"):
-        bench_session_consistency("postgres", record)
-        bench_session_consistency("sqlite", record)
+        for backend in ("postgres", "sqlite"):
+            bench_session_consistency(backend, record, **({"seconds": args.seconds} if args.seconds else {}))
     if want("ledger"):
         points.append(bench_ledger("postgres", size(100_000), ("usage_rollups",), all_at_once=False))
         points.append(bench_ledger("postgres", size(1_000_000), HEAVY_PROJECTIONS, all_at_once=True))
@@ -589,12 +590,12 @@ def main() -> None:
     if want("lag"):
         bench_lag("postgres")
     if want("http"):
-        bench_http("postgres", seconds=args.seconds)
+        bench_http("postgres", seconds=args.seconds or 10)
     if want("export"):
         bench_export("postgres")
     if want("budget"):
-        bench_budget_check()
-        bench_budget_holds()
+        bench_budget_check(args.seconds or 8)
+        bench_budget_holds(args.seconds or 8)
     if want("verify"):
         bench_verify()
     write_results(points)

@@ -42,3 +42,18 @@ def test_the_http_benchmark_runs_and_writes_its_rows(tmp_path):
     assert any(n.startswith("authenticated read: GET /api/v1/usage/summary") for n in rows)
     for row in rows.values():
         assert row["figure"] > 0 and row["ratio"] > 0, row
+
+
+def test_the_consistency_and_budget_benchmarks_run_and_write_their_rows(tmp_path):
+    """The session-consistency A/B on both backends and the budget check and hold rows,
+    a second per load, on real servers."""
+    rows = {r["benchmark"]: r for r in _bench(tmp_path / "results", "--only", "consistency,budget", "--seconds", "1")}
+    consistency = [n for n in rows if n.startswith("ingest with session consistency on")]
+    assert len(consistency) == 4 and {"(postgres)" in n for n in consistency} == {True, False}, consistency
+    assert any(n.startswith("POST /api/v1/budgets/check, 100 budgets") for n in rows)
+    assert any(n.startswith("budget holds: reserve + commit pairs") for n in rows)
+    race = next(r for n, r in rows.items() if n.startswith("budget holds: 200 concurrent reserves"))
+    assert race["figure"] == 50, race  # exactly the cap, however fast the machine
+    for name, row in rows.items():
+        assert row["figure"] > 0, row
+        assert row["ratio"] is None or row["ratio"] > 0, row
