@@ -82,33 +82,94 @@ def drive(port: int, kind: str, seconds: float, clients: int, headers: dict, rat
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children that were waited for."""
+def _cpu(pid: int, with_children: bool = False) -> float:
+    """User + system CPU seconds of a process (and of its children that were waited for)."""
     import os
 
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    ticks = sum(int(f) for f in fields[11:15 if with_children else 13])  # utime stime [cutime cstime]
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def single_event_posts(port: int, worker_pid: int, client_id: str, secret: str, clients: int, seconds: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    return _cpu(pid, with_children=True)
+
+
+class Cpu:
+    """CPU seconds by role, to say where a request's cost goes: the API's process tree
+    (gunicorn master and workers), the worker's, every PostgreSQL server process, and the
+    load generator's clients (processes of this one, reaped after each run)."""
+
+    def __init__(self, api_pid: int, worker_pid: int):
+        self.api_pid, self.worker_pid = api_pid, worker_pid
+
+    def sample(self) -> dict[str, float]:
+        import os
+        import resource
+
+        parents: dict[int, int] = {}
+        postgres = 0.0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                if "(postgres)" in stat:
+                    postgres += _cpu(int(entry))
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue  # a process that ended meanwhile
+        api, tree = 0.0, {self.api_pid}
+        for pid in sorted(parents):  # children have higher pids than their parents here
+            if pid in tree or parents[pid] in tree:
+                tree.add(pid)
+                try:
+                    api += _cpu(pid)
+                except OSError:
+                    pass
+        clients = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"api": api, "worker": _cpu(self.worker_pid), "postgres": postgres, "clients": clients.ru_utime + clients.ru_stime}
+
+    @staticmethod
+    def per_request(before: dict[str, float], after: dict[str, float], done: int) -> dict[str, float]:
+        """Milliseconds of CPU per request, by role, between two samples."""
+        return {role: (after[role] - before[role]) / max(done, 1) * 1000 for role in before}
+
+
+def cpu_note(label: str, per_request: dict[str, float]) -> str:
+    parts = ", ".join(f"{role} {ms:.2f}" for role, ms in per_request.items())
+    return f"CPU ms per request {label}: {parts} (total {sum(per_request.values()):.2f})"
+
+
+def single_event_posts(port: int, cpu: Cpu, client_id: str, secret: str, clients: int, seconds: float) -> dict:
     headers = {"Authorization": basic(client_id, secret), "Content-Type": "application/json"}
     drive(port, "/healthz", 2, clients, {})  # warm up both workers
     drive(port, "post", 2, clients, headers)
+    before = cpu.sample()
     health = drive(port, "/healthz", seconds, clients, {})
-    cpu0 = cpu_seconds(worker_pid)
+    middle = cpu.sample()
     peak = drive(port, "post", seconds, clients, headers)
-    worker_cpu = cpu_seconds(worker_pid) - cpu0
+    after = cpu.sample()
     half = drive(port, "post", seconds, clients, headers, rate=peak["rps"] / 2)
-    return {"health": health, "peak": peak, "half": half, "worker_cpu_per_1000": worker_cpu / max(peak["done"], 1) * 1000}
+    return {
+        "health": health, "peak": peak, "half": half,
+        "worker_cpu_per_1000": (after["worker"] - middle["worker"]) / max(peak["done"], 1) * 1000,
+        "cpu_health": Cpu.per_request(before, middle, health["done"]), "cpu_post": Cpu.per_request(middle, after, peak["done"]),
+    }
 
 
-def authenticated_read(port: int, client_id: str, secret: str, clients: int, seconds: float) -> dict:
+def authenticated_read(port: int, cpu: Cpu, client_id: str, secret: str, clients: int, seconds: float) -> dict:
     headers = {"Authorization": basic(client_id, secret)}
     drive(port, "/api/v1/usage/summary", 2, clients, headers)
+    before = cpu.sample()
     open_read = drive(port, "/api/v1/deployment/config", seconds, clients, {})
+    middle = cpu.sample()
     authed = drive(port, "/api/v1/usage/summary", seconds, clients, headers)
-    return {"open": open_read, "authed": authed}
+    after = cpu.sample()
+    return {
+        "open": open_read, "authed": authed,
+        "cpu_open": Cpu.per_request(before, middle, open_read["done"]), "cpu_authed": Cpu.per_request(middle, after, authed["done"]),
+    }
 
 
 if __name__ == "__main__":  # a quick look: python -m bench.http_load
@@ -118,7 +179,8 @@ if __name__ == "__main__":  # a quick look: python -m bench.http_load
 
     with temporary_database("postgres") as url:
         cid, sec = provision(url)
-        with process(url, "api", "--port", "18777", "--workers", "2"), process(url, "work") as worker:
+        with process(url, "api", "--port", "18777", "--workers", "2") as api, process(url, "work") as worker:
             wait_http("http://127.0.0.1:18777/healthz")
-            print(json.dumps(single_event_posts(18777, worker.pid, cid, sec, 16, float(sys.argv[1]) if len(sys.argv) > 1 else 5)))
-            print(json.dumps(authenticated_read(18777, cid, sec, 4, 5)))
+            cpu = Cpu(api.pid, worker.pid)
+            print(json.dumps(single_event_posts(18777, cpu, cid, sec, 16, float(sys.argv[1]) if len(sys.argv) > 1 else 5)))
+            print(json.dumps(authenticated_read(18777, cpu, cid, sec, 4, 5)))

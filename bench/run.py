@@ -431,29 +431,32 @@ def bench_http(backend: str = "postgres", seconds: float = 10) -> None:
     rate, the worker's CPU per 1,000 events; then an authenticated read against an
     unauthenticated one on the same server."""
     from bench.consistency_ab import CaughtUp
-    from bench.http_load import authenticated_read, single_event_posts
+    from bench.http_load import Cpu, authenticated_read, cpu_note, single_event_posts
 
     with temporary_database(backend) as url:
         client_id, secret = provision(url)
         port = 20000 + (hash(url) % 1000)
-        with process(url, "api", "--port", str(port), "--workers", "2"), process(url, "work") as worker:
+        with process(url, "api", "--port", str(port), "--workers", "2") as api, process(url, "work") as worker:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            posts = single_event_posts(port, worker.pid, client_id, secret, 16, seconds)
+            cpu = Cpu(api.pid, worker.pid)
+            posts = single_event_posts(port, cpu, client_id, secret, 16, seconds)
             # the reads measure authentication and the read, not the projection backlog the
             # posts left (the client's own reads wait for its writes: session consistency)
             with CaughtUp(url) as caught_up:
                 caught_up()
-            reads = authenticated_read(port, client_id, secret, 4, seconds)
+            reads = authenticated_read(port, cpu, client_id, secret, 4, seconds)
     peak, half, health = posts["peak"], posts["half"], posts["health"]
     record(f"single-event POSTs, 16 keep-alive clients, unique ids ({backend})", peak["rps"], "requests/s",
            health["rps"], "GET /healthz on the same server, 16 clients", "≥ 0.5, p99 < 25 ms at half the peak rate",
            met=peak["rps"] / health["rps"] >= 0.5 and half["p99"] < 25,
            note=f"peak p50 {peak['p50']:.1f} ms p99 {peak['p99']:.1f} ms; at {half['rps']:,.0f}/s p50 {half['p50']:.1f} ms "
                 f"p99 {half['p99']:.1f} ms; worker CPU {posts['worker_cpu_per_1000']:.2f} s per 1,000 events; "
-                f"errors {peak['errors'] + half['errors']}")
+                f"errors {peak['errors'] + half['errors']}; {cpu_note('POST', posts['cpu_post'])}; "
+                f"{cpu_note('healthz', posts['cpu_health'])}")
     record(f"authenticated read: GET /api/v1/usage/summary, agent Basic auth, 4 clients ({backend})", reads["authed"]["rps"],
            "requests/s", reads["open"]["rps"], "unauthenticated GET /api/v1/deployment/config, same server", "≥ 0.5",
-           note=f"p50 {reads['authed']['p50']:.1f} ms vs {reads['open']['p50']:.1f} ms")
+           note=f"p50 {reads['authed']['p50']:.1f} ms vs {reads['open']['p50']:.1f} ms; {cpu_note('read', reads['cpu_authed'])}; "
+                f"{cpu_note('open', reads['cpu_open'])}")
 
 
 def bench_export(backend: str, count: int = 50_000) -> None:
