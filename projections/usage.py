@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from operator import add, attrgetter, neg
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import msgspec
 from sqlalchemy import (
@@ -221,7 +221,7 @@ class UsageEventsProjection(Projection):
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.events = usage_events_table(metadata, prefix)
 
-    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+    def changes(self, batch: Sequence[Recorded]) -> "EventChanges":
         rows: dict[tuple[str, str], tuple | None] = {}  # None: voided
         new: set[tuple[str, str]] = set()  # recorded in this batch: plain inserts
         for recorded in batch:
@@ -234,11 +234,26 @@ class UsageEventsProjection(Projection):
                 rows[(event.tenant_id, event.event_id)] = event_row(event, recorded.position, event.current)
             elif isinstance(event, UsageVoided):
                 rows[(event.tenant_id, event.event_id)] = None
-        for tenant_id, event_id in (key for key, row in rows.items() if row is None):
+        return EventChanges(
+            voided=[key for key, row in rows.items() if row is None],
+            inserted=[row for key, row in rows.items() if row is not None and key in new],
+            replaced=[row for key, row in rows.items() if row is not None and key not in new],
+        )
+
+    def write(self, conn: Connection, changes: "EventChanges") -> None:
+        for tenant_id, event_id in changes.voided:
             conn.execute(delete(self.events).where(self.events.c.tenant_id == tenant_id, self.events.c.event_id == event_id))
-        insert_rows(conn, self.events, [row for key, row in rows.items() if row is not None and key in new], EVENT_COLUMNS)
-        changed = [row for key, row in rows.items() if row is not None and key not in new]
-        upsert_replace(conn, self.events, changed, ["tenant_id", "event_id"], EVENT_COLUMNS)
+        insert_rows(conn, self.events, changes.inserted, EVENT_COLUMNS)
+        upsert_replace(conn, self.events, changes.replaced, ["tenant_id", "event_id"], EVENT_COLUMNS)
+
+
+class EventChanges(NamedTuple):
+    """A batch's changes to usage_events: keys (tenant_id, event_id) to delete, rows of events
+    recorded in the batch (new), rows of events amended (replacing the stored row)."""
+
+    voided: list[tuple[str, str]]
+    inserted: list[tuple]
+    replaced: list[tuple]
 
 
 ORG_DIMENSIONS = ("tenant_id", "org_id", "event_type")
@@ -264,7 +279,7 @@ class UsageRollupsProjection(Projection):
             *[Column(m, measure_type(m), nullable=False, default=0) for m in MEASURES],
         )
 
-    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+    def changes(self, batch: Sequence[Recorded]) -> "RollupChanges":
         hourly: dict[tuple, list[int]] = {}  # (dimensions, hour) -> measures
         for recorded in batch:
             event = recorded.event
@@ -285,13 +300,25 @@ class UsageRollupsProjection(Projection):
                 hourly[key] = list(measures) if totals is None else list(map(add, totals, measures))
         daily = _fold(hourly, lambda dims, hour: (dims, hour.replace(hour=0)))
         org_daily = _fold(daily, lambda dims, day: (dims[0], dims[1], dims[3], day))  # tenant, org, event type
+        return RollupChanges(
+            *([(dims_key(dims), bucket, *dims, *totals) for (dims, bucket), totals in rollup.items()] for rollup in (hourly, daily)),
+            [(*key, *totals) for key, totals in org_daily.items()],
+        )
+
+    def write(self, conn: Connection, changes: "RollupChanges") -> None:
         columns = ("dims_key", "bucket", *DIMENSIONS, *MEASURES)
-        for table, rollup in ((self.hourly, hourly), (self.daily, daily)):
-            rows = [(dims_key(dims), bucket, *dims, *totals) for (dims, bucket), totals in rollup.items()]
+        for table, rows in ((self.hourly, changes.hourly), (self.daily, changes.daily)):
             upsert_add(conn, table, rows, ["dims_key", "bucket"], MEASURES, columns=columns)
-        rows = [(*key, *totals) for key, totals in org_daily.items()]
         org_keys = (*ORG_DIMENSIONS, "bucket")
-        upsert_add(conn, self.daily_org, rows, org_keys, MEASURES, columns=(*org_keys, *MEASURES))
+        upsert_add(conn, self.daily_org, changes.daily_org, org_keys, MEASURES, columns=(*org_keys, *MEASURES))
+
+
+class RollupChanges(NamedTuple):
+    """A batch's measures to add, as rows of usage_hourly, usage_daily and usage_daily_org."""
+
+    hourly: list[tuple]
+    daily: list[tuple]
+    daily_org: list[tuple]
 
 
 def _hour(moment: datetime) -> datetime:
