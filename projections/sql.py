@@ -77,15 +77,19 @@ def _fits_64_bits(column: Sequence) -> bool:
 
 def _sqlite_values(table: Table, columns: Sequence[str], values: Sequence[Sequence]) -> Iterable[Sequence]:
     """The rows as SQLite takes them, converted a column at a time: a batch has thousands
-    of rows of tens of columns, of which only a few need converting."""
+    of rows of tens of columns, of which only a few need converting, and those often repeat
+    a few values (a batch's recording time, an hour bucket, a flag): each distinct value is
+    converted once."""
     converters = _sqlite_converters(table, tuple(columns))
     if not converters or not values:
         return values
     by_column = list(zip(*values))
     for i, convert in converters:
-        if convert is to_sqlite and _fits_64_bits(by_column[i]):
+        column = by_column[i]
+        if convert is to_sqlite and _fits_64_bits(column):
             continue
-        by_column[i] = tuple(map(convert, by_column[i]))
+        converted = {value: convert(value) for value in set(column)}
+        by_column[i] = tuple(map(converted.__getitem__, column))
     return zip(*by_column)
 
 
