@@ -56,15 +56,8 @@ class Reader:
         # the ledger head as the worker's poller last read it (workers/projector.py), so a
         # batch needs no query of its own for it; else read from the ledger for each batch
         self._head = head
-        self._peeked: tuple[int, int, list] | None = None  # a window read but not applied yet
         self._helper = None if feed else ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-{projection.name}")
         self._ahead: tuple[int, int, Future] | None = None
-
-    def put_back(self, start: int, end: int, items: list) -> None:
-        """A window read ahead of its batch (framework._skip_window): the next `window`
-        from the same start answers it without reading again."""
-        self._peeked = (start, end, items)
-        self.position = start
 
     def head(self) -> int:
         return self._head() if self._head is not None else self.store.max_position()
@@ -79,10 +72,6 @@ class Reader:
         """(end, items) for the positions after `start`, up to `head` (with a feed, possibly
         beyond: a window another projection read later, every position of it committed).
         Items are decoded events (or raw notifications, for wants_raw), or Undecodable."""
-        peeked, self._peeked = self._peeked, None
-        if peeked is not None and peeked[0] == start:
-            self.position = peeked[1]
-            return peeked[1], peeked[2]
         if self.feed is not None:
             end, entries = self.feed.window(start, head)
             self.position = end

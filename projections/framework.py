@@ -1,9 +1,10 @@
 """What every read model shares: its position, its parked errors, and the batch loop.
 
 A projection supplies its tables and a function that turns a batch of ledger events into
-row changes. `run_batch` is the one loop: it locks the projection's position row, reads
-the next events of the notification log, applies them and records the new position in the
-same transaction. An event that makes the projection raise is parked in
+row changes. `run_batch` is the one loop: it reads the next events of the notification log
+(and, for a projection whose changes follow from the events alone, computes them) before
+its transaction, then locks the projection's position row, applies the batch and records
+the new position in the same transaction. An event that makes the projection raise is parked in
 `projection_errors` and the projection moves on.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import traceback
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -68,7 +69,7 @@ def topics_of(*event_classes: type[LedgerEvent]) -> tuple[str, ...]:
 
 class Projection:
     """One read model. Subclasses set name, version, topics (`topics_of(...)`) and
-    implement define/apply."""
+    implement define, and either apply or changes and write."""
 
     name: str = ""
     version: int = 1
@@ -85,8 +86,19 @@ class Projection:
     def define(self, metadata: MetaData, prefix: str) -> None:
         raise NotImplementedError
 
-    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+    def changes(self, batch: Sequence[Recorded]) -> object:
+        """The batch's row changes, when they follow from its events alone (no read of the
+        read model): the loop then computes them before the batch's transaction (outside
+        SQLite's one-writer lock) and `write` stores them in it. None (the default): `apply`
+        does everything inside the transaction."""
+        return None
+
+    def write(self, conn: Connection, changes: object) -> None:
+        """Store what `changes` returned (projections that implement `changes`)."""
         raise NotImplementedError
+
+    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+        self.write(conn, self.changes(batch))
 
     @property
     def tables(self) -> list[Table]:
@@ -161,10 +173,11 @@ def wait_for_positions(
 def run_batch(engine: Engine, reader: Reader) -> int:
     """Apply the next batch; returns how far the position moved (0 when caught up)."""
     reader.pace()
+    ahead = _read_ahead(reader)
     if engine.dialect.name == "sqlite":
         with _sqlite_writer(engine):
-            return _run_batch(engine, reader)
-    return _run_batch(engine, reader)
+            return _run_batch(engine, reader, ahead)
+    return _run_batch(engine, reader, ahead)
 
 
 _sqlite_writers: dict[str, threading.Lock] = {}
@@ -179,28 +192,68 @@ def _sqlite_writer(engine: Engine) -> threading.Lock:
         return _sqlite_writers.setdefault(str(engine.url), threading.Lock())
 
 
-def _run_batch(engine: Engine, reader: Reader) -> int:
+class _Ahead(NamedTuple):
+    """The next window, read before the batch's transaction, with its row changes."""
+
+    start: int
+    end: int
+    items: list
+    changes: object  # Projection.changes of its decodable items (None: apply computes them)
+
+
+def _read_ahead(reader: Reader) -> _Ahead | None:
+    """Read and decode the window after the reader's position and compute its row changes
+    before the batch's transaction: on SQLite outside the one-writer lock, so that one
+    projector prepares its batch while another's statements run in SQLite (which releases
+    the GIL). None when the position is not known yet (the first batch) or nothing is new;
+    the transaction discards the window when another worker moved the position meanwhile."""
+    start = reader.position
+    if not start:
+        return None
+    head = reader.head()
+    if head <= start:
+        return None
+    end, items = reader.window(start, head)
+    return _Ahead(start, end, items, _changes(reader.projection, _decodable(items)))
+
+
+def _decodable(items: list) -> list:
+    return [item for item in items if not isinstance(item, Undecodable)]
+
+
+def _changes(projection: Projection, batch: list) -> object:
+    if not batch:
+        return None
+    try:
+        return projection.changes(batch)
+    except Exception:  # the transaction applies the batch event by event and parks the culprit
+        return None
+
+
+def _run_batch(engine: Engine, reader: Reader, ahead: _Ahead | None) -> int:
     projection = reader.projection
-    skipped = _skip_window(engine, reader)
-    if skipped is not None:
-        return skipped
+    if ahead is not None and not ahead.items:
+        if _skip_window(engine, reader, ahead):
+            return ahead.end - ahead.start
+        ahead = None
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # a read model is derived data: if the server crashes before this commit reaches
             # disk, its rows and its position are lost together and the batch is replayed
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         start = _lock_position(conn, projection)
-        head = reader.head()
-        if head <= start:
-            return 0
-        end, items = reader.window(start, head)
-        batch = []
+        if ahead is not None and ahead.start == start:
+            end, items, changes = ahead.end, ahead.items, ahead.changes
+        else:  # the first batch, or another worker moved the position since
+            head = reader.head()
+            if head <= start:
+                return 0
+            end, items = reader.window(start, head)
+            changes = None
         for item in items:
             if isinstance(item, Undecodable):
                 _park(conn, projection, item.notification.id, item.notification.topic, item.error)
-            else:
-                batch.append(item)
-        _apply_or_park(conn, projection, batch)
+        _apply_or_park(conn, projection, _decodable(items), changes)
         conn.execute(
             update(projection_positions)
             .where(projection_positions.c.name == projection.name)
@@ -209,26 +262,16 @@ def _run_batch(engine: Engine, reader: Reader) -> int:
         return end - start
 
 
-def _skip_window(engine: Engine, reader: Reader) -> int | None:
+def _skip_window(engine: Engine, reader: Reader, ahead: _Ahead) -> bool:
     """A window with nothing this projection follows only moves its position: one
     compare-and-set statement (on PostgreSQL outside a transaction) instead of a batch
     transaction, so that most read models cost one statement per window of usage events.
-    None when the window has events for it, or when its position is not where this reader
-    left it (another worker moved it): then the batch transaction decides."""
-    start = reader.position
-    if not start:
-        return None
-    head = reader.head()
-    if head <= start:
-        return None
-    end, items = reader.window(start, head)
-    if items:
-        reader.put_back(start, end, items)  # the batch applies this very window
-        return None
+    False when its position is not where this reader left it (another worker moved it):
+    then the batch transaction decides."""
     move = (
         update(projection_positions)
-        .where(projection_positions.c.name == reader.projection.name, projection_positions.c.position == start)
-        .values(position=end, updated_at=utcnow_naive())
+        .where(projection_positions.c.name == reader.projection.name, projection_positions.c.position == ahead.start)
+        .values(position=ahead.end, updated_at=utcnow_naive())
     )
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
@@ -237,17 +280,19 @@ def _skip_window(engine: Engine, reader: Reader) -> int | None:
         with engine.begin() as conn:
             moved = conn.execute(move).rowcount
     if not moved:
-        reader.position = start
-        return None
-    return end - start
+        reader.position = ahead.start
+    return bool(moved)
 
 
-def _apply_or_park(conn: Connection, projection: Projection, batch: list) -> None:
+def _apply_or_park(conn: Connection, projection: Projection, batch: list, changes: object = None) -> None:
     if not batch:
         return
     try:
         with conn.begin_nested():
-            projection.apply(conn, batch)
+            if changes is None:
+                projection.apply(conn, batch)
+            else:
+                projection.write(conn, changes)
         return
     except Exception:
         pass

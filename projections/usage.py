@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from operator import add, attrgetter, neg
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import msgspec
 from sqlalchemy import (
@@ -85,7 +85,7 @@ def measure_type(measure: str):
 
 
 def to_nanos(value: Decimal | None) -> int:
-    return int((value or 0) * NANO)
+    return int(value * NANO) if value else 0  # None and zero skip the Decimal product
 
 
 def from_nanos(value: int | None) -> Decimal:
@@ -93,7 +93,11 @@ def from_nanos(value: int | None) -> Decimal:
 
 
 def naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    # the constructor, not replace(tzinfo=None): replace parses keywords, at more than
+    # twice the cost, and projectors call this for every event
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond)
 
 
 def _rollup_table(name: str, metadata: MetaData) -> Table:
@@ -221,7 +225,7 @@ class UsageEventsProjection(Projection):
     def define(self, metadata: MetaData, prefix: str) -> None:
         self.events = usage_events_table(metadata, prefix)
 
-    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
+    def changes(self, batch: Sequence[Recorded]) -> "EventChanges":
         rows: dict[tuple[str, str], tuple | None] = {}  # None: voided
         new: set[tuple[str, str]] = set()  # recorded in this batch: plain inserts
         for recorded in batch:
@@ -234,11 +238,26 @@ class UsageEventsProjection(Projection):
                 rows[(event.tenant_id, event.event_id)] = event_row(event, recorded.position, event.current)
             elif isinstance(event, UsageVoided):
                 rows[(event.tenant_id, event.event_id)] = None
-        for tenant_id, event_id in (key for key, row in rows.items() if row is None):
+        return EventChanges(
+            voided=[key for key, row in rows.items() if row is None],
+            inserted=[row for key, row in rows.items() if row is not None and key in new],
+            replaced=[row for key, row in rows.items() if row is not None and key not in new],
+        )
+
+    def write(self, conn: Connection, changes: "EventChanges") -> None:
+        for tenant_id, event_id in changes.voided:
             conn.execute(delete(self.events).where(self.events.c.tenant_id == tenant_id, self.events.c.event_id == event_id))
-        insert_rows(conn, self.events, [row for key, row in rows.items() if row is not None and key in new], EVENT_COLUMNS)
-        changed = [row for key, row in rows.items() if row is not None and key not in new]
-        upsert_replace(conn, self.events, changed, ["tenant_id", "event_id"], EVENT_COLUMNS)
+        insert_rows(conn, self.events, changes.inserted, EVENT_COLUMNS)
+        upsert_replace(conn, self.events, changes.replaced, ["tenant_id", "event_id"], EVENT_COLUMNS)
+
+
+class EventChanges(NamedTuple):
+    """A batch's changes to usage_events: keys (tenant_id, event_id) to delete, rows of events
+    recorded in the batch (new), rows of events amended (replacing the stored row)."""
+
+    voided: list[tuple[str, str]]
+    inserted: list[tuple]
+    replaced: list[tuple]
 
 
 ORG_DIMENSIONS = ("tenant_id", "org_id", "event_type")
@@ -264,47 +283,68 @@ class UsageRollupsProjection(Projection):
             *[Column(m, measure_type(m), nullable=False, default=0) for m in MEASURES],
         )
 
-    def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
-        hourly: dict[tuple, list[int]] = {}  # (dimensions, hour) -> measures
+    def changes(self, batch: Sequence[Recorded]) -> "RollupChanges":
+        hourly: dict[tuple, tuple[int, ...]] = {}  # (dimensions, hour) -> measures
         for recorded in batch:
             event = recorded.event
             if isinstance(event, UsageRecorded):
-                changes = ((event.usage, False),)
+                _count(hourly, event.tenant_id, event.org_id, event.usage)
             elif isinstance(event, UsageVoided):
-                changes = ((event.voided, True),)
+                _count(hourly, event.tenant_id, event.org_id, event.voided, subtract=True)
             elif isinstance(event, UsageAmended):
-                changes = ((event.previous, True), (event.current, False))
-            else:
-                continue
-            for usage, subtract in changes:
-                measures = _measures(usage)
-                if subtract:
-                    measures = map(neg, measures)
-                key = (_dimensions(event.tenant_id, event.org_id, usage), _hour(usage.occurred_at))
-                totals = hourly.get(key)
-                hourly[key] = list(measures) if totals is None else list(map(add, totals, measures))
-        daily = _fold(hourly, lambda dims, hour: (dims, hour.replace(hour=0)))
+                _count(hourly, event.tenant_id, event.org_id, event.previous, subtract=True)
+                _count(hourly, event.tenant_id, event.org_id, event.current)
+        daily = _fold(hourly, lambda dims, hour: (dims, _bucket(hour.year, hour.month, hour.day)))
         org_daily = _fold(daily, lambda dims, day: (dims[0], dims[1], dims[3], day))  # tenant, org, event type
+        return RollupChanges(
+            *([(dims_key(dims), bucket, *dims, *totals) for (dims, bucket), totals in rollup.items()] for rollup in (hourly, daily)),
+            [(*key, *totals) for key, totals in org_daily.items()],
+        )
+
+    def write(self, conn: Connection, changes: "RollupChanges") -> None:
         columns = ("dims_key", "bucket", *DIMENSIONS, *MEASURES)
-        for table, rollup in ((self.hourly, hourly), (self.daily, daily)):
-            rows = [(dims_key(dims), bucket, *dims, *totals) for (dims, bucket), totals in rollup.items()]
+        for table, rows in ((self.hourly, changes.hourly), (self.daily, changes.daily)):
             upsert_add(conn, table, rows, ["dims_key", "bucket"], MEASURES, columns=columns)
-        rows = [(*key, *totals) for key, totals in org_daily.items()]
         org_keys = (*ORG_DIMENSIONS, "bucket")
-        upsert_add(conn, self.daily_org, rows, org_keys, MEASURES, columns=(*org_keys, *MEASURES))
+        upsert_add(conn, self.daily_org, changes.daily_org, org_keys, MEASURES, columns=(*org_keys, *MEASURES))
+
+
+class RollupChanges(NamedTuple):
+    """A batch's measures to add, as rows of usage_hourly, usage_daily and usage_daily_org."""
+
+    hourly: list[tuple]
+    daily: list[tuple]
+    daily_org: list[tuple]
+
+
+def _count(hourly: dict[tuple, tuple[int, ...]], tenant_id: str, org_id: str, usage: Usage, subtract: bool = False) -> None:
+    """Add (or take away) one usage event's measures in its hour's rollup."""
+    measures = _measures(usage)
+    if subtract:
+        measures = tuple(map(neg, measures))
+    key = (_dimensions(tenant_id, org_id, usage), _hour(usage.occurred_at))
+    totals = hourly.get(key)
+    hourly[key] = measures if totals is None else tuple(map(add, totals, measures))
 
 
 def _hour(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    moment = moment.astimezone(timezone.utc)
+    return _bucket(moment.year, moment.month, moment.day, moment.hour)
 
 
-def _fold(rollup: dict[tuple, list[int]], coarser: Callable[[tuple, datetime], tuple]) -> dict[tuple, list[int]]:
+@lru_cache(maxsize=65536)
+def _bucket(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    """An hour's or a day's bucket (naive UTC): a batch's events fall in few of them."""
+    return datetime(year, month, day, hour)
+
+
+def _fold(rollup: dict[tuple, tuple[int, ...]], coarser: Callable[[tuple, datetime], tuple]) -> dict[tuple, tuple[int, ...]]:
     """Sum a rollup's measures into coarser keys."""
-    folded: dict[tuple, list[int]] = {}
+    folded: dict[tuple, tuple[int, ...]] = {}
     for (dims, bucket), totals in rollup.items():
         key = coarser(dims, bucket)
         into = folded.get(key)
-        folded[key] = totals if into is None else list(map(add, into, totals))
+        folded[key] = totals if into is None else tuple(map(add, into, totals))
     return folded
 
 
@@ -354,7 +394,7 @@ def _measures(u: Usage) -> tuple[int, ...]:
         0 if u.latency_ms is None else 1,
         u.policies_evaluated,
         u.policy_violations,
-        int((u.quantity or 0) * MILLI),
+        int(u.quantity * MILLI) if u.quantity else 0,
         to_nanos(u.reported_cost_usd),
         u.cached_prompt_tokens,
         u.cache_creation_tokens,
