@@ -30,14 +30,13 @@ from sqlalchemy import (
     Text,
     delete,
     select,
-    update,
 )
 
 from ledger.errors import Unavailable
 from ledger.events import LedgerEvent
 from ledger.store import LedgerStore, Recorded
 from projections.feed import Feed, Reader, Undecodable
-from projections.sql import insert_ignore
+from projections.sql import driver_rows, driver_statement, insert_ignore
 
 control = MetaData()
 
@@ -114,20 +113,30 @@ def utcnow_naive() -> datetime:
 
 
 # positions ----------------------------------------------------------------------------
+# the statements every batch runs, without SQLAlchemy's statement building (projections/sql.py)
+_LOCK = {
+    # the position row, locked for the batch; and, like SET LOCAL, asynchronous commit for
+    # this transaction (a read model is derived data: if the server crashes before the
+    # commit reaches disk, its rows and its position are lost together and replayed)
+    "postgresql": "SELECT position, set_config('synchronous_commit', 'off', true) FROM projection_positions "
+                  "WHERE name = %s FOR UPDATE",
+    "sqlite": "SELECT position FROM projection_positions WHERE name = ?",  # the batch holds the write lock
+}
+_MOVE = "UPDATE projection_positions SET position = %s, updated_at = %s WHERE name = %s"
+_MOVE_FROM = _MOVE + " AND position = %s"
+
+
 def _lock_position(conn: Connection, projection: Projection) -> int:
-    query = select(projection_positions.c.position).where(projection_positions.c.name == projection.name)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    position = conn.execute(query).scalar()
-    if position is None:  # first run of this projection
+    found = driver_rows(conn, _LOCK[conn.dialect.name], (projection.name,))
+    if not found:  # first run of this projection
         insert_ignore(
             conn,
             projection_positions,
             [{"name": projection.name, "position": 0, "schema_version": projection.version}],
             ["name"],
         )
-        position = conn.execute(query).scalar_one()
-    return position
+        found = driver_rows(conn, _LOCK[conn.dialect.name], (projection.name,))
+    return found[0][0]
 
 
 def positions(conn: Connection) -> dict[str, int]:
@@ -230,17 +239,28 @@ def _changes(projection: Projection, batch: list) -> object:
         return None
 
 
+class _ApplyFailed(Exception):
+    """A batch failed to apply: its transaction is rolled back, and the batch is applied
+    again event by event, parking the events that fail."""
+
+
 def _run_batch(engine: Engine, reader: Reader, ahead: _Ahead | None) -> int:
-    projection = reader.projection
     if ahead is not None and not ahead.items:
         if _skip_window(engine, reader, ahead):
             return ahead.end - ahead.start
         ahead = None
+    try:
+        return _batch(engine, reader, ahead, one_by_one=False)
+    except _ApplyFailed:
+        return _batch(engine, reader, ahead, one_by_one=True)
+
+
+def _batch(engine: Engine, reader: Reader, ahead: _Ahead | None, one_by_one: bool) -> int:
+    """One transaction: lock the position, apply the window, move the position. The
+    whole batch goes in without a savepoint (a failure rolls it all back: _ApplyFailed);
+    `one_by_one` applies each event under its own savepoint and parks those that fail."""
+    projection = reader.projection
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # a read model is derived data: if the server crashes before this commit reaches
-            # disk, its rows and its position are lost together and the batch is replayed
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         start = _lock_position(conn, projection)
         if ahead is not None and ahead.start == start:
             end, items, changes = ahead.end, ahead.items, ahead.changes
@@ -253,12 +273,18 @@ def _run_batch(engine: Engine, reader: Reader, ahead: _Ahead | None) -> int:
         for item in items:
             if isinstance(item, Undecodable):
                 _park(conn, projection, item.notification.id, item.notification.topic, item.error)
-        _apply_or_park(conn, projection, _decodable(items), changes)
-        conn.execute(
-            update(projection_positions)
-            .where(projection_positions.c.name == projection.name)
-            .values(position=end, updated_at=utcnow_naive())
-        )
+        batch = _decodable(items)
+        if one_by_one:
+            _apply_one_by_one(conn, projection, batch)
+        elif batch:
+            try:
+                if changes is None:
+                    projection.apply(conn, batch)
+                else:
+                    projection.write(conn, changes)
+            except Exception as error:
+                raise _ApplyFailed from error
+        driver_statement(conn, _MOVE, (end, utcnow_naive(), projection.name))
         return end - start
 
 
@@ -268,35 +294,21 @@ def _skip_window(engine: Engine, reader: Reader, ahead: _Ahead) -> bool:
     transaction, so that most read models cost one statement per window of usage events.
     False when its position is not where this reader left it (another worker moved it):
     then the batch transaction decides."""
-    move = (
-        update(projection_positions)
-        .where(projection_positions.c.name == reader.projection.name, projection_positions.c.position == ahead.start)
-        .values(position=ahead.end, updated_at=utcnow_naive())
-    )
+    move = (ahead.end, utcnow_naive(), reader.projection.name, ahead.start)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            moved = conn.execution_options(isolation_level="AUTOCOMMIT").execute(move).rowcount
+            moved = driver_statement(conn.execution_options(isolation_level="AUTOCOMMIT"), _MOVE_FROM, move)
     else:
         with engine.begin() as conn:
-            moved = conn.execute(move).rowcount
+            moved = driver_statement(conn, _MOVE_FROM, move)
     if not moved:
         reader.position = ahead.start
     return bool(moved)
 
 
-def _apply_or_park(conn: Connection, projection: Projection, batch: list, changes: object = None) -> None:
-    if not batch:
-        return
-    try:
-        with conn.begin_nested():
-            if changes is None:
-                projection.apply(conn, batch)
-            else:
-                projection.write(conn, changes)
-        return
-    except Exception:
-        pass
-    for recorded in batch:  # find the poison event(s): apply one at a time
+def _apply_one_by_one(conn: Connection, projection: Projection, batch: list) -> None:
+    """Each event under its own savepoint; the events that fail are parked."""
+    for recorded in batch:
         try:
             with conn.begin_nested():
                 projection.apply(conn, [recorded])

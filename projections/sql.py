@@ -231,3 +231,19 @@ def driver_rows(conn: Connection, sql: str, params) -> list[tuple]:
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+def driver_statement(conn: Connection, sql: str, params: Sequence) -> int:
+    """Run one statement written with %s placeholders on the connection's driver cursor
+    (its transaction) and return its row count: for statements a hot loop runs every time,
+    without SQLAlchemy's statement building. On SQLite the placeholders become ? and
+    datetimes are written as SQLAlchemy writes them."""
+    if conn.dialect.name != "postgresql":
+        sql = sql.replace("%s", "?")
+        params = [_sqlite_datetime(v) if isinstance(v, datetime) else v for v in params]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+    finally:
+        cursor.close()

@@ -51,15 +51,17 @@ def bootstrap(
     *,
     writer: bool = False,
     pool_size: int | None = None,
+    engine_pool_size: int | None = None,
     pool_timeout: float | None = None,
 ) -> Services:
     """Everything a process needs, built from `settings` (the environment when None).
-    `writer` engines take SQLite's write lock when a transaction begins (projectors, jobs)."""
+    `writer` engines take SQLite's write lock when a transaction begins (projectors, jobs).
+    `engine_pool_size`: the read-model engine's pool, when it differs from the ledger's."""
     settings = settings or Settings.from_env()
     size = pool_size or settings.db_pool_size
     timeout = pool_timeout or settings.db_pool_timeout
     store = LedgerStore(settings.database_url, pool_size=size, pool_timeout=timeout)
-    engine = make_engine(settings.database_url, writer=writer, pool_size=size, pool_timeout=timeout)
+    engine = make_engine(settings.database_url, writer=writer, pool_size=engine_pool_size or size, pool_timeout=timeout)
     rates = LedgerRates(store, engine)
     ledger = Ledger(store, settings, books=rates.current)
     return Services(settings, store, ledger, engine)

@@ -28,7 +28,7 @@ log = logging.getLogger("usage_ledger.worker")
 STANDBY_SECONDS = 1.0
 MICRO_BATCH_EVENTS = 50  # fewer new events than this: wait MICRO_BATCH_SECONDS for more
 MICRO_BATCH_SECONDS = 0.02
-WORKER_POOL_SIZE = 3  # per pool, doubled by overflow: at most ~13 connections per worker process
+WORKER_POOL_SIZE = 3  # the ledger pool (doubled by overflow): the shared feed and the jobs read it
 WORKER_POOL_TIMEOUT = 30.0
 
 
@@ -140,9 +140,13 @@ def run_workers(settings: Settings, projections: Sequence[Projection] | None = N
             signal.signal(sig, lambda *_: stop.set())
     projections = list(projections or all_projections(settings=settings))
     tune_gc()
-    # one ledger pool and one read-model engine for the whole process; connections are held
-    # only while a batch runs, so a few serve every projection thread
-    services = bootstrap(settings, writer=True, pool_size=WORKER_POOL_SIZE, pool_timeout=WORKER_POOL_TIMEOUT)
+    # one ledger pool and one read-model engine for the whole process. A new ledger position
+    # wakes every projection thread at once, and each holds a read-model connection for its
+    # batch: the engine keeps one per projection (opened when first needed), so those bursts
+    # reuse connections instead of opening and closing overflow ones each time
+    services = bootstrap(
+        settings, writer=True, pool_size=WORKER_POOL_SIZE, engine_pool_size=len(projections), pool_timeout=WORKER_POOL_TIMEOUT
+    )
     store, engine = services.store, services.engine
     head = LedgerHead(settings, stop)
     feed = Feed(store, settings.projector_batch_size)  # every window read and decoded once
