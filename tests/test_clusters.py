@@ -393,6 +393,32 @@ def test_a_command_line_write_holds_a_lease_and_is_refused_while_its_tenant_move
     assert directory.writes_in_flight("acme") == 0
 
 
+def test_sync_license_from_the_command_line_syncs_the_licences_of_every_cluster(two):
+    from tests.fakes import FakeServer, as_json
+
+    def answer(method, path, headers, body):
+        key = path.rsplit("/", 1)[-1]
+        return 200, as_json({"license_key": key, "tier": "Enterprise", "nodes_total": 10, "credits_included": 500,
+                             "expires_at": "2027-06-30T00:00:00Z", "status": "active"})
+
+    manager = FakeServer(answer)
+    try:
+        for tenant, cluster in (("acme", "a"), ("globex", "b")):
+            two.tenant(tenant, cluster=cluster)
+            issued = two.admin("POST", "/api/v1/admin/licenses", json={
+                "tenant_id": tenant, "org_id": "prod", "tier": "Enterprise", "nodes_total": 10,
+                "expires_at": "2027-12-31T00:00:00Z", "license_key": f"LIC-{tenant}",
+            })
+            assert issued.status_code == 201, issued.json
+        two.project()
+        result = CliRunner().invoke(cli.main, ["sync-license"], env={**two.env, "LICENSE_MANAGER_URL": manager.url})
+        assert result.exit_code == 0, result.output
+        synced = {(o["tenant_id"], o["license_key"], o["ok"]) for o in json.loads(result.output)["synced"]}
+        assert synced == {("acme", "LIC-acme", True), ("globex", "LIC-globex", True)}
+    finally:
+        manager.stop()
+
+
 class ClusteredHarness(Harness):
     """tests/conftest.py's Harness over two clusters: the same helpers, so suites written
     for one cluster run unchanged with tenants on two."""

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from usage_ledger.cli.common import CliError, for_writing, settings, tenant_writes
+from usage_ledger.cli.common import CliError, cluster_configs, for_writing, settings, tenant_writes
 
 ACTOR = "admin:cli"
 
@@ -77,11 +77,14 @@ def create_user(tenant_id: str, org_id: str, email: str, password: str, permissi
 
 @click.command("sync-license")
 def sync_license() -> None:
-    """Sync every licence with the License Manager now (LICENSE_MANAGER_URL)."""
+    """Sync every licence with the License Manager now (LICENSE_MANAGER_URL), on every
+    ledger cluster (LEDGER_CLUSTERS)."""
     from runtime.licensing import sync_known_licenses
 
-    with for_writing(settings()) as services:
-        outcomes = sync_known_licenses(services)
+    outcomes = []
+    for _name, cluster in cluster_configs(settings()):
+        with for_writing(cluster) as services:
+            outcomes += sync_known_licenses(services)
     click.echo(json.dumps({"synced": [o.as_dict() for o in outcomes]}))
     sys.exit(0 if all(o.ok for o in outcomes) else 2)
 
