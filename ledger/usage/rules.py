@@ -81,6 +81,7 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
+AMOUNT_FIELDS = ("cost_usd", "credits", "quantity", "reported_cost_usd")
 _canonical = msgspec.json.Encoder(order="sorted")
 _FIELD_IN_MESSAGE = re.compile(r"`\$\.([A-Za-z_]+)")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
@@ -371,12 +372,22 @@ def sent_fingerprint(item: UsageIn) -> str | None:
 
 
 def _fingerprint(item: UsageIn, utc: bool) -> str:
-    sent = msgspec.to_builtins(item)
-    for key, value in list(sent.items()):
-        if isinstance(value, str) and key in ("cost_usd", "credits", "quantity", "reported_cost_usd"):
-            sent[key] = str(Decimal(value).normalize())
-    if utc and isinstance(item.occurred_at, datetime) and item.occurred_at.tzinfo is not None:
-        sent["occurred_at"] = msgspec.to_builtins(item.occurred_at.astimezone(timezone.utc))
+    """sha256 of the item's canonical JSON: the fields sent (null kept, unsent left out) in
+    sorted order, each amount normalized (1.50 and 1.5 are the same amount), occurred_at in
+    UTC when `utc`. The struct is encoded as it is, with only the fields that change
+    replaced: the same bytes as encoding its `msgspec.to_builtins` dict (what releases up to
+    2026-11 did, tests/unit/test_fingerprint.py), without building that dict per event."""
+    changes: dict[str, Any] = {}
+    for name in AMOUNT_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, Decimal):
+            changes[name] = str(value.normalize())
+    if item.metadata is not None and item.metadata is not msgspec.UNSET:
+        changes["metadata"] = msgspec.to_builtins(item.metadata)  # what it encodes as (a set, a Struct…)
+    moment = item.occurred_at
+    if utc and isinstance(moment, datetime) and moment.tzinfo is not None and moment.tzinfo is not timezone.utc:
+        changes["occurred_at"] = moment.astimezone(timezone.utc)
+    sent = msgspec.structs.replace(item, **changes) if changes else item
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 
 
