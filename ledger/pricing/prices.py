@@ -100,16 +100,23 @@ class PriceBook:
             self._by_model.setdefault(price.model.lower(), []).append(price)
         for prices in self._by_model.values():
             prices.sort(key=lambda p: (p.effective_from, p.source == "override"))
+        # (model, provider or None for any) → the prices that answer it, oldest first: one
+        # lookup per usage event instead of a filter over the model's prices
+        self._by_model_and_provider: dict[tuple[str, str | None], tuple[ModelPrice, ...]] = {}
+        for model, prices in self._by_model.items():
+            self._by_model_and_provider[(model, None)] = tuple(prices)
+            for provider in {p.provider for p in prices}:
+                self._by_model_and_provider[(model, provider)] = tuple(p for p in prices if p.provider == provider)
 
     def price_for(self, provider: str | None, model: str | None, at: datetime) -> ModelPrice | None:
+        """The newest price of the model (of that provider, when named) in force at `at`."""
         if not model:
             return None
-        candidates = [
-            p
-            for p in self._by_model.get(model.lower(), ())
-            if p.effective_from <= at and (not provider or p.provider == provider.lower())
-        ]
-        return candidates[-1] if candidates else None
+        key = (model.lower(), provider.lower() if provider else None)
+        for price in reversed(self._by_model_and_provider.get(key, ())):
+            if price.effective_from <= at:
+                return price
+        return None
 
     def in_force(self, at: datetime) -> list[ModelPrice]:
         """The price of every known model at `at`."""
