@@ -70,6 +70,10 @@ class ModelPrice:
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0, cache_creation_tokens: int = 0) -> Decimal:
         """Uncached input, cache reads, cache writes and output, each at its price (cache
         reads and writes are parts of prompt_tokens; reasoning is part of completion_tokens)."""
+        if not cached_prompt_tokens and not cache_creation_tokens:
+            raw = (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
+            if raw:  # the cache terms would add a zero: the same value, and a non-zero value keeps its sign
+                return raw.quantize(_NANO, rounding=ROUND_HALF_EVEN)
         uncached = prompt_tokens - cached_prompt_tokens - cache_creation_tokens
         input_per_1m = self.input_per_1k * 1000
         cached_per_1m = input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
