@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -357,15 +356,15 @@ def item_problems(
         yield "metadata", problem
 
 
-# a UsageIn's fields by name, each None when it was not sent
-_SentFields = namedtuple("_SentFields", UsageIn.__struct_fields__)  # type: ignore[misc]
+# a UsageIn's fields by name, each None when it was not sent (a Struct: its fields read fast)
+_SentFields = msgspec.defstruct("SentFields", [(name, Any) for name in UsageIn.__struct_fields__])
 
 
 def sent_fields(item: UsageIn) -> Any:
     """The item's fields by name, None for a field not sent (UNSET): the rules do not tell
     unsent from null (the fingerprint does). One pass over the struct instead of an UNSET
     check per field read, which mattered at 1,000 items per request."""
-    return tuple.__new__(_SentFields, [None if value is msgspec.UNSET else value for value in msgspec.structs.astuple(item)])
+    return _SentFields(*[None if value is msgspec.UNSET else value for value in msgspec.structs.astuple(item)])
 
 
 def fingerprint(item: UsageIn) -> str:
