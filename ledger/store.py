@@ -12,6 +12,7 @@ session-consistency marks, api/consistency.py).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -45,11 +46,15 @@ EVENTS_TABLE = "ledger_events"
 EXCLUSIVE_WAIT_SECONDS = 10  # `exclusive`: the longest wait for another process's hold
 COPY_THRESHOLD = 50  # PostgreSQL: batches of at least this many events are written with COPY
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://usage-ledger/streams")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def stream_id(*parts: str) -> UUID:
-    """A deterministic stream id, so that the same thing always lands in the same stream."""
-    return uuid5(_NAMESPACE, "\x1f".join(parts))
+    """A deterministic stream id, so that the same thing always lands in the same stream:
+    uuid5(_NAMESPACE, the parts joined by \\x1f), computed as `uuid.uuid5` does, without its
+    import and namespace conversion per call (one per usage event at ingest)."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode()).digest()
+    return UUID(bytes=digest[:16], version=5)
 
 
 class StreamConflict(Exception):

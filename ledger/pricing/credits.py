@@ -64,11 +64,11 @@ class CreditRateBook:
             rates.sort(key=lambda r: (r.effective_from, r.source == "override"))
 
     def rate_for(self, resource_type: str, at: datetime) -> Decimal:
-        rate = DEFAULT_CREDIT_RATES.get(resource_type, Decimal(0))
-        for candidate in self._by_type.get(resource_type, ()):
+        """The newest rate in force at `at` (the rates are kept oldest first)."""
+        for candidate in reversed(self._by_type.get(resource_type, ())):
             if candidate.effective_from <= at:
-                rate = candidate.credits_per_unit
-        return rate
+                return candidate.credits_per_unit
+        return DEFAULT_CREDIT_RATES.get(resource_type, Decimal(0))
 
     def in_force(self, at: datetime) -> list[CreditRate]:
         current = {}

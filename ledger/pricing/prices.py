@@ -70,6 +70,10 @@ class ModelPrice:
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0, cache_creation_tokens: int = 0) -> Decimal:
         """Uncached input, cache reads, cache writes and output, each at its price (cache
         reads and writes are parts of prompt_tokens; reasoning is part of completion_tokens)."""
+        if not cached_prompt_tokens and not cache_creation_tokens:
+            raw = (prompt_tokens * self.input_per_1k + completion_tokens * self.output_per_1k) / 1000
+            if raw:  # the cache terms would add a zero: the same value, and a non-zero value keeps its sign
+                return raw.quantize(_NANO, rounding=ROUND_HALF_EVEN)
         uncached = prompt_tokens - cached_prompt_tokens - cache_creation_tokens
         input_per_1m = self.input_per_1k * 1000
         cached_per_1m = input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
@@ -100,16 +104,23 @@ class PriceBook:
             self._by_model.setdefault(price.model.lower(), []).append(price)
         for prices in self._by_model.values():
             prices.sort(key=lambda p: (p.effective_from, p.source == "override"))
+        # (model, provider or None for any) → the prices that answer it, oldest first: one
+        # lookup per usage event instead of a filter over the model's prices
+        self._by_model_and_provider: dict[tuple[str, str | None], tuple[ModelPrice, ...]] = {}
+        for model, prices in self._by_model.items():
+            self._by_model_and_provider[(model, None)] = tuple(prices)
+            for provider in {p.provider for p in prices}:
+                self._by_model_and_provider[(model, provider)] = tuple(p for p in prices if p.provider == provider)
 
     def price_for(self, provider: str | None, model: str | None, at: datetime) -> ModelPrice | None:
+        """The newest price of the model (of that provider, when named) in force at `at`."""
         if not model:
             return None
-        candidates = [
-            p
-            for p in self._by_model.get(model.lower(), ())
-            if p.effective_from <= at and (not provider or p.provider == provider.lower())
-        ]
-        return candidates[-1] if candidates else None
+        key = (model.lower(), provider.lower() if provider else None)
+        for price in reversed(self._by_model_and_provider.get(key, ())):
+            if price.effective_from <= at:
+                return price
+        return None
 
     def in_force(self, at: datetime) -> list[ModelPrice]:
         """The price of every known model at `at`."""

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Sequence
 
 import msgspec
 
@@ -81,6 +81,7 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 SERVER_SET_FIELDS = ("client_id", "tenant_id", "org_id")
+AMOUNT_FIELDS = ("cost_usd", "credits", "quantity", "reported_cost_usd")
 _canonical = msgspec.json.Encoder(order="sorted")
 _FIELD_IN_MESSAGE = re.compile(r"`\$\.([A-Za-z_]+)")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
@@ -243,67 +244,40 @@ def normalize(
     credit_rates: "CreditRateBook | None" = None,
 ) -> tuple[Usage | None, list[ItemError]]:
     """The Usage fact an item stands for, or the item's problems."""
-    errors: list[ItemError] = []
-
-    def check(field: str, problem: str | None) -> None:
-        if problem is not None:
-            errors.append(ItemError(index, item.event_id, field, problem))
-
-    def given(value: Any) -> Any:
-        return None if value is msgspec.UNSET else value
-
-    occurred_at = given(item.occurred_at) or now
-    if occurred_at.tzinfo is None:
-        check("occurred_at", "must be an RFC3339 timestamp with a time zone offset")
+    sent = sent_fields(item)
+    occurred_at = sent.occurred_at or now
+    offset_missing = occurred_at.tzinfo is None
+    if offset_missing:
         occurred_at = occurred_at.replace(tzinfo=timezone.utc)
     occurred_at = occurred_at.astimezone(timezone.utc)
-    check("occurred_at", occurred_at_problem(occurred_at, now, oldest))
-
-    operation = given(item.operation)
-    check("operation", operation_problem(operation))
-
-    has_llm_fields = any(
-        given(v) is not None
-        for v in (item.llm_provider, item.llm_model, item.prompt_tokens, item.completion_tokens, item.total_tokens)
+    has_llm_fields = not (
+        sent.llm_provider is None and sent.llm_model is None
+        and sent.prompt_tokens is None and sent.completion_tokens is None and sent.total_tokens is None
     )
-    resource_type = default_resource_type(given(item.resource_type), has_llm_fields)
-    check("resource_type", resource_type_problem(resource_type))
-
-    quantity = given(item.quantity)
-    check("quantity", quantity_problem(quantity))
-
-    prompt = given(item.prompt_tokens) or 0
-    completion = given(item.completion_tokens) or 0
-    total = given(item.total_tokens)
-    check("total_tokens", total_tokens_problem(prompt, completion, total))
-    if total is None:
-        total = prompt + completion
-    cached = given(item.cached_prompt_tokens) or 0
-    cache_creation = given(item.cache_creation_tokens) or 0
-    reasoning = given(item.reasoning_tokens) or 0
-    for field, problem in token_details_problems(prompt, completion, cached, cache_creation, reasoning).items():
-        check(field, problem)
-
-    for name in ("cost_usd", "credits", "reported_cost_usd"):
-        check(name, money_problem(given(getattr(item, name))))
-
-    metadata = given(item.metadata)
-    check("metadata", metadata_problem(metadata))
-
+    resource_type = default_resource_type(sent.resource_type, has_llm_fields)
+    prompt = sent.prompt_tokens or 0
+    completion = sent.completion_tokens or 0
+    cached = sent.cached_prompt_tokens or 0
+    cache_creation = sent.cache_creation_tokens or 0
+    reasoning = sent.reasoning_tokens or 0
+    problems = item_problems(sent, occurred_at, offset_missing, resource_type, now, oldest)
+    errors = [ItemError(index, item.event_id, field, problem) for field, problem in problems]
     if errors:
         return None, errors
 
-    status = given(item.http_status_code)
-    provider, model = given(item.llm_provider), given(item.llm_model)
-    cost = given(item.cost_usd)
+    total = prompt + completion if sent.total_tokens is None else sent.total_tokens
+    quantity = sent.quantity
+    cost = sent.cost_usd
     unpriced = False
     if cost is None:
-        cost, unpriced = price_of(provider, model, prompt, completion, total, occurred_at, prices, cached, cache_creation)
+        cost, unpriced = price_of(
+            sent.llm_provider, sent.llm_model, prompt, completion, total, occurred_at, prices, cached, cache_creation
+        )
         if cost >= MAX_MONEY:  # a stated cost is below 1,000,000: so is a computed one (what the read models hold)
             field = "completion_tokens" if completion else "prompt_tokens"
             message = f"gives a cost of {cost} USD at the price in force; one event costs below 1,000,000"
             return None, [ItemError(index, item.event_id, field, message)]
-    credits = given(item.credits)
+    credits = sent.credits
     if credits is None and credit_rates is not None:
         credits = credit_rates.credits_for(resource_type, quantity, cost, unpriced, occurred_at)
         if credits is not None and credits >= MAX_COMPUTED_CREDITS:  # what the read models hold exactly
@@ -316,41 +290,81 @@ def normalize(
         occurred_at=occurred_at,
         event_type=item.event_type,
         client_id=client_id,
-        operation=operation,
+        operation=sent.operation,
         resource_type=resource_type,
         quantity=quantity,
-        instance_id=given(item.instance_id),
-        instance_type=given(item.instance_type),
-        user_id=given(item.user_id),
-        team_id=given(item.team_id),
-        agent_id=given(item.agent_id),
-        workflow_id=given(item.workflow_id),
-        app_id=given(item.app_id),
-        knowledge_base_id=given(item.knowledge_base_id),
-        http_method=(given(item.http_method) or None) and item.http_method.upper(),
-        http_path=given(item.http_path),
-        http_status_code=status,
-        llm_provider=provider,
-        llm_model=model,
+        instance_id=sent.instance_id,
+        instance_type=sent.instance_type,
+        user_id=sent.user_id,
+        team_id=sent.team_id,
+        agent_id=sent.agent_id,
+        workflow_id=sent.workflow_id,
+        app_id=sent.app_id,
+        knowledge_base_id=sent.knowledge_base_id,
+        http_method=sent.http_method.upper() if sent.http_method else None,
+        http_path=sent.http_path,
+        http_status_code=sent.http_status_code,
+        llm_provider=sent.llm_provider,
+        llm_model=sent.llm_model,
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total,
-        latency_ms=given(item.latency_ms),
+        latency_ms=sent.latency_ms,
         cost_usd=cost,
         unpriced=unpriced,
         credits=credits,
-        policies_evaluated=given(item.policies_evaluated) or 0,
-        policy_violations=given(item.policy_violations) or 0,
-        success=success_of(given(item.success), status),
-        metadata=metadata,
+        policies_evaluated=sent.policies_evaluated or 0,
+        policy_violations=sent.policy_violations or 0,
+        success=success_of(sent.success, sent.http_status_code),
+        metadata=sent.metadata,
         body_sha256=fingerprint(item),
-        reported_cost_usd=given(item.reported_cost_usd),
+        reported_cost_usd=sent.reported_cost_usd,
         cached_prompt_tokens=cached,
         cache_creation_tokens=cache_creation,
         reasoning_tokens=reasoning,
-        hold_id=given(item.hold_id),
+        hold_id=sent.hold_id,
     )
     return usage, []
+
+
+def item_problems(
+    sent: Any, occurred_at: datetime, offset_missing: bool, resource_type: str | None, now: datetime, oldest: datetime
+) -> Iterator[tuple[str, str]]:
+    """(field, problem) of each rule the item breaks, in the order they are reported. A
+    field not sent breaks no rule, so its rule is not asked: most fields of most items."""
+    if offset_missing:
+        yield "occurred_at", "must be an RFC3339 timestamp with a time zone offset"
+    if problem := occurred_at_problem(occurred_at, now, oldest):
+        yield "occurred_at", problem
+    if sent.operation is not None and (problem := operation_problem(sent.operation)):
+        yield "operation", problem
+    if resource_type is not None and (problem := resource_type_problem(resource_type)):
+        yield "resource_type", problem
+    if sent.quantity is not None and (problem := quantity_problem(sent.quantity)):
+        yield "quantity", problem
+    prompt, completion = sent.prompt_tokens or 0, sent.completion_tokens or 0
+    if sent.total_tokens is not None and (problem := total_tokens_problem(prompt, completion, sent.total_tokens)):
+        yield "total_tokens", problem
+    if sent.cached_prompt_tokens or sent.cache_creation_tokens or sent.reasoning_tokens:
+        yield from token_details_problems(
+            prompt, completion, sent.cached_prompt_tokens or 0, sent.cache_creation_tokens or 0, sent.reasoning_tokens or 0
+        ).items()
+    for field, amount in (("cost_usd", sent.cost_usd), ("credits", sent.credits), ("reported_cost_usd", sent.reported_cost_usd)):
+        if amount is not None and (problem := money_problem(amount)):
+            yield field, problem
+    if sent.metadata is not None and (problem := metadata_problem(sent.metadata)):
+        yield "metadata", problem
+
+
+# a UsageIn's fields by name, each None when it was not sent (a Struct: its fields read fast)
+_SentFields = msgspec.defstruct("SentFields", [(name, Any) for name in UsageIn.__struct_fields__])
+
+
+def sent_fields(item: UsageIn) -> Any:
+    """The item's fields by name, None for a field not sent (UNSET): the rules do not tell
+    unsent from null (the fingerprint does). One pass over the struct instead of an UNSET
+    check per field read, which mattered at 1,000 items per request."""
+    return _SentFields(*[None if value is msgspec.UNSET else value for value in msgspec.structs.astuple(item)])
 
 
 def fingerprint(item: UsageIn) -> str:
@@ -371,12 +385,22 @@ def sent_fingerprint(item: UsageIn) -> str | None:
 
 
 def _fingerprint(item: UsageIn, utc: bool) -> str:
-    sent = msgspec.to_builtins(item)
-    for key, value in list(sent.items()):
-        if isinstance(value, str) and key in ("cost_usd", "credits", "quantity", "reported_cost_usd"):
-            sent[key] = str(Decimal(value).normalize())
-    if utc and isinstance(item.occurred_at, datetime) and item.occurred_at.tzinfo is not None:
-        sent["occurred_at"] = msgspec.to_builtins(item.occurred_at.astimezone(timezone.utc))
+    """sha256 of the item's canonical JSON: the fields sent (null kept, unsent left out) in
+    sorted order, each amount normalized (1.50 and 1.5 are the same amount), occurred_at in
+    UTC when `utc`. The struct is encoded as it is, with only the fields that change
+    replaced: the same bytes as encoding its `msgspec.to_builtins` dict (what releases up to
+    2026-11 did, tests/unit/test_fingerprint.py), without building that dict per event."""
+    changes: dict[str, Any] = {}
+    for name in AMOUNT_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, Decimal):
+            changes[name] = str(value.normalize())
+    if item.metadata is not None and item.metadata is not msgspec.UNSET:
+        changes["metadata"] = msgspec.to_builtins(item.metadata)  # what it encodes as (a set, a Struct…)
+    moment = item.occurred_at
+    if utc and isinstance(moment, datetime) and moment.tzinfo is not None and moment.tzinfo is not timezone.utc:
+        changes["occurred_at"] = moment.astimezone(timezone.utc)
+    sent = msgspec.structs.replace(item, **changes) if changes else item
     return hashlib.sha256(_canonical.encode(sent)).hexdigest()
 
 

@@ -4,7 +4,10 @@ no price (never a silent $0)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.pricing.prices import DEFAULT_PRICES, ModelPrice, PriceBook
 
@@ -87,3 +90,35 @@ def test_cache_reads_and_writes_are_priced_per_million_and_the_rest_of_the_promp
 def test_a_model_without_cache_prices_prices_cache_tokens_at_its_input_price():
     price = override("m", "0.002", "0.008", T0)
     assert price.cost(1000, 100, cached_prompt_tokens=600, cache_creation_tokens=400) == price.cost(1000, 100)
+
+
+# the cost of an event, exactly as it has always been computed ----------------------------
+def reference_cost(price: ModelPrice, prompt: int, completion: int, cached: int, cache_creation: int) -> Decimal:
+    """ModelPrice.cost as releases up to 2026-11 computed it (every term, always)."""
+    input_per_1m = price.input_per_1k * 1000
+    cached_per_1m = input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
+    write_per_1m = input_per_1m if price.cache_write_input_per_1m is None else price.cache_write_input_per_1m
+    raw = ((prompt - cached - cache_creation) * price.input_per_1k + completion * price.output_per_1k) / 1000 + (
+        cached * cached_per_1m + cache_creation * write_per_1m
+    ) / Decimal(1_000_000)
+    return raw.quantize(Decimal("0.000000001"), rounding=ROUND_HALF_EVEN)
+
+
+rates = st.one_of(
+    st.decimals(0, 999_999, places=9, allow_nan=False, allow_infinity=False),
+    st.sampled_from([Decimal("0"), Decimal("-0"), Decimal("0E-9"), Decimal("0.0025"), Decimal("999999.999999999")]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    rates, rates, st.none() | rates, st.none() | rates,
+    st.integers(0, 10**12), st.integers(0, 10**12), st.integers(0, 10**12), st.integers(0, 10**12),
+)
+def test_the_cost_is_the_same_decimal_as_every_term_computed(input_1k, output_1k, cached_1m, write_1m, prompt, completion, a, b):
+    """Same value, sign and exponent: the cost is stored as it is computed."""
+    price = ModelPrice("p", "m", input_1k, output_1k, T0, "override", cached_1m, write_1m)
+    cached, cache_creation = sorted((a % (prompt + 1), b % (prompt + 1)))
+    cache_creation -= cached  # cached + cache_creation ≤ prompt
+    for tokens in ((prompt, completion, 0, 0), (prompt, completion, cached, cache_creation), (0, 0, 0, 0)):
+        assert repr(price.cost(*tokens)) == repr(reference_cost(price, *tokens))
