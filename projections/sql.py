@@ -201,9 +201,8 @@ def _pg_staged_upsert(conn: Connection, table: Table, values: Sequence[Sequence]
 
 
 class DriverQuery:
-    """A hot read built and compiled once per dialect, then run through the driver: each call
-    skips SQLAlchemy's statement building, cache key and result set-up (about 1 ms of
-    a usage summary's 1.8). Parameters are the statement's bindparams by name; datetimes
+    """A hot read built and compiled once per dialect, then run as driver SQL: each call
+    skips SQLAlchemy's statement building and cache key (most of a usage summary's cost). Parameters are the statement's bindparams by name; datetimes
     go to SQLite as SQLAlchemy stores them. Rows come back as the driver gives them: read
     summed columns with `projections.exact.from_stored`."""
 
@@ -223,27 +222,19 @@ class DriverQuery:
 
 
 def driver_rows(conn: Connection, sql: str, params) -> list[tuple]:
-    """The rows of one statement run on the connection's driver cursor (its transaction),
-    without SQLAlchemy's result set-up: for hot reads of a few rows."""
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
+    """The rows of one statement written in the driver's SQL (its placeholders), in the
+    connection's transaction: for hot reads of a few rows. It goes through SQLAlchemy's
+    `exec_driver_sql`, so a lost connection is a DBAPIError (503 at the edge) and
+    invalidates the pool, as with any other statement."""
+    return list(conn.exec_driver_sql(sql, params if isinstance(params, dict) else tuple(params)))
 
 
 def driver_statement(conn: Connection, sql: str, params: Sequence) -> int:
-    """Run one statement written with %s placeholders on the connection's driver cursor
-    (its transaction) and return its row count: for statements a hot loop runs every time,
-    without SQLAlchemy's statement building. On SQLite the placeholders become ? and
-    datetimes are written as SQLAlchemy writes them."""
+    """Run one statement written with %s placeholders in the connection's transaction and
+    return its row count: for statements a hot loop runs every time, without SQLAlchemy's
+    statement building. On SQLite the placeholders become ? and datetimes are written as
+    SQLAlchemy writes them."""
     if conn.dialect.name != "postgresql":
         sql = sql.replace("%s", "?")
         params = [_sqlite_datetime(v) if isinstance(v, datetime) else v for v in params]
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-    finally:
-        cursor.close()
+    return conn.exec_driver_sql(sql, tuple(params)).rowcount
