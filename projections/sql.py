@@ -202,8 +202,9 @@ def _pg_staged_upsert(conn: Connection, table: Table, values: Sequence[Sequence]
 
 class DriverQuery:
     """A hot read built and compiled once per dialect, then run as driver SQL: each call
-    skips SQLAlchemy's statement building and cache key (most of a usage summary's cost). Parameters are the statement's bindparams by name; datetimes
-    go to SQLite as SQLAlchemy stores them. Rows come back as the driver gives them: read
+    skips SQLAlchemy's statement building and cache key (most of a usage summary's cost).
+    Parameters are the statement's bindparams by name; datetimes go to SQLite as
+    SQLAlchemy stores them. Rows come back as the driver gives them: read
     summed columns with `projections.exact.from_stored`."""
 
     def __init__(self, statement) -> None:
@@ -217,7 +218,7 @@ class DriverQuery:
             found = self._compiled[conn.dialect.name] = (compiled.string, tuple(compiled.positiontup) if compiled.positional else None)
         sql, positions = found
         if positions is not None:  # SQLite: positional parameters, datetimes as stored
-            params = tuple(_sqlite_datetime(v) if isinstance(v, datetime) else v for v in (params[n] for n in positions))
+            params = tuple(_sqlite_param(params[n]) for n in positions)
         return driver_rows(conn, sql, params)
 
 
@@ -236,5 +237,10 @@ def driver_statement(conn: Connection, sql: str, params: Sequence) -> int:
     SQLAlchemy writes them."""
     if conn.dialect.name != "postgresql":
         sql = sql.replace("%s", "?")
-        params = [_sqlite_datetime(v) if isinstance(v, datetime) else v for v in params]
+        params = [_sqlite_param(v) for v in params]
     return conn.exec_driver_sql(sql, tuple(params)).rowcount
+
+
+def _sqlite_param(value: Any) -> Any:
+    """A parameter of a driver statement as SQLite takes it (datetimes as SQLAlchemy stores them)."""
+    return _sqlite_datetime(value) if isinstance(value, datetime) else value

@@ -52,8 +52,9 @@ def redact_payload(topic: str, payload: dict) -> list[str]:
         for parent in parents:
             holder = holder.get(parent) if isinstance(holder, dict) else None
         value = holder.get(name) if isinstance(holder, dict) else None
-        if isinstance(value, str) and shown_url(value) != value:
-            holder[name] = shown_url(value)
+        shown = shown_url(value) if isinstance(value, str) else value
+        if shown != value:
+            holder[name] = shown
             redacted.append(".".join((*parents, name)))
     return redacted
 

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ledger.errors import Unavailable
-from ledger.licensing.rules import MAX_CREDITS_INCLUDED, ReportedLicense
+from ledger.licensing.rules import MAX_CREDITS_INCLUDED, MAX_NODES_TOTAL, ReportedLicense
 
 if TYPE_CHECKING:  # pragma: no cover
     from ledger.application import Ledger
@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("usage_ledger.license_sync")
 TIMEOUT_SECONDS = 10.0
 MAX_LABEL = 64  # tier and status, as the license_sync read model keeps them
-MAX_NODES = 1_000_000  # as an issued licence's nodes_total
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ def parse_terms(body: bytes, license_key: str) -> ReportedLicense:
         credits = data.get("credits_included")
         expires = data.get("expires_at")
         nodes = data.get("nodes_total")
-        if nodes is not None and (type(nodes) is not int or not 0 <= nodes <= MAX_NODES):
-            raise ValueError(f"nodes_total must be an integer from 0 to {MAX_NODES:,}")
+        if nodes is not None and (type(nodes) is not int or not 0 <= nodes <= MAX_NODES_TOTAL):
+            raise ValueError(f"nodes_total must be an integer from 0 to {MAX_NODES_TOTAL:,}")
         terms = ReportedLicense(
             tier=_label(data, "tier"),
             nodes_total=nodes,

@@ -20,6 +20,7 @@ CAUTION_PERCENT = 80
 WARNING_PERCENT = 90
 INSTANCE_TYPES = ("agent", "orchestrator")
 MAX_HOST_INFO_BYTES = 8 * 1024
+MAX_NODES_TOTAL = 1_000_000
 MAX_CREDITS_INCLUDED = Decimal(10) ** 9  # like a budget limit: × 10^9 nano-credits fits 64 bits
 LICENSE_SYNC_FAILURE_CODES = ("lm_unreachable", "lm_unavailable", "license_not_recognized", "lm_error")
 
@@ -71,7 +72,7 @@ class ReportedLicense:
 def check_terms(terms: LicenseTerms) -> None:
     if terms.tier not in TIERS:
         raise Invalid("VALIDATION_FAILED", f"tier must be one of {', '.join(TIERS)}", field="tier")
-    if not isinstance(terms.nodes_total, int) or not 1 <= terms.nodes_total <= 1_000_000:
+    if not isinstance(terms.nodes_total, int) or not 1 <= terms.nodes_total <= MAX_NODES_TOTAL:
         raise Invalid("VALIDATION_FAILED", "nodes_total must be an integer from 1 to 1,000,000", field="nodes_total")
     if terms.expires_at.tzinfo is None:
         raise Invalid("VALIDATION_FAILED", "expires_at needs a time zone offset", field="expires_at")
