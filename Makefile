@@ -34,8 +34,10 @@ run: setup
 	@echo "Demo agent: client_id=demo-agent client_secret=demo-secret-change-me; admin key: $$ADMIN_API_KEY"
 	@$(BIN)/usage-ledger serve --host $(HOST) --port $(PORT)
 
+# Test files run in parallel (one file stays on one worker: its servers and databases are its own).
+TEST_WORKERS ?= 3
 test: setup browser
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # Chart.js is vendored (committed) from the npm registry; this refreshes the copy.
 chartjs:
