@@ -175,6 +175,8 @@ class SyncOutcomeOut(msgspec.Struct):
 
 class SyncOut(msgspec.Struct):
     synced: list[SyncOutcomeOut]
+    partial: bool | None = None  # LEDGER_CLUSTERS: true when a cluster did not answer
+    missing_clusters: list[str] | None = None
 
 
 class PolicyWrittenOut(Positioned):

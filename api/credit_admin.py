@@ -12,7 +12,7 @@ from api.answers_admin import CreditRateSetOut, CreditRatesOut, EntityOut, SyncO
 from api.auth import require_admin_key
 from api.consistency import appended, consult, reflect
 from api.formats import Moment, timestamp
-from api.routing import platform_wide
+from api.routing import fan_out, platform_wide
 from api.services import services
 from ledger.identity.rules import ENTITY_TYPES
 from ledger.usage.resources import RESOURCE_TYPE_SLUGS
@@ -105,10 +105,19 @@ def post_entity(body):
 @blp.route("/licenses/sync", methods=["POST"])
 @answers(SyncOut)
 def sync_licenses_now():
-    """Run the License Manager sync now; one outcome per licence key."""
+    """Run the License Manager sync now; one outcome per licence key (LEDGER_CLUSTERS: of
+    every cluster, `partial` when one did not answer)."""
     require_admin_key()
+    every = fan_out(_sync_here)
+    if every is None:
+        return {"synced": _sync_here()}
+    return {"synced": [o for outcomes in every.by_cluster.values() for o in outcomes], **every.flags()}
+
+
+def _sync_here() -> list[dict]:
+    """The sync of this request's cluster."""
     consult("license_sync")  # licences issued just before, through any API process
     outcomes = sync_known_licenses(services())
     if outcomes:
         appended(max(o.position for o in outcomes))
-    return {"synced": [o.as_dict() for o in outcomes]}
+    return [o.as_dict() for o in outcomes]

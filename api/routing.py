@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from contextlib import contextmanager
 
 from flask import Flask, g, request
 
@@ -91,6 +92,25 @@ def platform_wide(kind: str, payload: dict) -> None:
     g.platform_pending = sorted(name for name, position in positions.items() if position is None)
 
 
+# What a request has read or raised on one cluster (api/consistency.py): its marks, the read
+# models' positions and the marks it raised are that cluster's positions, meaningless on another.
+_PER_CLUSTER = ("consistency_marks", "prefetched_marks", "known_positions", "marks_raised_to")
+
+
+@contextmanager
+def _on(cluster_services):
+    """Within: services() answers this cluster's, and the request's per-cluster state is its own."""
+    before = {name: g.pop(name) for name in (*_PER_CLUSTER, "cluster_services") if name in g}
+    g.cluster_services = cluster_services
+    try:
+        yield
+    finally:
+        for name in (*_PER_CLUSTER, "cluster_services"):
+            g.pop(name, None)
+        for name, value in before.items():
+            setattr(g, name, value)
+
+
 def fan_out(read):
     """With several clusters and a request for no one tenant: `read()` run once per
     cluster (services() answering that cluster's), as an Answer naming the clusters that
@@ -100,14 +120,10 @@ def fan_out(read):
     every = current_app.extensions.get("usage_ledger_clusters")
     if every is None or g.get("cluster_tenant"):
         return None
-    before = g.get("cluster_services")
 
     def on(_name, cluster_services):
-        g.cluster_services = cluster_services
-        try:
+        with _on(cluster_services):
             return read()
-        finally:
-            g.cluster_services = before
 
     return every.fan_out(on)
 
@@ -128,12 +144,8 @@ def fan_out_one(name: str, read):
     """`read()` on one named cluster (503 CLUSTER_UNAVAILABLE when it is down)."""
     from flask import current_app
 
-    before = g.get("cluster_services")
-    g.cluster_services = current_app.extensions["usage_ledger_clusters"].require(name)
-    try:
+    with _on(current_app.extensions["usage_ledger_clusters"].require(name)):
         return read()
-    finally:
-        g.cluster_services = before
 
 
 def _end_write(_error=None) -> None:

@@ -478,3 +478,59 @@ def test_the_cross_tenant_matrix_holds_with_the_tenants_on_two_clusters(clustere
         assert not other, "\n".join(other)
     own = isolation.call(h, beta, "user", "GET", "/api/v1/admin/audit-log/1")
     assert own.status_code == 200 and own.json["tenant_id"] == "beta-t"
+
+
+
+def _license_manager():
+    from tests.fakes import FakeServer, as_json
+
+    def answer(method, path, headers, body):
+        return 200, as_json({"license_key": path.rsplit("/", 1)[-1], "tier": "Enterprise", "nodes_total": 10,
+                             "credits_included": 500, "expires_at": "2027-06-30T00:00:00Z", "status": "active"})
+
+    return FakeServer(answer)
+
+
+@pytest.fixture
+def two_consistent(server_b, clock):
+    """Two clusters with session consistency on, as deployed (a short read wait), and a
+    License Manager."""
+    manager = _license_manager()
+    url_a = new_database_url("postgres", None)
+    url_b = server_b.new_database()
+    deployment = TwoClusters(url_a, url_b, clock, session_consistency=True, read_wait_seconds=0.5,
+                             license_manager_url=manager.url)
+    yield deployment
+    deployment.close()
+    manager.stop()
+    drop_database(url_a)
+    if server_b.running():
+        _drop_on(server_b, url_b)
+
+
+def test_a_fan_out_waits_on_each_clusters_own_marks_and_the_sync_route_syncs_every_cluster(two_consistent):
+    """The admin key's marks and the read-model positions a request has read are one
+    cluster's: a fan-out read must not wait on another cluster for them (that position may
+    never come there), and the admin sync route syncs the licences of every cluster."""
+    two = two_consistent
+    two.tenant("globex", cluster="b")
+    two.tenant("acme", cluster="a")
+    for n in range(12):  # the admin key's mark on cluster a is far beyond cluster b's head
+        created = two.admin("POST", "/api/v1/admin/tenants/acme/orgs", json={"org_id": f"o{n}", "name": f"o{n}"})
+        assert created.status_code == 201, created.json
+    for tenant in ("acme", "globex"):
+        issued = two.admin("POST", "/api/v1/admin/licenses", json={
+            "tenant_id": tenant, "org_id": "prod", "tier": "Enterprise", "nodes_total": 10,
+            "expires_at": "2027-12-31T00:00:00Z", "license_key": f"LIC-{tenant}",
+        })
+        assert issued.status_code == 201, issued.json
+    two.project()
+    audit = two.admin("GET", "/api/v1/admin/audit-log?limit=500")
+    assert audit.status_code == 200, audit.json
+    assert audit.json["partial"] is False and set(audit.json["positions"]) == {"a", "b"}
+
+    synced = two.admin("POST", "/api/v1/admin/licenses/sync", json={})
+    assert synced.status_code == 200, synced.json
+    assert {(o["tenant_id"], o["license_key"], o["ok"]) for o in synced.json["synced"]} == {
+        ("acme", "LIC-acme", True), ("globex", "LIC-globex", True)}
+    assert synced.json["partial"] is False
