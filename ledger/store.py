@@ -333,11 +333,12 @@ class LedgerStore:
     @contextmanager
     def _held(self, keys: list[int]):
         with self._unavailable(), self.datastore.get_connection() as conn:
-            # a holder that is stuck makes the others give up (503, retry) instead of hanging
-            conn.execute(f"SET lock_timeout = '{EXCLUSIVE_WAIT_SECONDS}s'")
-            try:
+            # a holder that is stuck makes the others give up (503, retry) instead of hanging;
+            # one round trip: in a pipeline on an autocommit connection each statement is
+            # synced on its own, so the RESET runs even when the lock times out
+            with conn.pipeline():
+                conn.execute(f"SET lock_timeout = '{EXCLUSIVE_WAIT_SECONDS}s'")
                 conn.execute("SELECT pg_advisory_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered", [keys])
-            finally:
                 conn.execute("RESET lock_timeout")
             try:
                 yield

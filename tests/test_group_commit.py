@@ -135,6 +135,8 @@ def test_a_process_waiting_for_streams_another_holds_gives_up_with_503_after_the
             assert time.monotonic() - started < 5
         with other.exclusive([stream]):  # the first released it
             pass
+        with other.datastore.get_connection() as a, other.datastore.get_connection() as b:  # all its pool has
+            assert [c.execute("SHOW lock_timeout").fetchone()["lock_timeout"] for c in (a, b)] == ["0", "0"]
     finally:
         one.close()
         other.close()
