@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Collection
 
-from sqlalchemy import Connection, DateTime, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, DateTime, and_, bindparam, case, func, literal, or_, select
 
-from ledger.budgets.rules import period_bounds, period_starts
+from ledger.budgets.rules import PERIODS, period_bounds, period_starts
 from projections.budgets import BudgetStatusProjection
 from projections.credits_gauges import scope_gauge_credits
 from projections.framework import projection_positions
+from projections.sql import DriverQuery
 from projections.usage import naive_utc
 
 BUDGETS = BudgetStatusProjection()
@@ -67,9 +68,40 @@ def org_budgets_with_spend(
     (`held_nanos`, the earliest of their expiries `next_expiry`), and the position of the
     budget_status read model they reflect. `pairs`: only the budgets of these (scope,
     scope_id) pairs (a reserve needs those of its request, not the whole org's)."""
+    pairs = None if pairs is None else sorted(pairs)
+    params = {f"start_{period}": start for period, start in current_period_starts(now).items()}
+    for n, (scope, scope_id) in enumerate(pairs or ()):
+        params[f"scope_{n}"], params[f"scope_id_{n}"] = scope, scope_id
+    query = _budgets_with_spend(None if pairs is None else len(pairs))
+    # one statement: the rows are exactly at `position`
+    rows = query.mappings(conn, tenant_id=tenant_id, org_id=org_id, now=naive_utc(now), **params)
+    reflected = int(rows[0]["position"] or 0) if rows else _position(conn)
+    for row in rows:
+        if row["unit"] == "credits":
+            start, end = period_bounds(row["period"], now)
+            row["used_nanos"] += scope_gauge_credits(
+                conn, tenant_id, org_id, row["scope"], row["scope_id"], naive_utc(start), naive_utc(end), naive_utc(now)
+            )
+    return rows, reflected
+
+
+_POSITION = select(projection_positions.c.position).where(projection_positions.c.name == BUDGETS.name).scalar_subquery()
+_WITH_SPEND: dict[int | None, DriverQuery] = {}
+
+
+def _position(conn: Connection) -> int:
+    return int(conn.execute(select(_POSITION)).scalar() or 0)
+
+
+def _budgets_with_spend(pairs: int | None) -> DriverQuery:
+    """The statement of `org_budgets_with_spend` for the whole org (None) or for this many
+    (scope, scope_id) pairs, built once (it costs more to build than to run); its
+    parameters: tenant_id, org_id, now, start_{period} and scope_{n}/scope_id_{n}."""
+    found = _WITH_SPEND.get(pairs)
+    if found is not None:
+        return found
     b, s = BUDGETS.budgets, BUDGETS.spend
-    starts = current_period_starts(now)
-    current_start = case(*[(b.c.period == p, literal(start)) for p, start in starts.items()])
+    current_start = case(*[(b.c.period == p, bindparam(f"start_{p}", type_=DateTime)) for p in PERIODS])
     # a correlated subquery, so the plan does not depend on table statistics
     used = (
         select(case((b.c.unit == "credits", s.c.credits_nanos), else_=s.c.cost_nanos))
@@ -81,11 +113,6 @@ def org_budgets_with_spend(
             s.c.period == b.c.period,
             s.c.period_start == current_start,
         )
-        .scalar_subquery()
-    )
-    position = (
-        select(projection_positions.c.position)
-        .where(projection_positions.c.name == BUDGETS.name)
         .scalar_subquery()
     )
     h, a = BUDGETS.holds, BUDGETS.hold_amounts
@@ -102,7 +129,7 @@ def org_budgets_with_spend(
         .correlate(h, b)
         .scalar_subquery()
     )
-    outstanding = [h.c.tenant_id == b.c.tenant_id, h.c.state == "held", h.c.expires_at > naive_utc(now)]
+    outstanding = [h.c.tenant_id == b.c.tenant_id, h.c.state == "held", h.c.expires_at > bindparam("now", type_=DateTime)]
     held = select(func.sum(amount)).where(*outstanding).scalar_subquery()
     next_expiry = select(func.min(h.c.expires_at)).where(*outstanding, amount.is_not(None)).scalar_subquery()
     if pairs is not None:
@@ -114,22 +141,17 @@ def org_budgets_with_spend(
         select(
             b.c.budget_id, b.c.name, b.c.scope, b.c.scope_id, b.c.unit, b.c.limit_nanos, b.c.period, b.c.on_exceed,
             b.c.downgrade_model, b.c.created_at, func.coalesce(used, 0).label("used_nanos"),
-            func.coalesce(held, 0).label("held_nanos"), next_expiry.label("next_expiry"), position.label("position"),
+            func.coalesce(held, 0).label("held_nanos"), next_expiry.label("next_expiry"), _POSITION.label("position"),
         )
-        .where(b.c.tenant_id == tenant_id, b.c.org_id == org_id, b.c.enabled.is_(True))
+        .where(b.c.tenant_id == bindparam("tenant_id"), b.c.org_id == bindparam("org_id"), b.c.enabled.is_(True))
         .order_by(b.c.budget_id)
     )
     if pairs is not None:
-        query = query.where(or_(*[and_(b.c.scope == scope, b.c.scope_id == scope_id) for scope, scope_id in pairs]))
-    rows = [dict(r) for r in conn.execute(query).mappings()]  # one statement: the rows are exactly at `position`
-    reflected = int(rows[0]["position"] or 0) if rows else int(conn.execute(select(position)).scalar() or 0)
-    for row in rows:
-        if row["unit"] == "credits":
-            start, end = period_bounds(row["period"], now)
-            row["used_nanos"] += scope_gauge_credits(
-                conn, tenant_id, org_id, row["scope"], row["scope_id"], naive_utc(start), naive_utc(end), naive_utc(now)
-            )
-    return rows, reflected
+        query = query.where(or_(
+            *[and_(b.c.scope == bindparam(f"scope_{n}"), b.c.scope_id == bindparam(f"scope_id_{n}")) for n in range(pairs)]
+        ))
+    found = _WITH_SPEND[pairs] = DriverQuery(query)
+    return found
 
 
 def spend_in_period(conn: Connection, budget: dict, period_start: datetime, period_end: datetime, now: datetime) -> int:

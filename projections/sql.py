@@ -200,26 +200,64 @@ def _pg_staged_upsert(conn: Connection, table: Table, values: Sequence[Sequence]
         cursor.execute(f'DELETE FROM "{staging}"')
 
 
+class _Compiled:
+    """A statement compiled for one dialect: its SQL, its parameters (by name and, for
+    SQLite, in order, with the statement's own constants) and its columns' result processing."""
+
+    def __init__(self, statement, dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positions = tuple(compiled.positiontup) if compiled.positional else None
+        self.constants = dict(compiled.params)  # every bindparam: the statement's constants, None for the rest
+        self.dialect, self.columns = dialect, list(statement.selected_columns)
+        self.names = [c.key for c in self.columns]
+        self.processors: list | None = None  # from the first answer's column types (PostgreSQL's numerics need them)
+
+    def processors_for(self, description) -> list:
+        if self.processors is None:
+            self.processors = [
+                c.type.dialect_impl(self.dialect).result_processor(self.dialect, d[1]) for c, d in zip(self.columns, description)
+            ]
+        return self.processors
+
+    def params(self, given: dict):
+        params = {**self.constants, **given}
+        if self.positions is None:
+            return params
+        return tuple(_sqlite_param(params[n]) for n in self.positions)  # SQLite: datetimes as stored
+
+
 class DriverQuery:
     """A hot read built and compiled once per dialect, then run as driver SQL: each call
     skips SQLAlchemy's statement building and cache key (most of a usage summary's cost).
-    Parameters are the statement's bindparams by name; datetimes go to SQLite as
-    SQLAlchemy stores them. Rows come back as the driver gives them: read
-    summed columns with `projections.exact.from_stored`."""
+    Parameters are the statement's bindparams by name (its constants are filled in);
+    datetimes go to SQLite as SQLAlchemy stores them. `rows` gives the rows as the driver
+    gives them (read summed columns with `projections.exact.from_stored`); `mappings` gives
+    them as SQLAlchemy's `.mappings()` would, each column through its type's result
+    processing."""
 
     def __init__(self, statement) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _for(self, dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        return found
 
     def rows(self, conn: Connection, **params) -> list:
-        found = self._compiled.get(conn.dialect.name)
-        if found is None:
-            compiled = self.statement.compile(dialect=conn.dialect)
-            found = self._compiled[conn.dialect.name] = (compiled.string, tuple(compiled.positiontup) if compiled.positional else None)
-        sql, positions = found
-        if positions is not None:  # SQLite: positional parameters, datetimes as stored
-            params = tuple(_sqlite_param(params[n]) for n in positions)
-        return driver_rows(conn, sql, params)
+        compiled = self._for(conn.dialect)
+        return driver_rows(conn, compiled.sql, compiled.params(params))
+
+    def mappings(self, conn: Connection, **params) -> list[dict]:
+        compiled = self._for(conn.dialect)
+        result = conn.exec_driver_sql(compiled.sql, compiled.params(params))
+        names, processors = compiled.names, compiled.processors_for(result.cursor.description)
+        return [
+            {name: (value if process is None or value is None else process(value)) for name, process, value in zip(names, processors, row)}
+            for row in result
+        ]
 
 
 def driver_rows(conn: Connection, sql: str, params) -> list[tuple]:
