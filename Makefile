@@ -34,10 +34,11 @@ run: setup
 	@echo "Demo agent: client_id=demo-agent client_secret=demo-secret-change-me; admin key: $$ADMIN_API_KEY"
 	@$(BIN)/usage-ledger serve --host $(HOST) --port $(PORT)
 
-# Test files run in parallel (one file stays on one worker: its servers and databases are its own).
-TEST_WORKERS ?= 3
+# Test files run in parallel, each file on one worker (its servers and databases are its own);
+# the files that hold many PostgreSQL connections share one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup browser
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 # Chart.js is vendored (committed) from the npm registry; this refreshes the copy.
 chartjs:

@@ -26,6 +26,24 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 PASSWORD = "correct horse battery staple"
 
 
+# `make test` runs the test files in parallel (pytest-xdist, --dist loadgroup): each file on
+# one worker. These files start API and worker processes on PostgreSQL and hold up to about
+# 80 connections at once (measured; the server allows 100), so they run one after another
+# on one worker, beside at most one other file.
+MANY_CONNECTIONS = frozenset({
+    "test_budget_hold_races.py", "test_session_consistency.py", "test_workers.py", "test_clusters.py",
+    "test_faults.py", "test_bench_smoke.py", "test_docs_examples.py", "test_serve_supervision.py",
+})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        name = item.path.name
+        group = "many-connections" if name in MANY_CONNECTIONS else str(item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def _pg_admin() -> psycopg.Connection:
     return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3)
 
