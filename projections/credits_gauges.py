@@ -97,13 +97,14 @@ def scope_gauge_credits(
 def window_gauge_credits(
     conn: Connection, tenant_id: str, org_id: str | None, start: datetime, end: datetime, now: datetime
 ) -> list[dict]:
-    """Per series and UTC day, the gauge credits accrued within [start, min(end, now))
-    (naive UTC): each reading's level from its time until the series' next reading (or
-    now), clipped to the window, summed per (reading, day) like `reading_credits`, so a
-    window of whole days gives the credit reports' figure and any other window the part
-    accrued inside it."""
-    stop = min(end, now)
-    if start >= stop:
+    """Per series and UTC day, the gauge credits accrued within [start, end) (naive UTC):
+    each reading's level from its time until the series' next reading, or until now for the
+    latest one (the gauge rule of projections/credits.py, which the credit reports and each
+    reading's own credits follow: a level ends at the next reading even when that reading is
+    dated a few minutes ahead of now), clipped to the window and summed per (reading, day)
+    like `reading_credits`, so a window of whole days gives the credit reports' figure and
+    any other window the part accrued inside it."""
+    if start >= end:
         return []
     r = CREDITS.readings
     where = [r.c.tenant_id == tenant_id, *([r.c.org_id == org_id] if org_id is not None else [])]
@@ -112,19 +113,27 @@ def window_gauge_credits(
         select(*series, func.max(r.c.occurred_at).label("at")).where(*where, r.c.occurred_at < start).group_by(*series).subquery()
     )
     before = select(r).join_from(r, in_force, and_(*[r.c[n] == in_force.c[n] for n in SERIES], r.c.occurred_at == in_force.c.at))
-    inside = select(r).where(*where, r.c.occurred_at >= start, r.c.occurred_at < stop)
+    inside = select(r).where(*where, r.c.occurred_at >= start, r.c.occurred_at < end)
     readings: dict[tuple, list[dict]] = defaultdict(list)
     for query in (before, inside):
         for row in conn.execute(query).mappings():
             readings[tuple(row[n] for n in SERIES)].append(dict(row))
-    book = load_rate_book(conn, CREDITS.rates) if readings else None
+    if not readings:
+        return []
+    # a window reaching past now: the series with a reading after the window (dated ahead of
+    # now) hold their last level in the window up to its end, the others only up to now
+    ended = set()
+    if now < end:
+        later = select(*series).where(*where, r.c.occurred_at >= end).distinct()
+        ended = {tuple(row) for row in conn.execute(later)}
+    book = load_rate_book(conn, CREDITS.rates)
     accrued: dict[tuple, int] = defaultdict(int)
     for key, rows in readings.items():
         rows.sort(key=lambda x: (x["occurred_at"], x["event_id"]))
         for i, row in enumerate(rows):
-            until = rows[i + 1]["occurred_at"] if i + 1 < len(rows) else stop
+            until = rows[i + 1]["occurred_at"] if i + 1 < len(rows) else (end if key in ended else now)
             level = Decimal(row["level_milli"]) / MILLI
-            for day, segment_start, seconds in split_days(max(row["occurred_at"], start), min(until, stop)):
+            for day, segment_start, seconds in split_days(max(row["occurred_at"], start), min(until, end)):
                 rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
                 accrued[(*key, day)] += to_nanos_exact(gauge_credits(level, rate, seconds))
     return [{**dict(zip(SERIES, key[:-1])), "day": key[-1], "credits_nanos": n} for key, n in accrued.items() if n]

@@ -189,6 +189,24 @@ def test_the_breakdown_counts_gauge_credits_accrued_inside_its_window(h, agent):
     assert credits("team", start="2026-11-21T00:00:00Z", end="2026-11-22T00:00:00Z") == (0, {})  # after now
 
 
+def test_a_reading_dated_ahead_of_now_ends_the_level_before_it_in_every_output(h, agent):
+    # now is the 20th at noon: 1 GB from 06:00, then 2 GB read at 12:03 (dated 3 minutes
+    # ahead, within the allowed skew). The 1 GB level is held until that reading (6 h 3 min),
+    # the 2 GB level accrues nothing yet: raw rows, the breakdown and the credit report agree.
+    h.post_events(agent, [gauge("g1", "2026-11-20T06:00:00Z", "1"), gauge("g2", "2026-11-20T12:03:00Z", "2")])
+    h.project()
+    held = 252_083_333  # 1 credit per GB-day × 363/1440 of a day
+    raw = h.http.get("/api/v1/usage?granularity=raw&start_date=2026-11-20&end_date=2026-11-20", headers=agent).json["data"]
+    assert {r["event_id"]: r["credits_nanos"] for r in raw} == {"g1": held, "g2": 0}
+    breakdown = h.http.get("/api/v1/usage/breakdown?group_by=app&start=2026-11-20&end=2026-11-20", headers=agent).json
+    assert breakdown["totals"]["credits_nanos"] == held
+    assert get(h, "/api/usage?startDate=2026-11-20&endDate=2026-11-20").json["totalCreditsNanos"] == held
+    # a window ending between now and the reading ahead: the level holds to the window's end
+    inside = h.http.get("/api/v1/usage/breakdown?group_by=app&start=2026-11-20T06:00:00Z&end=2026-11-20T12:01:00Z",
+                        headers=agent).json
+    assert inside["totals"]["credits_nanos"] == 250_694_444  # 361/1440 of a GB-day
+
+
 def test_a_gauge_accrues_level_times_rate_times_time_held(h, agent):
     # 1 GB from the 18th, 2 GB from the 19th; now is the 20th at noon. Default: 1 credit per GB-day.
     h.post_events(agent, [gauge("g1", "2026-11-18T00:00:00Z", "1"), gauge("g2", "2026-11-19T00:00:00Z", "2")])
