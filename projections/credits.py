@@ -68,7 +68,7 @@ def split_days(start: datetime, end: datetime):
 
 class CreditsProjection(Projection):
     name = "credits"
-    version = 2  # 2: gauge credits kept exactly past 64 bits
+    version = 3  # 2: gauge credits kept exactly past 64 bits; 3: rounded per reading and day
     topics = topics_of(UsageRecorded, UsageVoided, UsageAmended, CreditRateSet)
 
     def define(self, metadata: MetaData, prefix: str) -> None:
@@ -144,10 +144,7 @@ class CreditsProjection(Projection):
             return
         series, moment, level = _reading(tenant_id, org_id, usage)
         prev, nxt = self._neighbours(conn, series, moment, usage.event_id)
-        if nxt is not None:
-            self._accrue(book, credits, series, level - (prev[1] if prev else 0), moment, nxt[0])
-        elif prev is not None:
-            self._accrue(book, credits, series, prev[1], prev[0], moment)
+        self._split(book, credits, series, prev, (moment, level), nxt, +1)
         conn.execute(
             self.readings.insert().values(
                 **dict(zip(SERIES, series)), occurred_at=moment, event_id=usage.event_id, level_milli=level
@@ -166,10 +163,7 @@ class CreditsProjection(Projection):
         if not removed:
             return
         prev, nxt = self._neighbours(conn, series, moment, usage.event_id)
-        if nxt is not None:
-            self._accrue(book, credits, series, (prev[1] if prev else 0) - level, moment, nxt[0])
-        elif prev is not None:
-            self._accrue(book, credits, series, -prev[1], prev[0], moment)
+        self._split(book, credits, series, prev, (moment, level), nxt, -1)
         touched.add(series + (day_of(moment),))
 
     def _neighbours(self, conn, series: tuple, moment: datetime, event_id: str):
@@ -190,14 +184,32 @@ class CreditsProjection(Projection):
         ).first()
         return (tuple(prev) if prev else None), (tuple(nxt) if nxt else None)
 
+    @classmethod
+    def _split(cls, book: CreditRateBook, credits, series: tuple, prev, reading: tuple, nxt, sign: int) -> None:
+        """A reading (moment, level) inserted (sign +1) or removed (-1) between its series'
+        neighbours (occurred_at, level), each None at an end: the closed intervals it changes.
+        Each reading's interval is booked as that reading's own pieces per UTC day, each
+        rounded to nanos, exactly as `reading_credits` gives a reading's credits, so the days
+        sum to the readings' figures in any arrival order (the latest level's open interval
+        is added at read time)."""
+        moment, level = reading
+        if nxt is not None:
+            cls._accrue(book, credits, series, sign * level, moment, nxt[0])
+        if prev is not None:
+            cls._accrue(book, credits, series, sign * prev[1], prev[0], moment)
+            if nxt is not None:  # the interval the reading splits (or that its removal merges again)
+                cls._accrue(book, credits, series, -sign * prev[1], prev[0], nxt[0])
+
     @staticmethod
     def _accrue(book: CreditRateBook, credits, series: tuple, level_milli: int, start: datetime, end: datetime) -> None:
+        """Book a level held over [start, end): one rounded piece per UTC day (negative: unbook)."""
         if not level_milli:
             return
-        level = Decimal(level_milli) / MILLI
+        level = Decimal(abs(level_milli)) / MILLI
+        sign = 1 if level_milli > 0 else -1
         for day, segment_start, seconds in split_days(start, end):
             rate = book.rate_for(series[2], segment_start.replace(tzinfo=_UTC))
-            credits[series + (day,)] += to_nanos_exact(gauge_credits(level, rate, seconds))
+            credits[series + (day,)] += sign * to_nanos_exact(gauge_credits(level, rate, seconds))
 
     def _write_days(self, conn: Connection, credits: dict[tuple, int], touched: set[tuple]) -> None:
         keys = set(credits) | touched

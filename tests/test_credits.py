@@ -15,7 +15,7 @@ from sqlalchemy import select
 from api.auth import Principal
 from ledger.errors import Forbidden
 from projections.credits_queries import CREDITS
-from tests.conftest import Harness, make_settings, usage
+from tests.conftest import ADMIN_KEY, Harness, make_settings, usage
 from tests.fakes import FakeServer, as_json, free_port
 
 APP = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
@@ -233,6 +233,38 @@ def test_gauge_credits_do_not_depend_on_arrival_order(h, agent):
     in_order = daily_storage(h)
     # by hand: 4 GB × (18 h on the 17th, 18 h on the 18th), 1 GB × 6 h, 2.5 GB × 36 h
     assert in_order == {"2026-11-17": 3, "2026-11-18": 3.25, "2026-11-19": 2.5, "2026-11-20": 1.25}
+
+
+def test_gauge_credits_tie_out_to_the_nano_in_any_arrival_order(h, agent):
+    # 1 MB at 1 credit per GB-day is 11.574… nanos a second: a second rounds to 12 nanos and
+    # two seconds to 23, so a reading that splits a booked interval (it came late) or a void
+    # that merges one again must book each reading's own pieces, rounded as the raw rows
+    # round them, or the credit report drifts from the sum of the rows by a nano
+    times = ["2026-11-19T00:00:00Z", "2026-11-19T00:00:01Z", "2026-11-19T00:00:02Z"]
+    orders = {"in order": [0, 1, 2], "late": [0, 2, 1], "reversed": [2, 1, 0]}
+    totals = set()
+    for n, (name, order) in enumerate(orders.items()):
+        tenant = f"order{n}"
+        h.tenant(tenant, ("prod",))
+        headers = h.agent(tenant, "prod")
+        for i in order:
+            assert h.post_events(headers, [gauge(f"{tenant}-{i}", times[i], "0.001")]).status_code == 202
+            h.project()
+        # a reading that splits the interval from 00:00:01, then voided: merged again
+        extra = gauge(f"{tenant}-void", "2026-11-19T00:00:01.500000Z", "0.004")
+        assert h.post_events(headers, [extra]).status_code == 202
+        h.project()
+        voided = h.http.post(f"/api/v1/events/{tenant}-void/void", json={"reason": "r"},
+                             headers={"X-Admin-API-Key": ADMIN_KEY, "X-Tenant-ID": tenant, "X-Org-ID": "prod"})
+        assert voided.status_code == 200, voided.json
+        h.project()
+        raw = h.http.get("/api/v1/usage?granularity=raw&start_date=2026-11-19&end_date=2026-11-20", headers=headers).json["data"]
+        readings = sum(r["credits_nanos"] for r in raw)
+        report = get(h, "/api/usage?startDate=2026-11-19&endDate=2026-11-20", {"X-Tenant-ID": tenant, "X-Org-ID": "prod"}).json
+        breakdown = h.http.get("/api/v1/usage/breakdown?group_by=app&start=2026-11-19&end=2026-11-20", headers=headers).json
+        assert readings == report["totalCreditsNanos"] == breakdown["totals"]["credits_nanos"], name
+        totals.add(readings)
+    assert totals == {12 + 12 + 999_977 + 500_000}  # each reading's pieces per day, rounded
 
 
 def test_voiding_a_gauge_reading_merges_its_neighbours(h, agent):
