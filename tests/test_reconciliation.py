@@ -44,7 +44,7 @@ def _admin(tenant: str) -> dict:
     return {"X-Admin-API-Key": ADMIN_KEY, "X-Tenant-ID": tenant, "X-Org-ID": "prod"}
 
 
-@hyp_settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hyp_settings(max_examples=10, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(plan=batches)
 def test_every_output_equals_the_exact_sum(h, plan):
     tenant = f"t{next(_tenants)}"  # examples share the database: their own tenant and model
