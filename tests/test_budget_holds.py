@@ -212,6 +212,19 @@ def test_a_usage_event_after_a_commit_call_replaces_the_commits_figure(h, agent,
     assert summary["estimated_cost_usd"] == 2.5  # the budget and the usage say the same
 
 
+def test_a_second_usage_event_with_a_committed_holds_id_is_spend_that_refuses_later_reserves(h, agent, budget):
+    # the $50 block budget: a $25 hold committed by its usage, then another $25 usage carrying
+    # the same id (spend is a fact: recorded in full, the hold committed once)
+    hold_id = granted(reserve(h, agent, "25"))
+    for event_id in ("u-1", "u-2"):
+        assert h.post_events(agent, [usage(event_id, cost_usd="25", hold_id=hold_id)]).status_code in (200, 201, 202)
+    assert len(events_of(h, BudgetHoldCommitted)) == 1
+    h.project()
+    status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
+    assert (status["used"], status["held_usd"]) == (50, 0)
+    assert refused(reserve(h, agent, "0.5"))["budget_id"] == "b"
+
+
 def test_holds_of_a_deleted_budget_do_not_count_for_its_new_incarnation(h, agent, budget, clock):
     hold_id = granted(reserve(h, agent, "20"))
     assert h.http.delete("/api/v1/budgets/b", headers=agent).status_code in (200, 204)
