@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def _bench(out: Path, *args: str) -> list[dict]:
     """Run `python -m bench.run ARGS --out OUT`; the rows it wrote."""
     require_postgres()
+    # small pools: the figures are not measured here, and `make test` runs this file beside
+    # another one on the same PostgreSQL server (100 connections in all)
+    env = {**os.environ, "DB_POOL_SIZE": "2"}
     run = subprocess.run(
-        [sys.executable, "-m", "bench.run", *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "bench.run", *args, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads((out / "results.json").read_text())["rows"]
