@@ -66,6 +66,17 @@ def split_days(start: datetime, end: datetime):
         cursor = stop
 
 
+def held_pieces(book: CreditRateBook, resource_type: str, level_milli: int, start: datetime, end: datetime):
+    """The gauge rule's pieces of a level (milli-units) held over [start, end): one per UTC
+    day, (day, nanos), each at the rate in force at its start and rounded to nanos on its
+    own. The read model, each reading's credits, the breakdown and the open tail all sum
+    these pieces, so every output ties out to the nano."""
+    level = Decimal(level_milli) / MILLI
+    for day, segment_start, seconds in split_days(start, end):
+        rate = book.rate_for(resource_type, segment_start.replace(tzinfo=_UTC))
+        yield day, to_nanos_exact(gauge_credits(level, rate, seconds))
+
+
 class CreditsProjection(Projection):
     name = "credits"
     version = 3  # 2: gauge credits kept exactly past 64 bits; 3: rounded per reading and day
@@ -205,11 +216,9 @@ class CreditsProjection(Projection):
         """Book a level held over [start, end): one rounded piece per UTC day (negative: unbook)."""
         if not level_milli:
             return
-        level = Decimal(abs(level_milli)) / MILLI
         sign = 1 if level_milli > 0 else -1
-        for day, segment_start, seconds in split_days(start, end):
-            rate = book.rate_for(series[2], segment_start.replace(tzinfo=_UTC))
-            credits[series + (day,)] += sign * to_nanos_exact(gauge_credits(level, rate, seconds))
+        for day, nanos in held_pieces(book, series[2], abs(level_milli), start, end):
+            credits[series + (day,)] += sign * nanos
 
     def _write_days(self, conn: Connection, credits: dict[tuple, int], touched: set[tuple]) -> None:
         keys = set(credits) | touched

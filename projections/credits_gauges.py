@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from ledger.pricing.credits import CreditRateBook, gauge_credits, is_gauge
-from projections.credits import SERIES, CreditsProjection, load_rate_book, split_days, to_nanos_exact
-from projections.usage import MILLI
+from ledger.pricing.credits import CreditRateBook, is_gauge
+from projections.credits import SERIES, CreditsProjection, held_pieces, load_rate_book
 
 CREDITS = CreditsProjection()
 # the gauge series column a budget scope is matched on (gauge series carry no team)
@@ -49,9 +47,7 @@ def open_gauge_credits(
     for row in rows:
         if not row["level_milli"] or row["level_at"] is None:
             continue
-        level = Decimal(row["level_milli"]) / MILLI
-        for day, segment_start, seconds in split_days(max(start, row["level_at"]), end):
-            rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
+        for day, nanos in held_pieces(book, row["resource_type"], row["level_milli"], max(start, row["level_at"]), end):
             out.append(
                 {
                     "day": day,
@@ -59,7 +55,7 @@ def open_gauge_credits(
                     "app_id": row["app_id"],
                     "user_id": row["user_id"],
                     "agent_id": row["agent_id"],
-                    "credits_nanos": to_nanos_exact(gauge_credits(level, rate, seconds)),
+                    "credits_nanos": nanos,
                 }
             )
     return out
@@ -132,10 +128,9 @@ def window_gauge_credits(
         rows.sort(key=lambda x: (x["occurred_at"], x["event_id"]))
         for i, row in enumerate(rows):
             until = rows[i + 1]["occurred_at"] if i + 1 < len(rows) else (end if key in ended else now)
-            level = Decimal(row["level_milli"]) / MILLI
-            for day, segment_start, seconds in split_days(max(row["occurred_at"], start), min(until, end)):
-                rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
-                accrued[(*key, day)] += to_nanos_exact(gauge_credits(level, rate, seconds))
+            held = (max(row["occurred_at"], start), min(until, end))
+            for day, nanos in held_pieces(book, row["resource_type"], row["level_milli"], *held):
+                accrued[(*key, day)] += nanos
     return [{**dict(zip(SERIES, key[:-1])), "day": key[-1], "credits_nanos": n} for key, n in accrued.items() if n]
 
 
@@ -156,12 +151,8 @@ def reading_credits(conn: Connection, row: dict, now: datetime, book: CreditRate
         .order_by(r.c.occurred_at, r.c.event_id)
         .limit(1)
     ).scalar()
-    level = Decimal(row["quantity_milli"] or 0) / MILLI
-    total = 0
-    for _day, segment_start, seconds in split_days(moment, nxt if nxt is not None else now):
-        rate = book.rate_for(row["resource_type"], segment_start.replace(tzinfo=timezone.utc))
-        total += to_nanos_exact(gauge_credits(level, rate, seconds))
-    return total
+    end = nxt if nxt is not None else now
+    return sum(nanos for _day, nanos in held_pieces(book, row["resource_type"], row["quantity_milli"] or 0, moment, end))
 
 
 def with_gauge_credits(conn: Connection, rows: Iterable[dict], now: datetime) -> Iterator[dict]:
