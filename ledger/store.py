@@ -128,6 +128,19 @@ def _ping_if_idle(conn) -> None:
         ConnectionPool.check_connection(conn)
 
 
+def _binary_insert(recorder):
+    """The library's recorder with its insert's one parameter (the array of stored events)
+    sent in binary. Its `%s` lets psycopg choose, and psycopg chooses text for a list of
+    composites, escaping every byte of every state in Python: about 2 ms per append of a
+    few kilobytes, against 0.01 ms in binary (measured on a budget reserve)."""
+    from psycopg.sql import SQL
+
+    statement = recorder.insert_events_statement.as_string()
+    assert statement.count("unnest(%s::") == 1, statement  # the library's statement changed: look again
+    recorder.insert_events_statement = SQL(statement.replace("unnest(%s::", "unnest(%b::"))
+    return recorder
+
+
 class LedgerStore:
     def __init__(self, database_url: str, pool_size: int = 5, pool_timeout: float = 5.0):
         self.database_url = database_url
@@ -153,7 +166,7 @@ class LedgerStore:
             # others: at most pool_size holders at once, so holders never take every
             # connection and then wait for one of them
             self._holders = threading.BoundedSemaphore(pool_size)
-            self._make_recorder = lambda: PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE)
+            self._make_recorder = lambda: _binary_insert(PostgresApplicationRecorder(self.datastore, events_table_name=EVENTS_TABLE))
             self._placeholder = "%s"
             self._position = "notification_id"
         elif url.scheme == "sqlite":
