@@ -469,11 +469,13 @@ class LedgerStore:
         ids = list(streams)
         if not ids:
             return {}
-        marks = ",".join([self._placeholder] * len(ids))
-        newest = f"SELECT originator_id AS o, MAX(originator_version) AS v FROM {EVENTS_TABLE} WHERE originator_id IN ({marks}) GROUP BY originator_id"
-        sql = (
-            f"SELECT e.originator_id, e.originator_version, e.state FROM {EVENTS_TABLE} e JOIN ({newest}) n "
-            "ON e.originator_id = n.o AND e.originator_version = n.v"
+        # each stream's newest version through the primary key, read backwards: a GROUP BY
+        # with MAX read every version of every stream (a budget period's holds stream has
+        # one per reserve and settlement: 2.6 ms a reserve after a few thousand)
+        sql = " UNION ALL ".join(
+            f"SELECT * FROM (SELECT originator_id, originator_version, state FROM {EVENTS_TABLE} "
+            f"WHERE originator_id = {self._placeholder} ORDER BY originator_version DESC LIMIT 1) AS s{i}"
+            for i in range(len(ids))
         )
         with self._unavailable():
             if self.is_postgres:

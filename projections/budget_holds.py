@@ -11,6 +11,7 @@ hold stops counting at its expiry before any expiry event.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Iterable
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Index, MetaData, String, Table, select
 
@@ -90,6 +91,23 @@ class HoldBatch:
         self.holds, self.amounts, self.conn = holds, amounts, conn
         self.rows: dict[tuple[str, str], dict] = {}
         self.amount_rows: dict[tuple[str, str, str], dict] = {}
+        self.loaded: set[tuple[str, str]] = set()  # holds whose rows and amounts were read (or found missing)
+
+    def load(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Read these holds' rows and amounts in a few statements, before the batch's events
+        ask for them one by one (a commit asks for every budget it was held on)."""
+        wanted: dict[str, list[str]] = {}
+        for tenant_id, hold_id in set(keys) - self.loaded - self.rows.keys():
+            wanted.setdefault(tenant_id, []).append(hold_id)
+        for tenant_id, hold_ids in wanted.items():
+            for start in range(0, len(hold_ids), 500):
+                chunk = hold_ids[start:start + 500]
+                h, a = self.holds, self.amounts
+                for found in self.conn.execute(select(h).where(h.c.tenant_id == tenant_id, h.c.hold_id.in_(chunk))).mappings():
+                    self.rows[(tenant_id, found["hold_id"])] = dict(found)
+                for found in self.conn.execute(select(a).where(a.c.tenant_id == tenant_id, a.c.hold_id.in_(chunk))).mappings():
+                    self.amount_rows[(tenant_id, found["hold_id"], found["budget_id"])] = dict(found)
+                self.loaded.update((tenant_id, hold_id) for hold_id in chunk)
 
     def placed(self, recorded: Recorded, event: BudgetHoldPlaced) -> None:
         self.rows[(event.tenant_id, event.hold_id)] = {
@@ -155,6 +173,8 @@ class HoldBatch:
     def _row(self, tenant_id: str, hold_id: str) -> dict | None:
         key = (tenant_id, hold_id)
         if key not in self.rows:
+            if key in self.loaded:
+                return None
             t = self.holds
             found = self.conn.execute(select(t).where(t.c.tenant_id == tenant_id, t.c.hold_id == hold_id)).mappings().first()
             if found is None:
@@ -165,6 +185,8 @@ class HoldBatch:
     def _amount_row(self, tenant_id: str, hold_id: str, budget_id: str) -> dict | None:
         key = (tenant_id, hold_id, budget_id)
         if key not in self.amount_rows:
+            if (tenant_id, hold_id) in self.loaded:
+                return None
             t = self.amounts
             found = self.conn.execute(
                 select(t).where(t.c.tenant_id == tenant_id, t.c.hold_id == hold_id, t.c.budget_id == budget_id)

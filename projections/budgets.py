@@ -137,6 +137,12 @@ class BudgetStatusProjection(Projection):
     def apply(self, conn: Connection, batch: Sequence[Recorded]) -> None:
         changes = BudgetBatch(self, conn)
         holds = HoldBatch(self.holds, self.hold_amounts, conn)
+        settling = (BudgetHoldCommitted, BudgetHoldReleased, BudgetHoldExpired)
+        holds.load(
+            (e.tenant_id, e.usage.hold_id if isinstance(e, UsageRecorded) else e.hold_id)
+            for e in (r.event for r in batch)
+            if isinstance(e, settling) or (isinstance(e, UsageRecorded) and e.usage.hold_id)
+        )
         for recorded in batch:
             event = recorded.event
             if isinstance(event, UsageRecorded):
