@@ -28,7 +28,6 @@ from api.services import services
 from ledger.budgets.rules import BudgetUse, Estimate, decide, period_bounds, usage_scopes
 from ledger.errors import DomainError, Invalid, NotFound
 from ledger.identity.rules import check_id
-from projections import budget_hold_queries as hq
 from projections import budget_queries as q
 from projections.budget_hold_views import held_fields
 from projections.budget_views import (
@@ -145,23 +144,12 @@ def list_budgets(args):
     }
 
 
-def _spend_now(conn, row: dict, now) -> int:
-    start, end = period_bounds(row["period"], now)
-    return q.spend_in_period(conn, row, naive_utc(start), naive_utc(end), naive_utc(now))
-
-
 def _held_amounts(tenant_id: str, rows: list[dict]) -> dict[str, dict]:
     """held_* and available_* of each budget in its current period."""
     now = services().settings.clock.now()
     with services().reader.connect() as conn:
-        held = hq.held_in_period(conn, tenant_id, rows, now)
-        return {
-            r["budget_id"]: held_fields(
-                r["unit"], r["limit_nanos"], _spend_now(conn, r, now),
-                held.get(r["budget_id"], 0),
-            )
-            for r in rows
-        }
+        figures = q.spend_and_held(conn, tenant_id, rows, now)
+    return {r["budget_id"]: held_fields(r["unit"], r["limit_nanos"], *figures.get(r["budget_id"], (0, 0))) for r in rows}
 
 
 @blp.route("/budgets/<budget_id>", methods=["GET"])
@@ -331,9 +319,8 @@ def budget_status(budget_id):
     now = services().settings.clock.now()
     start, end = period_bounds(row["period"], now)
     with services().reader.connect() as conn:
-        used = q.spend_in_period(conn, row, naive_utc(start), naive_utc(end), naive_utc(now))
+        used, held = q.spend_and_held(conn, principal.tenant_id, [row], now).get(budget_id, (0, 0))
         crossed = q.thresholds_crossed(conn, principal.tenant_id, budget_id, naive_utc(start))
-        held = hq.held_in_period(conn, principal.tenant_id, [row], now).get(budget_id, 0)
     held_amounts = held_fields(row["unit"], row["limit_nanos"], used, held)
     return {**status_json(row, start, end, used, crossed, now), **held_amounts, "position": position}
 

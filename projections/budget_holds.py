@@ -71,7 +71,8 @@ def define_hold_tables(metadata: MetaData, prefix: str) -> tuple[Table, Table]:
         Column("period", String(16), nullable=False),
         Column("period_start", DateTime, nullable=False),
         Column("budget_created_at", DateTime),  # the budget incarnation held (a recreated budget starts afresh)
-        Index(f"ix_{prefix}budget_hold_amounts_budget", "tenant_id", "budget_id", "period_start"),
+        # read by hold only (its primary key): an index by budget let a plan made on stale
+        # statistics scan every hold ever placed on the budget (projections/budget_queries.py)
     )
     return holds, amounts
 

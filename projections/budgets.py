@@ -41,7 +41,7 @@ from projections.framework import Projection
 
 class BudgetStatusProjection(Projection):
     name = "budget_status"
-    version = 7  # 3: alerts belong to a budget incarnation; 4: holds; 5: a usage replaces its hold's commit; 6: exact sums past 64 bits; 7: an index of each tenant's held holds
+    version = 8  # 3: alerts belong to a budget incarnation; 4: holds; 5: a usage replaces its hold's commit; 6: exact sums past 64 bits; 7: an index of each tenant's held holds; 8: hold amounts read by hold only (no index by budget)
     topics = tuple(
         event.__name__
         for event in (
