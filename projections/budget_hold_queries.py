@@ -8,20 +8,26 @@ from typing import Collection
 from sqlalchemy import Connection, select
 
 from projections.budget_queries import BUDGETS
+from projections.sql import driver_rows
 from projections.usage import naive_utc
 
 
 def counted_commits(conn: Connection, tenant_id: str, hold_ids: Collection[str]) -> dict[str, int]:
-    """Of these holds, the committed ones, with the position that committed them."""
+    """Of these holds, the committed ones, with the position that committed them (driver
+    SQL: every reserve that finds commits in its period streams asks this)."""
     if not hold_ids:
         return {}
-    h = BUDGETS.holds
-    rows = conn.execute(
-        select(h.c.hold_id, h.c.settled_position).where(
-            h.c.tenant_id == tenant_id, h.c.hold_id.in_(list(hold_ids)), h.c.state == "committed"
-        )
-    )
-    return {r.hold_id: int(r.settled_position) for r in rows}
+    ids = list(hold_ids)
+    if conn.dialect.name == "postgresql":
+        sql, params = _COUNTED_PG, (tenant_id, ids)
+    else:
+        sql, params = _COUNTED_SQLITE.format(",".join("?" * len(ids))), (tenant_id, *ids)
+    return {hold_id: int(position) for hold_id, position in driver_rows(conn, sql, params)}
+
+
+_COUNTED = "SELECT hold_id, settled_position FROM {table} WHERE tenant_id = {p} AND hold_id {ids} AND state = 'committed'"
+_COUNTED_PG = _COUNTED.format(table=BUDGETS.holds.name, p="%s", ids="= ANY(%s)")
+_COUNTED_SQLITE = _COUNTED.format(table=BUDGETS.holds.name, p="?", ids="IN ({})")
 
 
 def holds_due(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
