@@ -7,12 +7,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 
 import psycopg
+
+from tests.processes import free_port
 
 
 def postgres_bin() -> str | None:
@@ -21,12 +22,6 @@ def postgres_bin() -> str | None:
         return os.path.dirname(found[-1])
     path = shutil.which("pg_ctl")
     return os.path.dirname(path) if path else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PostgresServer:

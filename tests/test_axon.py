@@ -8,7 +8,8 @@ import pytest
 from projections.axon import AxonAuditProjection
 from projections.framework import catch_up, reset, table_digest
 from tests.conftest import usage
-from tests.fakes import FakeServer, free_port
+from tests.fakes import FakeServer
+from tests.processes import free_port
 
 SEED_KEYS = {"requests", "prompt_tokens", "completion_tokens", "total_tokens"}
 

@@ -16,7 +16,8 @@ from api.auth import Principal
 from ledger.errors import Forbidden
 from projections.credits_queries import CREDITS
 from tests.conftest import ADMIN_KEY, Harness, make_settings, usage
-from tests.fakes import FakeServer, as_json, free_port
+from tests.fakes import FakeServer, as_json
+from tests.processes import free_port
 
 APP = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
 ORG = {"X-Tenant-ID": "acme", "X-Org-ID": "prod"}
