@@ -33,7 +33,7 @@ from bench.common import (
     wait_http,
 )
 from bench.consistency_ab import bench_session_consistency
-from bench.filling import catch_up_all, fill_ledger
+from bench.filling import PEAK_RSS_KB, catch_up_all, fill_ledger
 from bench.ingest_formats import bench_ingest_formats
 
 RESULTS = ROOT / "bench" / "results"
@@ -483,14 +483,15 @@ def bench_export(backend: str, count: int = 50_000) -> None:
         fill_ledger(url, count, "x", combos=160)
         catch_up_all(url, ("usage_events",))
         code = (
-            "import time, resource, base64\nfrom api import create_app\nfrom ledger.settings import Settings\n"
+            "import time, base64\nfrom api import create_app\nfrom ledger.settings import Settings\n"
+            f"{PEAK_RSS_KB}"
             "from ledger.store import LedgerStore\n"
             f"app = create_app(Settings(database_url={url!r}, admin_api_key='k'))\n"
             "c = app.test_client()\nh = {'X-Admin-API-Key': 'k', 'X-Tenant-ID': 'bench', 'X-Org-ID': 'main'}\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "before = peak_rss_kb()\n"
             "t0 = time.perf_counter(); r = c.get('/api/v1/export/usage?days=40', headers=h, buffered=False)\n"
             "n = sum(chunk.count(b'\\n') for chunk in r.response)\n"
-            "print(time.perf_counter() - t0, n - 1, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "print(time.perf_counter() - t0, n - 1, before, peak_rss_kb())\n"
         )
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
         seconds, lines, before, after = out.stdout.split()
