@@ -95,8 +95,9 @@ class HoldBatch:
         self.loaded: set[tuple[str, str]] = set()  # holds whose rows and amounts were read (or found missing)
 
     def load(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Read these holds' rows and amounts in a few statements, before the batch's events
-        ask for them one by one (a commit asks for every budget it was held on)."""
+        """Read these holds' rows and all their amounts, those not read yet: the projection
+        asks for a whole batch's settled holds at once, before its events ask one by one (a
+        commit asks for every budget it was held on)."""
         wanted: dict[str, list[str]] = {}
         for tenant_id, hold_id in set(keys) - self.loaded - self.rows.keys():
             wanted.setdefault(tenant_id, []).append(hold_id)
@@ -174,28 +175,14 @@ class HoldBatch:
     def _row(self, tenant_id: str, hold_id: str) -> dict | None:
         key = (tenant_id, hold_id)
         if key not in self.rows:
-            if key in self.loaded:
-                return None
-            t = self.holds
-            found = self.conn.execute(select(t).where(t.c.tenant_id == tenant_id, t.c.hold_id == hold_id)).mappings().first()
-            if found is None:
-                return None
-            self.rows[key] = dict(found)
-        return self.rows[key]
+            self.load([key])
+        return self.rows.get(key)
 
     def _amount_row(self, tenant_id: str, hold_id: str, budget_id: str) -> dict | None:
         key = (tenant_id, hold_id, budget_id)
         if key not in self.amount_rows:
-            if (tenant_id, hold_id) in self.loaded:
-                return None
-            t = self.amounts
-            found = self.conn.execute(
-                select(t).where(t.c.tenant_id == tenant_id, t.c.hold_id == hold_id, t.c.budget_id == budget_id)
-            ).mappings().first()
-            if found is None:
-                return None
-            self.amount_rows[key] = dict(found)
-        return self.amount_rows[key]
+            self.load([(tenant_id, hold_id)])
+        return self.amount_rows.get(key)
 
     def flush(self) -> None:
         upsert_replace(self.conn, self.holds, list(self.rows.values()), ["tenant_id", "hold_id"])
