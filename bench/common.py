@@ -131,6 +131,19 @@ def event_dicts(
     return events
 
 
+def peak_rss_kb(pid: int | str = "self") -> int:
+    """A process's peak resident memory in KiB (its VmHWM; 0 once it is gone). Children
+    started with `python -c` read their own: ru_maxrss survives exec, so it reported the
+    bench process's peak for every child."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:

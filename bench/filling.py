@@ -31,21 +31,13 @@ def fill_ledger(url: str, count: int, prefix: str, combos: int = 160) -> None:
         store.close()
 
 
-# the peak resident memory of a `python -c` child, in KiB: VmHWM is its own, whereas
-# ru_maxrss survives exec and reported the bench process's peak for every child
-PEAK_RSS_KB = (
-    "def peak_rss_kb():\n"
-    "    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
-)
-
-
 def catch_up_all(url: str, names: tuple[str, ...] = ()) -> float:
     """Project (every read model, or the named ones) in a separate process as one worker
     does: one thread per projection, one ledger pool and one engine, and one shared read of
     the log (Feed); returns seconds (and records peak memory)."""
     code = (
         "import sys, time, threading\n"
-        f"{PEAK_RSS_KB}"
+        "from bench.common import peak_rss_kb\n"
         "from ledger.store import LedgerStore\nfrom projections.db import make_engine\n"
         "from projections.framework import Feed, catch_up\nfrom projections.registry import all_projections\n"
         f"url = {url!r}\n"

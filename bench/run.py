@@ -24,6 +24,7 @@ from bench.common import (
     event_dicts,
     http,
     median,
+    peak_rss_kb,
     percentile,
     post_batches,
     process,
@@ -33,7 +34,7 @@ from bench.common import (
     wait_http,
 )
 from bench.consistency_ab import bench_session_consistency
-from bench.filling import PEAK_RSS_KB, catch_up_all, fill_ledger
+from bench.filling import catch_up_all, fill_ledger
 from bench.ingest_formats import bench_ingest_formats
 
 RESULTS = ROOT / "bench" / "results"
@@ -78,7 +79,7 @@ def catch_up_workers(url: str, processes: int) -> float:
         while True:
             time.sleep(0.2)
             for w in workers:
-                peak_kb = max(peak_kb, _vm_hwm_kb(w.pid))
+                peak_kb = max(peak_kb, peak_rss_kb(w.pid))
             with engine.connect() as conn:
                 found = positions(conn)
             if all(found.get(n, 0) >= head for n in names):
@@ -87,20 +88,10 @@ def catch_up_workers(url: str, processes: int) -> float:
             if any(w.poll() is not None for w in workers):
                 raise RuntimeError("a worker process stopped during the catch-up")
         for w in workers:
-            peak_kb = max(peak_kb, _vm_hwm_kb(w.pid))
+            peak_kb = max(peak_kb, peak_rss_kb(w.pid))
     engine.dispose()
     catch_up_workers.peak_mb = peak_kb / 1024
     return seconds
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def raw_decoded_read(url: str) -> tuple[int, float]:
@@ -484,7 +475,7 @@ def bench_export(backend: str, count: int = 50_000) -> None:
         catch_up_all(url, ("usage_events",))
         code = (
             "import time, base64\nfrom api import create_app\nfrom ledger.settings import Settings\n"
-            f"{PEAK_RSS_KB}"
+            "from bench.common import peak_rss_kb\n"
             "from ledger.store import LedgerStore\n"
             f"app = create_app(Settings(database_url={url!r}, admin_api_key='k'))\n"
             "c = app.test_client()\nh = {'X-Admin-API-Key': 'k', 'X-Tenant-ID': 'bench', 'X-Org-ID': 'main'}\n"
