@@ -1,6 +1,6 @@
 """Reads whose work must not grow with history: a budget's held amount reads the holds held
-now, not every hold the budget has seen; a reserve reads the newest version of each period
-stream, not all of them. Checked on PostgreSQL's own plans (EXPLAIN ANALYZE: the rows each
+now, not every hold the budget has seen, and a page of budgets reads each of them once, not
+once per budget; a reserve reads the newest version of each period stream, not all of them. Checked on PostgreSQL's own plans (EXPLAIN ANALYZE: the rows each
 statement reads), with statistics taken while the tables were small, as they are after a
 deployment's first ANALYZE: plans made on such statistics are what made these reads grow
 (430 ms for one budget's status after 3,000 holds; 2.6 ms of every reserve)."""
@@ -18,6 +18,7 @@ from projections.budget_queries import BUDGETS
 from tests.test_budget_holds import create, granted, reserve
 
 SETTLED = 3000
+OUTSTANDING = 200
 
 
 def rows_read(conn, sql: str, params, relation: str) -> int:
@@ -40,7 +41,7 @@ def statements_on(relation: str):
     seen: list[tuple[str, object]] = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):
-        if relation in statement and statement.lstrip().upper().startswith("SELECT"):
+        if relation in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
             seen.append((statement, parameters))
 
     event.listen(Engine, "before_cursor_execute", capture)
@@ -50,17 +51,20 @@ def statements_on(relation: str):
         event.remove(Engine, "before_cursor_execute", capture)
 
 
-def settle_many(h, holds_like: str) -> None:
-    """SETTLED committed holds on the same budgets as `holds_like`, written straight into the
-    read model as its projection leaves them, after an ANALYZE of the small tables."""
-    changed = {"hold_id": "hold_id || '-' || n", "state": "'committed'", "actual_nanos": "amount_nanos"}
+def copy_hold(h, holds_like: str, copies: int, settled: bool = True) -> None:
+    """`copies` more holds on the same budgets as `holds_like`, committed (`settled`) or still
+    held, written straight into the read model as its projection leaves them, after an
+    ANALYZE of the small tables."""
+    changed = {"hold_id": "hold_id || '-' || n"}
+    if settled:
+        changed |= {"state": "'committed'", "actual_nanos": "amount_nanos"}
     with h.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
         for table in (BUDGETS.holds, BUDGETS.hold_amounts):
             columns = [c.name for c in table.c]
             conn.exec_driver_sql(
                 f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(changed.get(c, c) for c in columns)}"
-                f" FROM {table.name}, generate_series(1, {SETTLED}) AS n WHERE hold_id = %(hold)s",
+                f" FROM {table.name}, generate_series(1, {copies}) AS n WHERE hold_id = %(hold)s",
                 {"hold": holds_like},
             )
 
@@ -72,7 +76,7 @@ def test_a_budgets_held_amount_reads_only_the_holds_held_now(h, agent):
     h.project()
     held = granted(reserve(h, agent, "2"))
     h.project()
-    settle_many(h, held)
+    copy_hold(h, held, SETTLED)
 
     with statements_on("budget_hold_amounts") as seen:
         status = h.http.get("/api/v1/budgets/org-warn/status", headers=agent)
@@ -85,6 +89,30 @@ def test_a_budgets_held_amount_reads_only_the_holds_held_now(h, agent):
         for sql, params in seen:
             # per budget: the tenant's one held hold, then one primary-key lookup of its amount
             assert rows_read(conn, sql, params, "budget_hold_amounts") <= 2 * len(listed.json["budgets"])
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_page_of_budgets_reads_each_outstanding_hold_once(h, agent):
+    budgets = 30
+    for n in range(budgets):
+        create(h, agent, id=f"warn-{n:02}", on_exceed="warn", limit_usd=10**6)
+    h.project()
+    held = granted(reserve(h, agent, "2"))
+    h.project()
+    copy_hold(h, held, OUTSTANDING - 1, settled=False)
+
+    with statements_on("budget_holds") as seen:
+        listed = h.http.get("/api/v1/budgets", headers=agent)
+        checked = h.http.post("/api/v1/budgets/check", json={"estimated_cost_usd": "1"}, headers=agent)
+    assert listed.status_code == 200 and checked.status_code == 200
+    # every budget holds $2 of each outstanding hold, to the nano-dollar
+    assert {b["id"]: b["held_usd"] for b in listed.json["budgets"]} == {f"warn-{n:02}": 2 * OUTSTANDING for n in range(budgets)}
+    assert checked.json["allowed"] is True  # warn budgets never refuse; the check read them all
+    assert len(seen) == 2  # the page's held amounts, the check's snapshot of the org's budgets
+    with h.engine.connect() as conn:
+        for sql, params in seen:
+            # once per statement, not once per budget (that was 30 × 200)
+            assert rows_read(conn, sql, params, "budget_holds") <= OUTSTANDING
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
