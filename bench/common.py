@@ -5,10 +5,12 @@ import base64
 import json
 import os
 import random
+import resource
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -142,6 +144,67 @@ def peak_rss_kb(pid: int | str = "self") -> int:
     except OSError:
         pass
     return 0
+
+
+class PostgresCpu:
+    """CPU seconds of this machine's PostgreSQL server processes over a block, counting the
+    backends that end during it (a catch-up's connections close before its end): every
+    process is sampled every 0.1 s and kept by (pid, start time) at its last reading.
+
+        with PostgresCpu() as pg:
+            ...
+        pg.seconds
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # ended meanwhile: its last reading stays
+            if "(postgres)" in stat:
+                fields = stat.rsplit(")", 1)[1].split()
+                self.seen[(entry, fields[19])] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime; key: pid, start
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def __enter__(self) -> "PostgresCpu":
+        self._sample()
+        self._base = sum(self.seen.values())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.seconds = sum(self.seen.values()) - self._base
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU of this process's children that were waited for, so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def cpu_per_event_note(events: int, wall: float, worker: float, postgres: float | None) -> str:
+    """Where a catch-up's time goes: CPU per event of the worker process(es) and of
+    PostgreSQL (None: SQLite) against the wall time per event (2 cores: CPU twice the wall
+    time is both busy)."""
+    per = lambda seconds: seconds / max(events, 1) * 1e6  # noqa: E731
+    server = "" if postgres is None else f", PostgreSQL {per(postgres):.1f} µs"
+    return f"CPU per event: worker {per(worker):.1f} µs{server}, against {per(wall):.1f} µs of wall time"
 
 
 def percentile(values: list[float], p: float) -> float:

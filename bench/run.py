@@ -19,7 +19,10 @@ from pathlib import Path
 
 from bench.common import (
     ROOT,
+    PostgresCpu,
     basic,
+    children_cpu_seconds,
+    cpu_per_event_note,
     dumps,
     event_dicts,
     http,
@@ -61,7 +64,8 @@ def catch_up_workers(url: str, processes: int) -> float:
     """Every read model caught up from zero by `processes` real worker processes
     (`usage-ledger work`, which split the read models between them); returns seconds from
     their start until every position reached the ledger head, and records the workers'
-    peak memory (the highest VmHWM among them)."""
+    peak memory (the highest VmHWM among them) and the CPU seconds they and PostgreSQL used
+    (`catch_up_workers.cpu`)."""
     from ledger.store import LedgerStore
     from projections.db import make_engine
     from projections.framework import positions
@@ -73,7 +77,8 @@ def catch_up_workers(url: str, processes: int) -> float:
     store.close()
     engine = make_engine(url)
     peak_kb = 0
-    with contextlib.ExitStack() as stack:
+    children = children_cpu_seconds()
+    with PostgresCpu() as postgres, contextlib.ExitStack() as stack:
         t0 = time.perf_counter()
         workers = [stack.enter_context(process(url, "work")) for _ in range(processes)]
         while True:
@@ -91,6 +96,7 @@ def catch_up_workers(url: str, processes: int) -> float:
             peak_kb = max(peak_kb, peak_rss_kb(w.pid))
     engine.dispose()
     catch_up_workers.peak_mb = peak_kb / 1024
+    catch_up_workers.cpu = (children_cpu_seconds() - children, postgres.seconds)  # the workers were waited for
     return seconds
 
 
@@ -323,20 +329,22 @@ def bench_ledger(backend: str, count: int, projectors: tuple[str, ...], all_at_o
             if name in projectors:
                 record(f"projector catch-up, {name} alone, {n:,} events ({backend})", rates[name], "events/s",
                        read_rate, "select_notifications + decode", "≥ 0.5",
-                       note=f"peak memory {catch_up_all.peak_mb:.0f} MiB")
+                       note=f"peak memory {catch_up_all.peak_mb:.0f} MiB; {cpu_per_event_note(n, seconds, *catch_up_all.cpu)}")
         p50, raw50 = bench_summary(url, backend, count, repeats)
         if all_at_once:
             reset_read_models(url)
             seconds = catch_up_all(url)
             record(f"projector catch-up, all 16 read models at once in one worker, {n:,} events ({backend})", n / seconds,
                    "events/s", read_rate, "select_notifications + decode", "≥ 0.3" if backend == "sqlite" else "",
-                   note=f"one process, one thread per read model, one shared read; peak memory {catch_up_all.peak_mb:.0f} MiB")
+                   note=f"one process, one thread per read model, one shared read; peak memory {catch_up_all.peak_mb:.0f} MiB; "
+                        f"{cpu_per_event_note(n, seconds, *catch_up_all.cpu)}")
             if backend == "postgres":
                 reset_read_models(url)
                 seconds = catch_up_workers(url, WORKER_PROCESSES)
                 record(f"projector catch-up, all 16 read models, {WORKER_PROCESSES} worker processes (usage-ledger work), "
                        f"{n:,} events ({backend})", n / seconds, "events/s", read_rate, "select_notifications + decode",
-                       "≥ 0.5", note="the workers split the read models between them; from process start to every position at the head")
+                       "≥ 0.5", note="the workers split the read models between them; from process start to every position at the head; "
+                                     f"{cpu_per_event_note(n, seconds, *catch_up_workers.cpu)}")
                 record(f"worker peak memory during the {n:,}-event catch-up ({backend})", catch_up_workers.peak_mb, "MiB",
                        target="< 300 MiB", met=catch_up_workers.peak_mb < 300, note="highest VmHWM among the worker processes")
     return {"events": count, "ingest_rate": count / ingest_seconds, "project_rate": rates["usage_rollups"],
