@@ -236,6 +236,34 @@ def test_each_budget_gets_its_own_secret_shown_once_and_never_stored_in_the_ledg
     assert [(e["target"], e["outcome"]) for e in entries] == [("one", "success")]
 
 
+def test_a_token_in_the_webhook_path_is_never_shown_and_sending_it_back_keeps_the_real_url(private_ok):
+    h, agent = private_ok
+    token = "a1B2c3D4e5F6g7H8i9J0k1L2"  # where Slack, Discord and Teams webhook URLs carry theirs
+    url = f"http://127.0.0.1:9/services/T024BE7LD/B01ABCD2EFG/{token}"
+    shown = "http://127.0.0.1:9/services/T024BE7LD/B01ABCD2EFG/…k1L2"
+    created = budget(h, agent, "slack", webhook_url=url)
+    assert created.status_code == 201 and created.json["webhook_url"] == shown, created.json
+    # a read-modify-write sends the shown URL back: the real one stays, and did not change
+    h.project()
+    read = h.http.get("/api/v1/budgets/slack", headers=agent).json
+    written = h.http.put("/api/v1/budgets/slack", json={"name": "Renamed", "webhook_url": read["webhook_url"]}, headers=agent)
+    assert written.status_code == 200 and written.json["webhook_url"] == shown, written.json
+    updated = [r.event for r in h.store.read() if r.event.type == "BudgetUpdated"][-1]
+    assert updated.budget.webhook_url == url and updated.changed == ("name",)
+    h.project()
+    answers = json.dumps([
+        h.http.get("/api/v1/budgets", headers=agent).json,
+        h.http.get("/api/v1/budgets/slack", headers=agent).json,
+        h.admin("GET", "/api/v1/ledger?after=0&limit=1000").json,
+        h.admin("GET", "/api/v1/admin/audit-log?limit=200").json,
+    ], ensure_ascii=False)
+    exported = io.BytesIO()
+    export_ledger(h.engine, exported, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert token not in answers and token.encode() not in exported.getvalue()
+    assert shown in answers
+    assert verify_export(io.BytesIO(exported.getvalue()), []).intact
+
+
 def test_rotation_needs_a_webhook_and_the_budget_of_ones_own_tenant(private_ok):
     h, agent = private_ok
     h.tenant("globex", ("main",))

@@ -32,6 +32,7 @@ from ledger.budgets.events import (
 from ledger.pricing.events import ModelPriceSet
 from ledger.identity.rules import check_id
 from ledger.budgets.rules import ON_EXCEED, PERIODS, SCOPES, UNITS, as_utc, sorted_thresholds
+from ledger.budgets.webhooks import kept_url
 from ledger.store import StreamConflict, stream_id
 
 if TYPE_CHECKING:
@@ -263,6 +264,8 @@ class CostControls:
         changes = resolve_limit(changes, current.terms.unit)
         if changes.get("scope") == "organization" and "scope_id" not in changes:
             changes["scope_id"] = None
+        if "webhook_url" in changes:
+            changes["webhook_url"] = kept_url(changes["webhook_url"], current.terms.webhook_url)
         merged = {**msgspec.structs.asdict(current.terms), **changes, "budget_id": budget_id}
         if "limit" not in changes and "unit" in changes and changes["unit"] != current.terms.unit:
             raise _invalid("limit_usd" if changes["unit"] == "usd" else "limit_credits", "is required when the unit changes")

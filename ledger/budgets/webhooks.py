@@ -127,16 +127,46 @@ def check_webhook_url(url: str | None, resolve: Resolver, allow_private: bool = 
         return
 
 
+# A path segment this long that mixes character classes is taken for a token: incoming-webhook
+# URLs carry theirs in the path (hooks.slack.com/services/T…/B…/<token>, discord.com/api/
+# webhooks/<id>/<token>, …webhook.office.com/…/IncomingWebhook/<hex>/<guid>).
+TOKEN_SEGMENT_LENGTH = 16
+SHOWN_TOKEN_TAIL = 4  # the characters of a token shown, so that its owner recognises it
+_CHARACTER_CLASSES = (str.islower, str.isupper, str.isdigit)
+
+
 def shown_url(url: str | None) -> str | None:
-    """The URL as answers and the audit log show it: without userinfo, query or fragment."""
+    """The URL as answers, exports and the audit log show it: without userinfo, query or
+    fragment, and each path segment that looks like a token cut to its last characters
+    ("…Xb4Q"). Deliveries use the URL as stored."""
     if not url:
         return url
     try:
         parts = urlsplit(url)
         netloc = parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return urlunsplit((parts.scheme, netloc, _shown_path(parts.path), "", ""))
     except ValueError:
-        return url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+        return _shown_path(url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2])
+
+
+def _shown_path(path: str) -> str:
+    return "/".join(_shown_segment(segment) for segment in path.split("/"))
+
+
+def _shown_segment(segment: str) -> str:
+    if len(segment) < TOKEN_SEGMENT_LENGTH:
+        return segment
+    mixed = sum(1 for is_class in _CHARACTER_CLASSES if any(map(is_class, segment))) >= 2
+    return "…" + segment[-SHOWN_TOKEN_TAIL:] if mixed else segment
+
+
+def kept_url(given: str | None, stored: str | None) -> str | None:
+    """The webhook URL an update keeps: the stored one when the caller sent it back as
+    answers show it (a read-modify-write of the budget must not replace the real URL with
+    its shortened form), else the one given."""
+    if given and stored and given != stored and given == shown_url(stored):
+        return stored
+    return given
 
 
 DELIVERY_ERRORS = frozenset({"connection_failed", "timeout", "forbidden_address", "invalid_url"})

@@ -9,8 +9,9 @@ for it: the verifier takes that hash as given for that one position (the chain t
 and every signed checkpoint are still checked), see docs/auditors.md.
 
 A budget's webhook URL is stored as the tenant gave it (deliveries need all of it), and a
-receiver's token often rides in its query string. The ledger API and the export show it as
-every other answer does (`shown_url`: no query, fragment or user info), and list it under
+receiver's token often rides in its query string or its path. The ledger API and the export
+show it as every other answer does (`shown_url`: no query, fragment or user info, token-like
+path segments cut to their last characters), and list it under
 `redacted` as a dotted path such as `budget.webhook_url`.
 """
 from __future__ import annotations

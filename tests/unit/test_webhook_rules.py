@@ -18,6 +18,7 @@ from ledger.budgets.webhooks import (
     check_webhook_url,
     literal_address,
     new_secret,
+    kept_url,
     shown_url,
     signature,
     signed_headers,
@@ -103,6 +104,24 @@ def test_urls_are_shown_without_userinfo_query_or_fragment():
     assert shown_url("https://user:pw@hooks.example.com:8443/a/b?token=s3cret#frag") == "https://hooks.example.com:8443/a/b"
     assert shown_url("https://hooks.example.com/a") == "https://hooks.example.com/a"
     assert shown_url(None) is None
+
+
+def test_tokens_in_a_webhook_path_are_shown_by_their_last_characters_only():
+    slack = "https://hooks.slack.com/services/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"
+    assert shown_url(slack) == "https://hooks.slack.com/services/T024BE7LD/B01ABCD2EFG/…k1L2"
+    discord = "https://discord.com/api/webhooks/1234567890123456789/AbCdEf-GhIjKl_MnOpQrStUvWxYz0123456789"
+    assert shown_url(discord) == "https://discord.com/api/webhooks/1234567890123456789/…6789"  # the id is no secret
+    teams = "https://acme.webhook.office.com/webhookb2/IncomingWebhook/5f1e2d3c4b5a69788796a5b4c3d2e1f0/x"
+    assert shown_url(teams) == "https://acme.webhook.office.com/webhookb2/IncomingWebhook/…e1f0/x"
+    words = "https://hooks.example.com/budget-alerts-production/IncomingWebhook"  # readable paths stay
+    assert shown_url(words) == words
+
+
+def test_an_update_that_sends_the_shown_url_back_keeps_the_stored_one():
+    stored = "https://hooks.slack.com/services/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?x=1"
+    assert kept_url(shown_url(stored), stored) == stored
+    assert kept_url("https://hooks.example.com/new", stored) == "https://hooks.example.com/new"
+    assert kept_url(None, stored) is None and kept_url(stored, None) == stored
 
 
 def test_secrets_are_whsec_base64_of_enough_random_bytes():
