@@ -42,7 +42,8 @@ class Journal:
         return self.store.append(new_events)
 
     def exclusive(self, streams: Sequence[UUID]):
-        """A context in which no other process holding it too reads or appends these streams."""
+        """A context in which no other process holding it too reads or appends these
+        streams; it yields their newest events, read once they are held."""
         return self.store.exclusive(streams)
 
     def start_stream(self, stream: UUID, event: LedgerEvent, code: str, message: str) -> int:

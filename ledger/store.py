@@ -339,34 +339,40 @@ class LedgerStore:
     @contextmanager
     def exclusive(self, streams: Sequence[UUID]):
         """Hold these streams against every other process that asks for them too, for a
-        read-decide-append (PostgreSQL: session advisory locks, taken in one order so two
-        holders never deadlock, released when the block ends or the connection is lost).
-        The append's optimistic check still decides; the lock only spares the processes
-        a storm of conflicting appends and retries. SQLite serializes its writers already."""
-        keys = sorted({int.from_bytes(s.bytes[:8], "big", signed=True) for s in streams})
+        read-decide-append, and yield their newest events (as `last_events`), read once they
+        are held: on PostgreSQL in the same round trip as the lock (session advisory locks,
+        taken in one order so two holders never deadlock, released when the block ends or
+        the connection is lost). The append's optimistic check still decides; the lock only
+        spares the processes a storm of conflicting appends and retries. SQLite serializes
+        its writers already."""
+        ids = list(dict.fromkeys(streams))
+        keys = sorted({int.from_bytes(s.bytes[:8], "big", signed=True) for s in ids})
         if not self.is_postgres or not keys:
-            yield
+            yield self.last_events(ids)
             return
         if not self._holders.acquire(timeout=EXCLUSIVE_WAIT_SECONDS):
             raise Unavailable("LEDGER_BUSY", "The ledger is busy; retry shortly")
         try:
-            with self._held(keys):
-                yield
+            with self._held(keys, ids) as newest:
+                yield newest
         finally:
             self._holders.release()
 
     @contextmanager
-    def _held(self, keys: list[int]):
+    def _held(self, keys: list[int], ids: list[UUID]):
         with self._unavailable(), self.datastore.get_connection() as conn:
             # a holder that is stuck makes the others give up (503, retry) instead of hanging;
             # one round trip: in a pipeline on an autocommit connection each statement is
-            # synced on its own, so the RESET runs even when the lock times out
+            # synced on its own, so the RESET runs even when the lock times out (and the read
+            # after it, whose answer is then not used)
             with conn.pipeline():
                 conn.execute(f"SET lock_timeout = '{EXCLUSIVE_WAIT_SECONDS}s'")
                 conn.execute("SELECT pg_advisory_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered", [keys])
                 conn.execute("RESET lock_timeout")
+                read = conn.execute(newest_events_sql(len(ids), "%s"), ids)
+            newest = _newest(read.fetchall())
             try:
-                yield
+                yield newest
             finally:
                 conn.execute("SELECT pg_advisory_unlock_all()")
 
@@ -486,16 +492,10 @@ class LedgerStore:
             if self.is_postgres:
                 with self.datastore.get_connection() as conn, conn.cursor() as curs:
                     curs.execute(sql, ids)
-                    rows = [(r["originator_id"], r["originator_version"], bytes(r["state"])) for r in curs.fetchall()]
-            else:
-                with self.datastore.transaction(commit=False) as curs:
-                    curs.execute(sql, [i.hex for i in ids])
-                    rows = [(r["originator_id"], r["originator_version"], bytes(r["state"])) for r in curs.fetchall()]
-        found = {}
-        for originator_id, version, state in rows:
-            stream = _as_uuid(originator_id)
-            found[stream] = Recorded(0, stream, version, decode_event(state))
-        return found
+                    return _newest(curs.fetchall())
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(sql, [i.hex for i in ids])
+                return _newest(curs.fetchall())
 
     def count(self) -> int:
         sql = f"SELECT COUNT(*) AS n FROM {EVENTS_TABLE}"
@@ -514,6 +514,15 @@ class LedgerStore:
 
 def decode_notification(n: Stored) -> Recorded:
     return Recorded(n.id, _as_uuid(n.originator_id), n.originator_version, decode_event(n.state))
+
+
+def _newest(rows) -> dict[UUID, Recorded]:
+    """`newest_events_sql`'s rows as each stream's newest event (position 0: not read)."""
+    found = {}
+    for row in rows:
+        stream = _as_uuid(row["originator_id"])
+        found[stream] = Recorded(0, stream, row["originator_version"], decode_event(bytes(row["state"])))
+    return found
 
 
 def _as_uuid(value: UUID | str) -> UUID:

@@ -126,6 +126,7 @@ def test_a_process_waiting_for_streams_another_holds_gives_up_with_503_after_the
 
     monkeypatch.setattr(ledger.store, "EXCLUSIVE_WAIT_SECONDS", 0.2)
     one, other = LedgerStore(postgres_url, pool_size=1), LedgerStore(postgres_url, pool_size=1)
+    one.create_tables()  # a holder reads the streams' newest events once it holds them
     stream = stream_id("held", "budget")
     try:
         with one.exclusive([stream]):
@@ -140,6 +141,25 @@ def test_a_process_waiting_for_streams_another_holds_gives_up_with_503_after_the
     finally:
         one.close()
         other.close()
+
+
+def test_a_holder_reads_the_newest_event_of_each_stream_it_holds(postgres_url):
+    from datetime import datetime, timezone
+
+    from ledger.budgets.events import BudgetDeleted
+    from ledger.store import LedgerStore
+
+    store = LedgerStore(postgres_url, pool_size=1)
+    store.create_tables()
+    written, empty = stream_id("newest", "budget"), stream_id("never", "budget")
+    event = BudgetDeleted(tenant_id="t", recorded_at=datetime(2026, 11, 20, tzinfo=timezone.utc), actor="a", budget_id="b", name="b")
+    try:
+        store.append([NewEvent(written, version, event) for version in (1, 2, 3)])
+        with store.exclusive([written, empty, written]) as newest:  # read in the lock's own round trip
+            assert {s: (r.version, r.event) for s, r in newest.items()} == {written: (3, event)}
+            assert newest == store.last_events([written, empty])
+    finally:
+        store.close()
 
 
 def test_holders_of_streams_never_take_every_connection_and_then_wait_for_one(postgres_url):

@@ -145,8 +145,7 @@ class PeriodTurns:
         return turn.outcome
 
     def _lead(self, key: tuple[UUID, ...], turns: list[_Turn]) -> None:
-        with _turn_on(key), self.journal.exclusive(key):
-            last = self.journal.last_events(key)
+        with _turn_on(key), self.journal.exclusive(key) as last:
             states = {s: PeriodState.of(last[s].event, last[s].version) if s in last else PeriodState() for s in key}  # type: ignore[arg-type]
             shared, events, changed, taken = _Batch(states), [], [], set()
             for turn in turns:
