@@ -40,16 +40,7 @@ class Entry(NamedTuple):
 class _Window(NamedTuple):
     start: int
     end: int
-    entries: Future  # of _Loaded
-
-
-class _Loaded(NamedTuple):
-    """A window's entries, and the topics among them: a projection that follows none of
-    them takes nothing, one that follows all of them takes every entry, without looking
-    at each."""
-
-    entries: list[Entry]
-    topics: frozenset[str]
+    entries: Future  # of list[Entry]
 
 
 class Reader:
@@ -82,9 +73,9 @@ class Reader:
         beyond: a window another projection read later, every position of it committed).
         Items are decoded events (or raw notifications, for wants_raw), or Undecodable."""
         if self.feed is not None:
-            end, loaded = self.feed.window(start, head)
+            end, entries = self.feed.window(start, head)
             self.position = end
-            return end, only(loaded, self.projection.topics, self.projection.wants_raw)
+            return end, only(entries, self.projection.topics, self.projection.wants_raw)
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == start:
             end, items = ahead[1], ahead[2].result()
@@ -127,19 +118,19 @@ class Feed:
         self._changed = threading.Condition()
         self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-feed")
 
-    def window(self, start: int, head: int) -> tuple[int, _Loaded]:
+    def window(self, start: int, head: int) -> tuple[int, list[Entry]]:
         """(end, entries) for positions after `start`: a cached window that covers `start`,
         else a new one read now. `head` is the ledger head the caller saw."""
         with self._changed:
             found = self._find(start)
             if found is None:
                 found = self._load_locked(start, self._boundary(start, head))
-        loaded = found.entries.result()
+        entries = found.entries.result()
         if found.end < head:
             self.prefetch(found.end, head)
         if found.start == start:
-            return found.end, loaded
-        return found.end, _Loaded([e for e in loaded.entries if e.stored.id > start], loaded.topics)
+            return found.end, entries
+        return found.end, [e for e in entries if e.stored.id > start]
 
     def prefetch(self, start: int, head: int) -> None:
         with self._changed:
@@ -183,9 +174,8 @@ class Feed:
                 self._changed.acquire()
         return window
 
-    def _load(self, start: int, end: int) -> _Loaded:
-        entries = [Entry(n, _decode(n)) for n in self.store.read_window(start, end)]
-        return _Loaded(entries, frozenset(e.stored.topic for e in entries))
+    def _load(self, start: int, end: int) -> list[Entry]:
+        return [Entry(n, _decode(n)) for n in self.store.read_window(start, end)]
 
     def _active_positions(self) -> list[int]:
         now = time.monotonic()
@@ -218,14 +208,9 @@ class Feed:
                 self._readers[key] = (start, time.monotonic())
 
 
-def only(loaded: _Loaded, topics: Sequence[str], raw: bool) -> list:
+def only(entries: Sequence[Entry], topics: Sequence[str], raw: bool) -> list:
     """The part of a window one projection follows: raw notifications or decoded events."""
     wanted = frozenset(topics)
-    entries = loaded.entries
-    if wanted and wanted.isdisjoint(loaded.topics):
-        return []
-    if not wanted or loaded.topics <= wanted:
-        return [e.stored for e in entries] if raw else [e.decoded for e in entries]
     if raw:
-        return [e.stored for e in entries if e.stored.topic in wanted]
-    return [e.decoded for e in entries if e.stored.topic in wanted]
+        return [e.stored for e in entries if not wanted or e.stored.topic in wanted]
+    return [e.decoded for e in entries if not wanted or e.stored.topic in wanted]
