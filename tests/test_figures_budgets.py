@@ -1,5 +1,6 @@
-"""Budgets in credits count gauge credits too: one "used" figure in the budget status, the
-pre-flight check and the credit report."""
+"""Budget figures that must tie out: budgets in credits count gauge credits too (one "used"
+figure in the budget status, the pre-flight check and the credit report), and held amounts
+add up exactly however large."""
 from __future__ import annotations
 
 from tests.conftest import ADMIN_KEY, usage
@@ -63,3 +64,31 @@ def test_a_recreated_budget_has_its_own_alerts(h, agent):
     framework.catch_up(h.engine, h.store, projection)
     assert job.run_once()["raised"] == 0
     assert h.http.get("/api/v1/budgets/b1/alerts", headers=agent).json["alerts"] == found
+
+
+def test_held_amounts_past_64_bits_add_up_exactly(h, agent):
+    """The held amounts are summed per budget once per statement and picked per budget:
+    both sums stay exact past 2^63 nanos (SQLite's own SUM would raise or round)."""
+    from sqlalchemy import insert, select
+
+    from projections import budget_queries as q
+    from tests.test_budget_holds import create, granted, reserve
+
+    create(h, agent, id="org-warn", on_exceed="warn", limit_usd=10**8)
+    h.project()
+    first = granted(reserve(h, agent, "2"))
+    h.project()
+    big, holds = 9 * 10**17, 20  # each within 64 bits; 1.8 × 10^19 nanos together
+    t, a = q.BUDGETS.holds, q.BUDGETS.hold_amounts
+    with h.engine.begin() as conn:
+        conn.execute(a.update().where(a.c.hold_id == first).values(amount_nanos=big))
+        hold = dict(conn.execute(select(t).where(t.c.hold_id == first)).mappings().one())
+        amount = dict(conn.execute(select(a).where(a.c.hold_id == first)).mappings().one())
+        conn.execute(insert(t), [{**hold, "hold_id": f"{first}-{n}"} for n in range(1, holds)])
+        conn.execute(insert(a), [{**amount, "hold_id": f"{first}-{n}"} for n in range(1, holds)])
+    with h.engine.connect() as conn:
+        budget = q.get_budget(conn, "acme", "org-warn")
+        held = q.spend_and_held(conn, "acme", [budget], h.settings.clock.now())["org-warn"][1]
+        rows, _ = q.org_budgets_with_spend(conn, "acme", budget["org_id"], h.settings.clock.now())
+    assert held == big * holds == 18 * 10**18 > 2**63
+    assert [r["held_nanos"] for r in rows] == [big * holds]
