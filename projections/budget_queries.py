@@ -147,7 +147,7 @@ def spend_and_held(conn: Connection, tenant_id: str, budgets: Collection[dict], 
     params = {f"start_{period}": start for period, start in current_period_starts(now).items()}
     rows = conn.execute(
         select(b.c.budget_id, _used(b, current_start).label("used"), held.label("held"))
-        .where(b.c.tenant_id == tenant_id, b.c.budget_id.in_([r["budget_id"] for r in budgets])),
+        .where(b.c.tenant_id == bindparam("tenant_id"), b.c.budget_id.in_([r["budget_id"] for r in budgets])),
         {**params, "tenant_id": tenant_id, "now": naive_utc(now)},
     )
     found = {r.budget_id: (int(r.used or 0), int(r.held or 0)) for r in rows}
