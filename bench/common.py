@@ -146,6 +146,14 @@ def peak_rss_kb(pid: int | str = "self") -> int:
     return 0
 
 
+def stat_cpu_seconds(stat: str, with_children: bool = False) -> float:
+    """User + system CPU seconds in a process's /proc/PID/stat text (and of its children
+    that were waited for)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15 if with_children else 13])  # utime stime [cutime cstime]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class PostgresCpu:
     """CPU seconds of this machine's PostgreSQL server processes over a block, counting the
     backends that end during it (a catch-up's connections close before its end): every
@@ -163,7 +171,6 @@ class PostgresCpu:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -172,8 +179,8 @@ class PostgresCpu:
             except OSError:
                 continue  # ended meanwhile: its last reading stays
             if "(postgres)" in stat:
-                fields = stat.rsplit(")", 1)[1].split()
-                self.seen[(entry, fields[19])] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime; key: pid, start
+                started = stat.rsplit(")", 1)[1].split()[19]  # a pid and its start time name one process
+                self.seen[(entry, started)] = stat_cpu_seconds(stat)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):

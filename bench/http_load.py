@@ -11,7 +11,7 @@ import multiprocessing
 import time
 import uuid
 
-from bench.common import basic, dumps, event_dicts, median, percentile, utcnow
+from bench.common import basic, children_cpu_seconds, dumps, event_dicts, median, percentile, stat_cpu_seconds, utcnow
 
 
 def _client(port: int, kind: str, seconds: float, rate: float, headers: dict, out) -> None:
@@ -84,11 +84,7 @@ def drive(port: int, kind: str, seconds: float, clients: int, headers: dict, rat
 
 def _cpu(pid: int, with_children: bool = False) -> float:
     """User + system CPU seconds of a process (and of its children that were waited for)."""
-    import os
-
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    ticks = sum(int(f) for f in fields[11:15 if with_children else 13])  # utime stime [cutime cstime]
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return stat_cpu_seconds(open(f"/proc/{pid}/stat").read(), with_children)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -105,7 +101,6 @@ class Cpu:
 
     def sample(self) -> dict[str, float]:
         import os
-        import resource
 
         parents: dict[int, int] = {}
         postgres = 0.0
@@ -115,7 +110,7 @@ class Cpu:
             try:
                 stat = open(f"/proc/{entry}/stat").read()
                 if "(postgres)" in stat:
-                    postgres += _cpu(int(entry))
+                    postgres += stat_cpu_seconds(stat)
                 parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError):
                 continue  # a process that ended meanwhile
@@ -127,8 +122,7 @@ class Cpu:
                     api += _cpu(pid)
                 except OSError:
                     pass
-        clients = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {"api": api, "worker": _cpu(self.worker_pid), "postgres": postgres, "clients": clients.ru_utime + clients.ru_stime}
+        return {"api": api, "worker": _cpu(self.worker_pid), "postgres": postgres, "clients": children_cpu_seconds()}
 
     @staticmethod
     def per_request(before: dict[str, float], after: dict[str, float], done: int) -> dict[str, float]:
