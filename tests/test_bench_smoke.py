@@ -62,3 +62,18 @@ def test_the_consistency_and_budget_benchmarks_run_and_write_their_rows(tmp_path
     for name, row in rows.items():
         assert row["figure"] > 0, row
         assert row["ratio"] is None or row["ratio"] > 0, row
+
+
+def test_the_catch_up_profile_by_read_model_runs_and_prints_its_table():
+    """`python -m bench.by_read_model` (docs/performance.md) at a tiny size, on SQLite."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.by_read_model", "--events", "2000", "--backend", "sqlite"], cwd=ROOT,
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    from projections.registry import all_projections
+
+    names = {p.name for p in all_projections()}
+    assert {row.split(" | ")[0].lstrip("| ").split(" (")[0] for row in rows[1:-2]} == names, run.stdout
+    assert rows[-1].startswith("| all at once, measured") and "(the shared read)" in run.stdout, run.stdout
