@@ -29,7 +29,10 @@ class BudgetOut(msgspec.Struct):
     created_by: Text
     updated_at: Text
     updated_by: Text
-    # outstanding holds and what is left (limit - used - held), in the budget's unit
+    # in a list: spend recorded in the current period, outstanding holds and what is left
+    # (limit - used - held), in the budget's unit
+    used_usd: Number = None
+    used_credits: Number = None
     held_usd: Number = None
     available_usd: Number = None
     held_credits: Number = None

@@ -134,7 +134,7 @@ def list_budgets(args):
                 limit=args["limit"],
                 offset=args["offset"],
             )
-    amounts = _held_amounts(principal.tenant_id, rows)
+    amounts = _amounts(principal.tenant_id, rows)
     return {
         "budgets": [{**stored_budget_json(r), **amounts[r["budget_id"]]} for r in rows],
         "total": total,
@@ -144,12 +144,12 @@ def list_budgets(args):
     }
 
 
-def _held_amounts(tenant_id: str, rows: list[dict]) -> dict[str, dict]:
-    """held_* and available_* of each budget in its current period."""
+def _amounts(tenant_id: str, rows: list[dict]) -> dict[str, dict]:
+    """used_*, held_* and available_* of each budget in its current period."""
     now = services().settings.clock.now()
     with services().reader.connect() as conn:
         figures = q.spend_and_held(conn, tenant_id, rows, now)
-    return {r["budget_id"]: held_fields(r["unit"], r["limit_nanos"], *figures.get(r["budget_id"], (0, 0))) for r in rows}
+    return {r["budget_id"]: held_fields(r["unit"], r["limit_nanos"], *figures.get(r["budget_id"], (0, 0)), with_used=True) for r in rows}
 
 
 @blp.route("/budgets/<budget_id>", methods=["GET"])

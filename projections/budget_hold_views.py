@@ -56,10 +56,12 @@ def hold_json(found: Settled, now: datetime) -> dict:
     }
 
 
-def held_fields(unit: str, limit_nanos: int, used_nanos: int, held_nanos: int) -> dict:
-    """held_* and available_* (limit − used − held, at least 0) in the budget's unit."""
+def held_fields(unit: str, limit_nanos: int, used_nanos: int, held_nanos: int, with_used: bool = False) -> dict:
+    """held_* and available_* (limit − used − held, at least 0) in the budget's unit, and
+    used_* (spend recorded) first if asked: a budget's status says `used` already."""
     key = "usd" if unit == "usd" else "credits"
     return {
+        **({f"used_{key}": money(from_nanos(used_nanos))} if with_used else {}),
         f"held_{key}": money(from_nanos(held_nanos)),
         f"available_{key}": money(from_nanos(available(limit_nanos, used_nanos, held_nanos))),
     }

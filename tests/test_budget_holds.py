@@ -65,7 +65,7 @@ def test_a_reserve_places_a_hold_on_every_budget_it_falls_under(h, agent, budget
     status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
     assert (status["used"], status["held_usd"], status["available_usd"]) == (0, 2.5, 47.5)
     listed = h.http.get("/api/v1/budgets", headers=agent).json["budgets"][0]
-    assert (listed["held_usd"], listed["available_usd"]) == (2.5, 47.5)
+    assert (listed["used_usd"], listed["held_usd"], listed["available_usd"]) == (0, 2.5, 47.5)
     plain = h.http.post("/api/v1/budgets/check", json={"estimated_cost_usd": 47.6}, headers=agent).json
     assert plain["allowed"] is False and plain["used_usd"] == 0 and plain["held_usd"] == 2.5 and plain["percentage"] == 5
 
@@ -117,6 +117,8 @@ def test_committed_holds_free_the_rest_at_once(h, agent, budget):
     refused(reserve(h, agent))
     status = h.http.get("/api/v1/budgets/b/status", headers=agent).json
     assert (status["used"], status["held_usd"], status["available_usd"]) == (8, 42, 0)
+    listed = h.http.get("/api/v1/budgets", headers=agent).json["budgets"][0]
+    assert (listed["used_usd"], listed["held_usd"], listed["available_usd"]) == (8, 42, 0)
     granted_after = [h.http.post(f"/api/v1/budgets/holds/{i}/release", headers=agent) for i in holds[20:22]]
     assert all(r.status_code == 200 and r.json["state"] == "released" for r in granted_after)
     granted(reserve(h, agent, "2"))

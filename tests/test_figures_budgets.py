@@ -24,6 +24,8 @@ def test_a_credit_budget_counts_gauge_credits_everywhere(h, agent):
     status = h.http.get("/api/v1/budgets/app/status", headers=agent).json
     report = h.admin("GET", "/api/usage", headers=ORG).json["budgets"]
     assert status["used"] == 1000.5 == report[0]["creditsUsed"]
+    listed = h.http.get("/api/v1/budgets", headers=agent).json["budgets"][0]
+    assert (listed["used_credits"], listed["available_credits"]) == (1000.5, 0) and "used_usd" not in listed
     check = h.http.post(
         f"/api/v1/budgets/check?min_position={h.store.max_position()}", json={"org_id": "prod", "app_id": APP}, headers=agent
     ).json
