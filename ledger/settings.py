@@ -1,6 +1,7 @@
 """Configuration, read from environment variables only (documented in README.md)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -9,6 +10,31 @@ from typing import Any
 from ledger.clock import SystemClock
 
 DEFAULT_DATABASE_URL = "sqlite:///./usage-ledger.db"
+DATABASE_SCHEMES = ("postgresql:", "postgres:", "postgresql+", "sqlite:")
+
+
+class SettingsError(ValueError):
+    """An environment variable the service cannot use; the message names it."""
+
+
+def _number(env: dict[str, str], name: str, default: float, kind: type = float, minimum: float = 0) -> Any:
+    """A numeric variable (unset or blank: the default), at least `minimum`."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value):
+        raise SettingsError(f"{name} must be a {'whole number' if kind is int else 'number'}, got {raw!r}")
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _whole(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+    return _number(env, name, default, int, minimum)
 
 
 @dataclass
@@ -72,30 +98,24 @@ class Settings:
             admin_api_key=env.get("ADMIN_API_KEY") or None,
             deployment_mode=mode if mode in ("saas", "invpc") else "saas",
             secret_pepper=env.get("SECRET_PEPPER") or cls.secret_pepper,
-            backdating_days=int(env.get("BACKDATING_WINDOW_DAYS", cls.backdating_days)),
-            read_wait_seconds=float(env.get("READ_WAIT_SECONDS", cls.read_wait_seconds)),
+            backdating_days=_whole(env, "BACKDATING_WINDOW_DAYS", cls.backdating_days, 0),
+            read_wait_seconds=_number(env, "READ_WAIT_SECONDS", cls.read_wait_seconds),
             session_consistency=(env.get("SESSION_CONSISTENCY") or "true").strip().lower() not in ("false", "0", "no", "off"),
-            node_active_window_seconds=int(
-                env.get("NODE_ACTIVE_WINDOW_SECONDS", cls.node_active_window_seconds)
-            ),
-            projector_batch_size=int(env.get("PROJECTOR_BATCH_SIZE", cls.projector_batch_size)),
-            projector_poll_seconds=float(
-                env.get("PROJECTOR_POLL_SECONDS", cls.projector_poll_seconds)
-            ),
-            db_pool_size=int(env.get("DB_POOL_SIZE", cls.db_pool_size)),
-            db_pool_timeout=float(env.get("DB_POOL_TIMEOUT", cls.db_pool_timeout)),
+            node_active_window_seconds=_whole(env, "NODE_ACTIVE_WINDOW_SECONDS", cls.node_active_window_seconds),
+            projector_batch_size=_whole(env, "PROJECTOR_BATCH_SIZE", cls.projector_batch_size),
+            projector_poll_seconds=_number(env, "PROJECTOR_POLL_SECONDS", cls.projector_poll_seconds),
+            db_pool_size=_whole(env, "DB_POOL_SIZE", cls.db_pool_size),
+            db_pool_timeout=_number(env, "DB_POOL_TIMEOUT", cls.db_pool_timeout),
             ledger_signing_key_file=env.get("LEDGER_SIGNING_KEY_FILE") or None,
             ledger_public_key_file=env.get("LEDGER_PUBLIC_KEY_FILE") or None,
-            ledger_checkpoint_every=int(env.get("LEDGER_CHECKPOINT_EVERY", cls.ledger_checkpoint_every)),
-            ledger_checkpoint_minutes=float(env.get("LEDGER_CHECKPOINT_MINUTES", cls.ledger_checkpoint_minutes)),
-            audit_retention_days=int(env.get("AUDIT_RETENTION_DAYS", cls.audit_retention_days)),
+            ledger_checkpoint_every=_whole(env, "LEDGER_CHECKPOINT_EVERY", cls.ledger_checkpoint_every),
+            ledger_checkpoint_minutes=_number(env, "LEDGER_CHECKPOINT_MINUTES", cls.ledger_checkpoint_minutes),
+            audit_retention_days=_whole(env, "AUDIT_RETENTION_DAYS", cls.audit_retention_days),
             siem_url=env.get("SIEM_URL") or None,
-            siem_interval_seconds=float(env.get("SIEM_INTERVAL_SECONDS", cls.siem_interval_seconds)),
+            siem_interval_seconds=_number(env, "SIEM_INTERVAL_SECONDS", cls.siem_interval_seconds),
             license_manager_url=env.get("LICENSE_MANAGER_URL") or None,
             license_manager_token=env.get("LICENSE_MANAGER_TOKEN") or None,
-            license_sync_interval_seconds=float(
-                env.get("LICENSE_SYNC_INTERVAL_SECONDS", cls.license_sync_interval_seconds)
-            ),
+            license_sync_interval_seconds=_number(env, "LICENSE_SYNC_INTERVAL_SECONDS", cls.license_sync_interval_seconds),
             debug=cls.debug_requested(env),
         )
         values.update(_portal_settings(env))
@@ -103,6 +123,8 @@ class Settings:
         values.update(_security_settings(env))
         values.update(_cluster_settings(env))
         values.update(overrides)
+        if not values["database_url"].startswith(DATABASE_SCHEMES):
+            raise SettingsError(f"DATABASE_URL must start with postgresql:// or sqlite:///, got {values['database_url'].split(':', 1)[0]!r}")
         return cls(**values)
 
     @staticmethod
@@ -119,36 +141,32 @@ class Settings:
 def _portal_settings(env: dict[str, str]) -> dict[str, Any]:
     secure = (env.get("SESSION_COOKIE_SECURE") or "").strip().lower()
     return dict(
-        session_ttl_hours=float(env.get("SESSION_TTL_HOURS", Settings.session_ttl_hours)),
+        session_ttl_hours=_number(env, "SESSION_TTL_HOURS", Settings.session_ttl_hours),
         session_cookie_secure={"true": True, "1": True, "false": False, "0": False}.get(secure),
         cf_api_token=env.get("CF_API_TOKEN") or None,
         cf_account_id=env.get("CF_ACCOUNT_ID") or None,
         cf_access_group_id=env.get("CF_ACCESS_GROUP_ID") or None,
         cf_api_base_url=(env.get("CF_API_BASE_URL") or Settings.cf_api_base_url).rstrip("/"),
-        cf_api_timeout_seconds=float(env.get("CF_API_TIMEOUT_SECONDS", Settings.cf_api_timeout_seconds)),
+        cf_api_timeout_seconds=_number(env, "CF_API_TIMEOUT_SECONDS", Settings.cf_api_timeout_seconds),
     )
 
 
 def _budget_settings(env: dict[str, str]) -> dict[str, Any]:
     return dict(
-        budget_check_cache_seconds=float(env.get("BUDGET_CHECK_CACHE_SECONDS", Settings.budget_check_cache_seconds)),
-        budget_webhook_connect_timeout_seconds=min(3.0, float(
-            env.get("BUDGET_WEBHOOK_CONNECT_TIMEOUT_SECONDS", Settings.budget_webhook_connect_timeout_seconds)
+        budget_check_cache_seconds=_number(env, "BUDGET_CHECK_CACHE_SECONDS", Settings.budget_check_cache_seconds),
+        budget_webhook_connect_timeout_seconds=min(3.0, _number(
+            env, "BUDGET_WEBHOOK_CONNECT_TIMEOUT_SECONDS", Settings.budget_webhook_connect_timeout_seconds
         )),
-        budget_webhook_timeout_seconds=min(10.0, float(
-            env.get("BUDGET_WEBHOOK_TIMEOUT_SECONDS", Settings.budget_webhook_timeout_seconds)
+        budget_webhook_timeout_seconds=min(10.0, _number(
+            env, "BUDGET_WEBHOOK_TIMEOUT_SECONDS", Settings.budget_webhook_timeout_seconds
         )),
-        budget_webhook_concurrency=max(1, int(env.get("BUDGET_WEBHOOK_CONCURRENCY", Settings.budget_webhook_concurrency))),
-        budget_webhook_per_tenant=max(1, int(env.get("BUDGET_WEBHOOK_PER_TENANT", Settings.budget_webhook_per_tenant))),
+        budget_webhook_concurrency=_whole(env, "BUDGET_WEBHOOK_CONCURRENCY", Settings.budget_webhook_concurrency),
+        budget_webhook_per_tenant=_whole(env, "BUDGET_WEBHOOK_PER_TENANT", Settings.budget_webhook_per_tenant),
         webhook_allow_private_addresses=(env.get("WEBHOOK_ALLOW_PRIVATE_ADDRESSES") or "").strip().lower()
         in ("1", "true", "yes"),
-        budget_webhook_max_attempts=int(env.get("BUDGET_WEBHOOK_MAX_ATTEMPTS", Settings.budget_webhook_max_attempts)),
-        budget_webhook_backoff_seconds=float(
-            env.get("BUDGET_WEBHOOK_BACKOFF_SECONDS", Settings.budget_webhook_backoff_seconds)
-        ),
-        budget_alerts_interval_seconds=float(
-            env.get("BUDGET_ALERTS_INTERVAL_SECONDS", Settings.budget_alerts_interval_seconds)
-        ),
+        budget_webhook_max_attempts=_whole(env, "BUDGET_WEBHOOK_MAX_ATTEMPTS", Settings.budget_webhook_max_attempts),
+        budget_webhook_backoff_seconds=_number(env, "BUDGET_WEBHOOK_BACKOFF_SECONDS", Settings.budget_webhook_backoff_seconds),
+        budget_alerts_interval_seconds=_number(env, "BUDGET_ALERTS_INTERVAL_SECONDS", Settings.budget_alerts_interval_seconds),
     )
 
 
@@ -180,12 +198,12 @@ def parse_clusters(value: str) -> list[tuple[str, str]]:
         name, sep, url = item.partition("=")
         name, url = name.strip(), url.strip()
         if not sep or not _CLUSTER_NAME.match(name) or not url:
-            raise ValueError(f"LEDGER_CLUSTERS: expected name=url, got {item!r}")
-        if not url.startswith(("postgresql:", "postgres:", "postgresql+", "sqlite:")):
-            raise ValueError(f"LEDGER_CLUSTERS: cluster {name} has an unsupported URL scheme")
+            raise SettingsError(f"LEDGER_CLUSTERS: expected name=url, got {item!r}")
+        if not url.startswith(DATABASE_SCHEMES):
+            raise SettingsError(f"LEDGER_CLUSTERS: cluster {name} has an unsupported URL scheme")
         if any(name == known for known, _ in clusters):
-            raise ValueError(f"LEDGER_CLUSTERS: cluster {name} is named twice")
+            raise SettingsError(f"LEDGER_CLUSTERS: cluster {name} is named twice")
         clusters.append((name, url))
     if not clusters:
-        raise ValueError("LEDGER_CLUSTERS names no cluster")
+        raise SettingsError("LEDGER_CLUSTERS names no cluster")
     return clusters

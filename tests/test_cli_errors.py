@@ -115,11 +115,37 @@ def test_progress_reaches_the_total(database_url):
     assert all(done == total for done, total in shown.values()), shown
 
 
-def test_an_unexpected_error_is_one_line_and_a_traceback_only_when_debugging(database_url):
-    result = run_cli(database_url, "status", PROJECTOR_BATCH_SIZE="many", timeout=60)
-    assert_one_error_line(result, "error: ValueError", "many")
-    debugging = run_cli(database_url, "status", PROJECTOR_BATCH_SIZE="many", USAGE_LEDGER_DEBUG="1", timeout=60)
+def test_an_unexpected_error_is_one_line_and_a_traceback_only_when_debugging(database_url, tmp_path):
+    # a fault no code path expects, injected at interpreter start-up (sitecustomize)
+    (tmp_path / "sitecustomize.py").write_text(
+        "import runtime.reports\n"
+        "def broken(*_args, **_kwargs):\n"
+        "    raise RuntimeError('an injected fault')\n"
+        "runtime.reports.projection_report = broken\n"
+    )
+    migrated(database_url)
+    fault = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    result = run_cli(database_url, "status", timeout=60, **fault)
+    assert_one_error_line(result, "error: RuntimeError", "an injected fault")
+    debugging = run_cli(database_url, "status", USAGE_LEDGER_DEBUG="1", timeout=60, **fault)
     assert debugging.returncode == 1 and "Traceback" in debugging.stderr
+
+
+@pytest.mark.parametrize(("variable", "value", "said"), [
+    ("PROJECTOR_BATCH_SIZE", "many", "PROJECTOR_BATCH_SIZE must be a whole number, got 'many'"),
+    ("DB_POOL_SIZE", "0", "DB_POOL_SIZE must be at least 1, got '0'"),
+    ("READ_WAIT_SECONDS", "nan", "READ_WAIT_SECONDS must be a number, got 'nan'"),
+    ("BUDGET_CHECK_CACHE_SECONDS", "-1", "BUDGET_CHECK_CACHE_SECONDS must be at least 0, got '-1'"),
+    ("DATABASE_URL", "mysql://db/ledger", "DATABASE_URL must start with postgresql:// or sqlite:///, got 'mysql'"),
+    ("LEDGER_CLUSTERS", "a", "LEDGER_CLUSTERS: expected name=url, got 'a'"),
+])
+@pytest.mark.parametrize("command", ["status", "api"])
+def test_a_variable_the_service_cannot_use_is_named_in_one_line(tmp_path, command, variable, value, said):
+    args = ("api", "--port", str(free_port())) if command == "api" else ("status",)
+    database_url = value if variable == "DATABASE_URL" else f"sqlite:///{tmp_path}/settings.db"
+    extra = {} if variable == "DATABASE_URL" else {variable: value}
+    result = run_cli(database_url, *args, timeout=60, **extra)
+    assert assert_one_error_line(result) == f"error: {said}"
 
 
 @pytest.mark.parametrize("command", ["serve", "api", "work"])

@@ -3,7 +3,7 @@
 provisioning.py: create-*, sync-license; demo.py: demo, status).
 
 Failures end with one line on stderr and a non-zero exit: a domain error prints its JSON
-error, an expected failure (CliError) prints `error: ...`, and anything unexpected prints
+error, an expected failure (CliError, or an environment variable it cannot use) prints `error: ...`, and anything unexpected prints
 `error: ...` too (the traceback only with USAGE_LEDGER_DEBUG=1)."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import json
 import click
 
 from ledger.errors import DomainError
+from ledger.settings import SettingsError
 from usage_ledger.cli import demo, ledger_ops, provisioning, serve
 from usage_ledger.cli.common import CliError, debugging, describe, end_line
 
@@ -26,7 +27,7 @@ class CommandLine(click.Group):
             end_line()
             click.echo(json.dumps({"error": {"code": error.code, "message": error.message}}), err=True)
             ctx.exit(1)
-        except CliError as error:
+        except (CliError, SettingsError) as error:  # expected: the message says what to change
             end_line()
             click.echo(f"error: {error}", err=True)
             ctx.exit(1)

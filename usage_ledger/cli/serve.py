@@ -37,6 +37,7 @@ def require_pepper() -> None:
 def api(host: str, port: int, workers: int, threads: int) -> None:
     """Run the HTTP API (gunicorn)."""
     require_pepper()
+    settings()  # a variable it cannot use is one line here, not a worker that fails to boot
     from gunicorn.app.base import BaseApplication
 
     from workers.logs import configure_logging
