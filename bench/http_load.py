@@ -91,6 +91,34 @@ def cpu_seconds(pid: int) -> float:
     return _cpu(pid, with_children=True)
 
 
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """(CPU seconds of `root` and its descendants, such as an API's gunicorn master and
+    workers; of every PostgreSQL server process running now)."""
+    import os
+
+    parents: dict[int, int] = {}
+    postgres = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            if "(postgres)" in stat:
+                postgres += stat_cpu_seconds(stat)
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue  # a process that ended meanwhile
+    total, tree = 0.0, {root}
+    for pid in sorted(parents):  # children have higher pids than their parents here
+        if pid in tree or parents[pid] in tree:
+            tree.add(pid)
+            try:
+                total += _cpu(pid)
+            except OSError:
+                pass
+    return total, postgres
+
+
 class Cpu:
     """CPU seconds by role, to say where a request's cost goes: the API's process tree
     (gunicorn master and workers), the worker's, every PostgreSQL server process, and the
@@ -100,28 +128,7 @@ class Cpu:
         self.api_pid, self.worker_pid = api_pid, worker_pid
 
     def sample(self) -> dict[str, float]:
-        import os
-
-        parents: dict[int, int] = {}
-        postgres = 0.0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-                if "(postgres)" in stat:
-                    postgres += stat_cpu_seconds(stat)
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue  # a process that ended meanwhile
-        api, tree = 0.0, {self.api_pid}
-        for pid in sorted(parents):  # children have higher pids than their parents here
-            if pid in tree or parents[pid] in tree:
-                tree.add(pid)
-                try:
-                    api += _cpu(pid)
-                except OSError:
-                    pass
+        api, postgres = tree_cpu_seconds(self.api_pid)
         return {"api": api, "worker": _cpu(self.worker_pid), "postgres": postgres, "clients": children_cpu_seconds()}
 
     @staticmethod

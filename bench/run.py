@@ -157,6 +157,7 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
     """HTTP ingest of 1,000-event batches from several clients vs raw insert_events."""
     from eventsourcing.persistence import StoredEvent
 
+    from bench.http_load import tree_cpu_seconds
     from ledger.usage.streams import usage_stream
     from ledger.codec import encode_event
     from ledger.usage.events import UsageRecorded
@@ -170,10 +171,17 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
     with temporary_database(backend) as url:
         client_id, secret = provision(url)
         port = 18000 + (hash(url) % 1000)
-        with process(url, "api", "--port", str(port), "--workers", "2"):
+        with process(url, "api", "--port", str(port), "--workers", "2") as api:
             wait_http(f"http://127.0.0.1:{port}/healthz")
             headers = {"Authorization": basic(client_id, secret), "Content-Type": "application/json"}
-            http_rate = post_batches(port, headers, bodies, clients)
+            with PostgresCpu() as postgres:
+                api_cpu, clients_cpu = tree_cpu_seconds(api.pid)[0], time.process_time()
+                http_rate = post_batches(port, headers, bodies, clients)
+                api_cpu, clients_cpu = tree_cpu_seconds(api.pid)[0] - api_cpu, time.process_time() - clients_cpu
+    per_event = lambda seconds: seconds / (len(bodies) * 1000) * 1e6  # noqa: E731
+    spent = (f"CPU per event: API {per_event(api_cpu):.1f} µs, "
+                + (f"PostgreSQL {per_event(postgres.seconds):.1f} µs, " if backend == "postgres" else "")
+                + f"clients {per_event(clients_cpu):.1f} µs, against {1e6 / http_rate:.1f} µs of wall time")
     # baseline: the same events, already encoded, through the library's batched insert_events
     # (its own recorder, as it ships); and through our store's recorder, which sends the
     # events in binary on PostgreSQL (ledger/store.py `_binary_insert`)
@@ -189,14 +197,14 @@ def bench_ingest(backend: str, batches_per_client: int, clients: int = 4) -> Non
     ours = insert_events_rate(backend, stored_batches, stock=False) if backend == "postgres" else raw_rate
     record(f"ingest via HTTP, {clients} clients × 1,000-event batches ({backend})", http_rate, "events/s",
            raw_rate, "eventsourcing insert_events, 1,000 per call", "≥ 0.6",
-           note="" if backend != "postgres" else
-           f"our store's insert_events (binary parameters) {ours:,.0f} events/s: ratio {http_rate / ours:.3f}")
+           note=spent if backend != "postgres" else
+           f"our store's insert_events (binary parameters) {ours:,.0f} events/s: ratio {http_rate / ours:.3f}; {spent}")
     if backend == "postgres":
         copy_rate = copy_events(stored_batches)
         stages = ingest_stages(bodies[:6])
         record(f"ingest via HTTP, {clients} clients × 1,000-event batches, against COPY ({backend})", http_rate, "events/s",
                copy_rate, "binary COPY of the same rows into the same events table, 1,000 per transaction", "≥ 0.5",
-               note="one client's batch, in-process: " + ", ".join(f"{k} {v:.0%}" for k, v in stages.items()))
+               note=f"{spent}; one client's batch, in-process: " + ", ".join(f"{k} {v:.0%}" for k, v in stages.items()))
 
 
 def insert_events_rate(backend: str, stored_batches: list, stock: bool) -> float:
