@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 import signal
 import threading
@@ -127,6 +128,53 @@ def test_exactly_one_worker_is_active_per_projection_and_a_standby_takes_over(pg
     finally:
         for worker in workers:
             stop(worker, signal.SIGKILL)
+
+
+class WorkerLog:
+    """The JSON log lines of a `usage-ledger work` process, read as it writes them."""
+
+    def __init__(self, process):
+        self.lines: list[dict] = []
+        self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for raw in stream:
+            try:
+                self.lines.append(json.loads(raw))
+            except ValueError:
+                pass  # not a log line
+
+    def said(self, message: str, **fields) -> list[dict]:
+        return [line for line in list(self.lines)
+                if line.get("message") == message and all(line.get(k) == v for k, v in fields.items())]
+
+
+def test_a_worker_that_starts_later_takes_its_share(pg):
+    h, agent = pg, pg.agent_headers
+    first = start_cli(h.settings.database_url, "work")
+    second = None
+    try:
+        first_log = WorkerLog(first)
+        h.post_events(agent, [usage(f"a-{i}") for i in range(50)])
+        wait_until(lambda: caught_up(h), 30, "the first worker to catch up")
+        second = start_cli(h.settings.database_url, "work")
+        second_log = WorkerLog(second)
+        wait_until(lambda: second_log.said("share of the projections", worker=2, of=2), 30, "the second worker's share")
+        share = second_log.said("share of the projections", worker=2, of=2)[-1]["projections"]
+        assert share and set(share) & set(USAGE_PROJECTIONS), share  # a balanced split gives it a heavy one
+        taken = lambda: {line["projection"] for line in second_log.said("active")}  # noqa: E731
+        wait_until(lambda: set(share) <= taken(), 30, "the second worker to take its share")
+        assert set(share) <= {line["projection"] for line in first_log.said("handing over")}
+        h.post_events(agent, [usage(f"b-{i}") for i in range(50)])
+        wait_until(lambda: caught_up(h), 30, "both workers to catch up")
+        for name in USAGE_PROJECTIONS:
+            assert _advisory_holders(h, name) == 1
+        assert counted(h) == (100, 100)
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                stop(worker, signal.SIGKILL)
 
 
 def test_an_append_that_commits_late_is_not_skipped(pg):
