@@ -17,7 +17,7 @@ from api.answers import answers
 from api.answers_admin import CreditHistoryOut, CreditUsageOut, ResourceTypeOut, TopConsumersOut
 from api.auth import Principal, authenticate, require_permission
 from api.consistency import reflect
-from api.formats import timestamp, window_range
+from api.formats import WindowNames, timestamp, window_range
 from api.services import services
 from ledger.errors import Invalid
 from ledger.usage.resources import RESOURCE_TYPES
@@ -42,7 +42,8 @@ class _Args(Schema):
     min_position = fields.Integer(validate=validate.Range(min=0))
 
 
-class UsageArgs(_Args):
+class UsageArgs(_Args, WindowNames):
+    window = ("startDate", "endDate")
     start_date = fields.Date(data_key="startDate", metadata={"description": "inclusive; default start of the current month"})
     end_date = fields.Date(data_key="endDate", metadata={"description": "inclusive; default today"})
 

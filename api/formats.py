@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
 from flask import Response, stream_with_context
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from ledger.errors import Invalid
 from projections.wire import event_time, money, timestamp  # noqa: F401  (shared with the webhooks)
@@ -45,6 +45,26 @@ class Day(fields.Date):
         if not MIN_YEAR <= day.year <= MAX_YEAR:
             raise ValidationError(f"must be between the years {MIN_YEAR} and {MAX_YEAR}")
         return day
+
+
+WINDOW_NAMES = (("start_date", "end_date"), ("start", "end"), ("startDate", "endDate"))
+"""The three ways the seeds name a window's bounds; each endpoint takes one of them."""
+
+
+class WindowNames(Schema):
+    """Arguments of an endpoint that takes a window under the names `window`. A bound given
+    under another endpoint's names answers 422 with the name to use: ignored as an unknown
+    argument, it would get an answer for the default window instead."""
+
+    window: tuple[str, str] = ("start", "end")
+
+    @validates_schema(pass_original=True)
+    def _other_window_names(self, _data, original, **_kwargs):
+        for names in WINDOW_NAMES:
+            for name, meant in zip(names, self.window):
+                if names != self.window and name in original:
+                    # keyed by the name given (a field_name would be shown under its data_key)
+                    raise ValidationError({name: [f"this endpoint takes {meant}, not {name}"]})
 
 
 def day_start(day: date) -> datetime:

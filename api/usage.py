@@ -14,7 +14,8 @@ from api.answers import SummaryOut, UsageOut, answers, answers_text
 from api.auth import Principal, authenticate
 from api.consistency import reflect
 from api.formats import (
-    DEFAULT_DAYS, Day, csv_response, day_start, event_time, last_days, money, parse_moment, timestamp, window_range,
+    DEFAULT_DAYS, Day, WindowNames, csv_response, day_start, event_time, last_days, money, parse_moment, timestamp,
+    window_range,
 )
 from api.services import services
 from api.usage_codec import RAW_JSON_FIELDS, usage_csv_row, usage_event_json
@@ -55,7 +56,8 @@ class ReadArgs(Schema):
     min_position = fields.Integer(validate=validate.Range(min=0), metadata={"description": "wait until read models pass this ledger position"})
 
 
-class WindowArgs(ReadArgs):
+class WindowArgs(ReadArgs, WindowNames):
+    window = ("start_date", "end_date")
     start_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default 29 days before end_date (the last 30 days)"})
     end_date = Day(metadata={"description": "YYYY-MM-DD, inclusive; default today (UTC)"})
     platform_wide = fields.Boolean(load_default=False)
@@ -69,7 +71,7 @@ class UsageArgs(WindowArgs):
     cursor = fields.String(validate=validate.Length(max=200))
 
 
-class ExportArgs(ReadArgs):
+class ExportArgs(ReadArgs, WindowNames):
     start = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD"})
     end = fields.String(metadata={"description": "RFC3339 or YYYY-MM-DD (a date includes that day)"})
     days = fields.Integer(metadata={"description": "the last N days (today and the N - 1 UTC days before it), 1-365, only without start and end"})

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask_smorest import Blueprint
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, fields, validate
 
 from api.answers import BreakdownOut, RecordsOut, answers
 from api.auth import authenticate
 from api.consistency import reflect
 from projections.usage import UsageEventsProjection, UsageRollupsProjection
-from api.formats import DEFAULT_DAYS, last_days, money, parse_moment, timestamp, window_range
+from api.formats import DEFAULT_DAYS, WindowNames, last_days, money, parse_moment, timestamp, window_range
 from api.services import services
 from api.usage_codec import usage_event_json
 from ledger.errors import Invalid
@@ -26,7 +26,7 @@ blp = Blueprint("usage_analytics", __name__, url_prefix="/api/v1", description="
 _ID = validate.Length(min=1, max=256)
 
 
-class WindowArgs(Schema):
+class WindowArgs(WindowNames):
     class Meta:
         unknown = EXCLUDE
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
+
 from tests.conftest import usage
 
 
@@ -238,3 +240,25 @@ def test_min_position_beyond_the_read_models_answers_503_with_retry_after(h, age
     assert response.json["error"]["code"] == "NOT_CAUGHT_UP"
     h.project()
     assert h.http.get(f"/api/v1/usage/summary?min_position={position}", headers=agent).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "given", "meant"), [
+    ("/api/v1/usage", "start", "start_date"),
+    ("/api/v1/usage", "endDate", "end_date"),
+    ("/api/v1/usage/summary", "startDate", "start_date"),
+    ("/api/v1/usage/breakdown", "start_date", "start"),
+    ("/api/v1/usage/records", "end_date", "end"),
+    ("/api/v1/export/usage", "startDate", "start"),
+])
+def test_a_window_under_another_endpoints_names_is_refused_with_the_name_to_use(h, agent, path, given, meant):
+    """The seeds name a window three ways (start_date, start, startDate); a bound under
+    another endpoint's names would be an ignored argument and get the default window."""
+    response = h.http.get(f"{path}?{given}=2026-11-19", headers=agent)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.json["error"]["fields"] == {given: [f"this endpoint takes {meant}, not {given}"]}
+
+
+def test_the_credit_report_refuses_another_endpoints_window_names_too(h):
+    response = h.admin("GET", "/api/usage?start_date=2026-11-19", headers={"X-Tenant-ID": "acme", "X-Org-ID": "prod"})
+    assert response.status_code == 422
+    assert response.json["error"]["fields"] == {"start_date": ["this endpoint takes startDate, not start_date"]}
