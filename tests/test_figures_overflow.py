@@ -48,11 +48,11 @@ def test_ten_thousand_events_at_the_highest_cost_in_one_hour_are_counted_exactly
     credits = cost * 100  # ai: 100 credits per dollar; 10^21 nanos
     assert cost * 10**9 > 2**63
 
-    summary = h.http.get("/api/v1/usage/summary?start=2026-11-20&end=2026-11-20", headers=agent).json
+    summary = h.http.get("/api/v1/usage/summary?start_date=2026-11-20&end_date=2026-11-20", headers=agent).json
     assert summary["total_events"] == EVENTS, summary
     assert _same(summary, "estimated_cost_usd", cost, "estimated_cost_nanos"), summary
     for granularity in ("hourly", "daily"):
-        answer = h.http.get(f"/api/v1/usage?granularity={granularity}&start=2026-11-20&end=2026-11-20", headers=agent).json
+        answer = h.http.get(f"/api/v1/usage?granularity={granularity}&start_date=2026-11-20&end_date=2026-11-20", headers=agent).json
         (row,) = [r for r in answer["data"] if r["event_count"]]
         assert row["event_count"] == EVENTS and _same(row, "estimated_cost_usd", cost, "estimated_cost_nanos"), row
     breakdown = h.http.get(
@@ -218,7 +218,7 @@ def test_an_existing_database_is_rebuilt_with_the_exact_columns(h, agent):
     events = [usage(f"e-{i}", cost_usd="1.000000001", occurred_at=HOUR) for i in range(5)]
     assert h.post_events(agent, events).status_code == 202
     h.project()
-    before = h.http.get("/api/v1/usage/summary?start=2026-11-20&end=2026-11-20", headers=agent).json
+    before = h.http.get("/api/v1/usage/summary?start_date=2026-11-20&end_date=2026-11-20", headers=agent).json
     rollups = UsageRollupsProjection()
     old = MetaData()
     for table in rollups.tables:  # the old shape: every measure a BIGINT
@@ -243,6 +243,6 @@ def test_an_existing_database_is_rebuilt_with_the_exact_columns(h, agent):
             assert '"cost_nanos" EXACT_BLOB' in ddl.replace("\n", " ").replace("\t", "") or "cost_nanos EXACT_BLOB" in ddl
     for projection in all_projections():
         catch_up(h.engine, h.store, projection)
-    after = h.http.get("/api/v1/usage/summary?start=2026-11-20&end=2026-11-20", headers=agent).json
+    after = h.http.get("/api/v1/usage/summary?start_date=2026-11-20&end_date=2026-11-20", headers=agent).json
     assert {k: v for k, v in after.items() if k != "position"} == {k: v for k, v in before.items() if k != "position"}
     assert after["estimated_cost_nanos"] == 5_000_000_005
