@@ -10,7 +10,8 @@ from typing import Any
 from ledger.clock import SystemClock
 
 DEFAULT_DATABASE_URL = "sqlite:///./usage-ledger.db"
-DATABASE_SCHEMES = ("postgresql:", "postgres:", "postgresql+", "sqlite:")
+POSTGRES_SCHEMES = ("postgresql:", "postgres:", "postgresql+")
+DATABASE_SCHEMES = (*POSTGRES_SCHEMES, "sqlite:")
 
 
 class SettingsError(ValueError):
@@ -135,7 +136,7 @@ class Settings:
 
     @property
     def is_postgres(self) -> bool:
-        return self.database_url.startswith(("postgresql:", "postgres:", "postgresql+"))
+        return self.database_url.startswith(POSTGRES_SCHEMES)
 
 
 def _portal_settings(env: dict[str, str]) -> dict[str, Any]:
